@@ -1,0 +1,27 @@
+//! The infrastructure boundary: seven traits that the kernel and the
+//! generated code depend on, and nothing else.
+//!
+//! | trait | role | in memory ([`crate::memory`]) |
+//! |---|---|---|
+//! | [`ObjectStore`] | files, as byte streams | [`MemoryObjectStore`](crate::memory::MemoryObjectStore), and [`LocalFileSystemStore`](crate::fs::LocalFileSystemStore) on disk |
+//! | [`QueuePublisher`] | hand a task to the workers | [`MemoryQueue`](crate::memory::MemoryQueue) |
+//! | [`QueueConsumer`] | receive it, ack or nack | [`MemoryQueue`](crate::memory::MemoryQueue) |
+//! | [`DistributedLock`] | one worker per task, with expiry | [`MemoryLock`](crate::memory::MemoryLock) |
+//! | [`ProgressTracker`] | latest snapshot and its live stream | [`MemoryProgressTracker`](crate::memory::MemoryProgressTracker) |
+//! | [`SagaStateSerializer`](crate::codec::SagaStateSerializer) | state to bytes and back | [`JsonSerializer`](crate::codec::JsonSerializer) |
+//! | [`SagaStateStore`] | snapshots to resume from | [`MemoryStateStore`](crate::memory::MemoryStateStore) |
+
+mod lock;
+mod progress;
+mod queue;
+mod state;
+mod storage;
+
+pub use lock::{DistributedLock, LockGuard, LockLease};
+pub use progress::{ProgressPage, ProgressQuery, ProgressStream, ProgressTracker};
+pub use queue::{Acknowledger, Delivery, DeliveryStream, MessageHeaders, QueueConsumer, QueueMessage, QueuePublisher};
+pub use state::{SagaStateStore, StoredState};
+pub use storage::{
+    ByteStream, GetResult, ObjectMeta, ObjectStore, ObjectStoreExt, clamp_range, stream_bytes, validate_bucket,
+    validate_location,
+};

@@ -1,0 +1,148 @@
+//! The work queue: a publisher that hands a task over to the workers and a
+//! consumer that receives it, with at-least-once delivery.
+//!
+//! A [`Delivery`] must be acknowledged once its outcome is durably
+//! recorded. A delivery that is nacked, or dropped without either, is
+//! delivered again (to this or another consumer), with its
+//! [`Delivery::delivery_count`] increased.
+
+use std::fmt;
+
+use async_trait::async_trait;
+use futures::stream::BoxStream;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::codec::Payload;
+use crate::error::Result;
+use crate::id::TaskId;
+
+/// One message on a queue: a task handed over to the workers.
+#[derive(Debug, Clone)]
+pub struct QueueMessage {
+    /// The message's own id (not the task's).
+    pub id: Uuid,
+    /// The task the message is about.
+    pub task_id: TaskId,
+    /// The task's declared name, so a worker can dispatch it.
+    pub task_name: String,
+    /// The body: the saga state at hand-off.
+    pub payload: Payload,
+}
+
+impl QueueMessage {
+    /// A message with a fresh id.
+    pub fn new(task_id: TaskId, task_name: impl Into<String>, payload: Payload) -> Self {
+        Self {
+            id: Uuid::now_v7(),
+            task_id,
+            task_name: task_name.into(),
+            payload,
+        }
+    }
+}
+
+/// The header fields of a message, as remote backends store them beside
+/// the encoded payload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageHeaders {
+    /// [`QueueMessage::id`].
+    pub message_id: Uuid,
+    /// [`QueueMessage::task_id`].
+    pub task_id: TaskId,
+    /// [`QueueMessage::task_name`].
+    pub task_name: String,
+}
+
+/// Publishes messages to named queues.
+///
+/// # Cancel safety
+/// A dropped `publish` may or may not have published; the caller treats the
+/// hand-off as not done and retries, which the worker side deduplicates.
+#[async_trait]
+pub trait QueuePublisher: Send + Sync + fmt::Debug + 'static {
+    /// Appends `message` to `queue`, creating the queue if needed. Waits
+    /// while the queue is full (back-pressure); never drops.
+    async fn publish(&self, queue: &str, message: QueueMessage) -> Result<()>;
+
+    /// Checks that the broker answers (used by readiness probes).
+    async fn ping(&self) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// A stream of deliveries from one queue.
+pub type DeliveryStream = BoxStream<'static, Result<Delivery>>;
+
+/// Receives messages from named queues.
+#[async_trait]
+pub trait QueueConsumer: Send + Sync + fmt::Debug + 'static {
+    /// Starts consuming `queue`, creating it if needed. Several streams on
+    /// one queue share its messages: each message goes to one of them.
+    async fn consume(&self, queue: &str) -> Result<DeliveryStream>;
+}
+
+/// Settles one delivery with its broker. Implemented by each backend.
+#[async_trait]
+pub trait Acknowledger: Send + Sync + 'static {
+    /// The message was processed: remove it for good.
+    async fn ack(self: Box<Self>) -> Result<()>;
+    /// The message was not processed: deliver it again.
+    async fn nack(self: Box<Self>) -> Result<()>;
+}
+
+/// A message received from a queue, to be settled with [`ack`](Self::ack)
+/// or [`nack`](Self::nack).
+pub struct Delivery {
+    message: QueueMessage,
+    delivery_count: u32,
+    acker: Box<dyn Acknowledger>,
+}
+
+impl Delivery {
+    /// A delivery of `message` for the `delivery_count`-th time (1 for the
+    /// first), settled through `acker`.
+    pub fn new(message: QueueMessage, delivery_count: u32, acker: Box<dyn Acknowledger>) -> Self {
+        Self {
+            message,
+            delivery_count,
+            acker,
+        }
+    }
+
+    /// The message.
+    pub fn message(&self) -> &QueueMessage {
+        &self.message
+    }
+
+    /// How many times this message has been delivered, this time included.
+    pub fn delivery_count(&self) -> u32 {
+        self.delivery_count
+    }
+
+    /// Removes the message from the queue for good.
+    ///
+    /// # Errors
+    /// A backend error; the message may then be delivered again.
+    pub async fn ack(self) -> Result<()> {
+        self.acker.ack().await
+    }
+
+    /// Returns the message to the queue to be delivered again.
+    ///
+    /// # Errors
+    /// A backend error; brokers redeliver unsettled messages anyway.
+    pub async fn nack(self) -> Result<()> {
+        self.acker.nack().await
+    }
+}
+
+impl fmt::Debug for Delivery {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Delivery")
+            .field("message", &self.message)
+            .field("delivery_count", &self.delivery_count)
+            .finish_non_exhaustive()
+    }
+}

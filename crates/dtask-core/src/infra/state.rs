@@ -1,0 +1,43 @@
+//! The saga state store: the latest snapshot of each task's saga state,
+//! from which a task resumes after a crash.
+
+use std::fmt;
+
+use async_trait::async_trait;
+
+use crate::codec::Payload;
+use crate::error::Result;
+use crate::id::TaskId;
+
+/// A snapshot as stored: its payload and the fencing token of the writer.
+#[derive(Debug, Clone)]
+pub struct StoredState {
+    /// The writer's fencing token: 0 for the API side (which holds no
+    /// lock), the worker's lock token otherwise.
+    pub fence: u64,
+    /// The encoded (or, in memory, typed) saga state.
+    pub payload: Payload,
+}
+
+/// Keeps the latest saga snapshot of each task.
+#[async_trait]
+pub trait SagaStateStore: Send + Sync + fmt::Debug + 'static {
+    /// Replaces the task's snapshot.
+    ///
+    /// # Errors
+    /// [`Error::Fenced`](crate::Error::Fenced) when a snapshot with a
+    /// larger fencing token was saved before: the writer's lease has lapsed
+    /// and a newer holder owns the task.
+    async fn save(&self, task_id: TaskId, state: StoredState) -> Result<()>;
+
+    /// The task's latest snapshot.
+    async fn load(&self, task_id: TaskId) -> Result<Option<StoredState>>;
+
+    /// Forgets the task's snapshot (a no-op for an unknown task).
+    async fn delete(&self, task_id: TaskId) -> Result<()>;
+
+    /// Checks that the backend answers (used by readiness probes).
+    async fn ping(&self) -> Result<()> {
+        Ok(())
+    }
+}

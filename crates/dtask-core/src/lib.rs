@@ -1,0 +1,39 @@
+//! The core of dtask: the seven infrastructure traits, the saga kernel, the
+//! host builder and the in-memory implementations that make up InProcess
+//! mode.
+//!
+//! Users depend on the `dtask` facade crate, which re-exports this one and
+//! the `#[dtask::task]` macro. Backend crates (`dtask-redis`, ...) depend
+//! on this crate alone and run its conformance suite (feature
+//! `test-suite`).
+//!
+//! The crate pulls in no backend client: whatever talks to a broker, a
+//! store or a cache lives in its own crate behind the traits of [`infra`].
+
+pub mod codec;
+mod error;
+pub mod event;
+pub mod files;
+pub mod fs;
+mod id;
+pub mod infra;
+pub mod memory;
+pub mod progress;
+pub mod task;
+
+#[cfg(feature = "test-suite")]
+pub mod conformance;
+
+pub use codec::{Codec, Format, JsonSerializer, Payload, SagaStateSerializer};
+pub use error::{BoxError, Error, Result};
+pub use event::{EventKind, TaskEvent};
+pub use files::{DownloadedFiles, Files, IncomingFile, LocalFile, StoredObject, StoredObjects};
+pub use id::TaskId;
+pub use progress::{StepState, StepStatus, TaskProgress, TaskStatus};
+pub use task::{
+    Backoff, Jitter, Mode, OnExhausted, RetryPolicy, StepContext, StepError, StepErrorKind, StepHost, Task,
+    TaskDefinition,
+};
+
+#[doc(hidden)]
+pub use serde as __serde;

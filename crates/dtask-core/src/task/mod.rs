@@ -1,0 +1,70 @@
+//! What a declared task is to the runtime: the [`Task`] trait that
+//! `#[dtask::task]` implements, its static [`TaskDefinition`], and what a
+//! step receives ([`StepContext`]) and returns ([`StepError`]).
+
+#[doc(hidden)]
+pub mod builtin;
+mod context;
+mod definition;
+mod error;
+mod retry;
+
+use futures::future::BoxFuture;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+pub use context::{StepContext, StepReport};
+pub use definition::{GroupDefinition, Mode, Stage, StepDefinition, StepHost, StepKind, TaskDefinition};
+pub use error::{StepError, StepErrorKind};
+pub use retry::{Backoff, Jitter, OnExhausted, RetryPolicy};
+
+use crate::progress::ConditionSnapshot;
+
+/// How a completed step writes its typed data into the saga's data.
+pub type DataUpdate<D> = Box<dyn FnOnce(&mut D) + Send>;
+
+/// The typed saga of one declared task. Implemented by `#[dtask::task]`;
+/// the kernel drives it.
+///
+/// `Data` is a generated struct with one `Option` field per step holding
+/// that step's typed output, so step data is typed end to end and a
+/// snapshot is just `(request, data, progress)`.
+pub trait Task: Send + Sync + 'static {
+    /// The typed input.
+    type Request: Serialize + DeserializeOwned + Send + Sync + 'static;
+    /// The typed output.
+    type Response: Serialize + DeserializeOwned + Clone + Send + Sync + 'static;
+    /// Every step's output, one `Option` field per step.
+    type Data: Serialize + DeserializeOwned + Clone + Default + Send + Sync + 'static;
+
+    /// The static description.
+    fn definition() -> &'static TaskDefinition;
+
+    /// Runs step `step` (an index into the definition's steps) once.
+    fn run_step<'a>(
+        &'a self,
+        step: usize,
+        cx: &'a StepContext,
+        request: &'a Self::Request,
+        data: &'a Self::Data,
+    ) -> BoxFuture<'a, Result<DataUpdate<Self::Data>, StepError>>;
+
+    /// Undoes completed step `step`. Only called for compensable steps.
+    fn compensate_step<'a>(
+        &'a self,
+        step: usize,
+        cx: &'a StepContext,
+        request: &'a Self::Request,
+        data: &'a Self::Data,
+    ) -> BoxFuture<'a, Result<(), StepError>>;
+
+    /// Evaluates step `step`'s condition, if it has one, recording the
+    /// values it read.
+    fn evaluate_condition(step: usize, request: &Self::Request, data: &Self::Data) -> Option<ConditionSnapshot>;
+
+    /// Builds the response once every step has run.
+    ///
+    /// # Errors
+    /// A permanent failure makes the task fail and compensate.
+    fn response(&self, request: &Self::Request, data: &Self::Data) -> Result<Self::Response, StepError>;
+}
