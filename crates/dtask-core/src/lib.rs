@@ -15,11 +15,14 @@ mod error;
 pub mod event;
 pub mod files;
 pub mod fs;
+pub mod host;
 mod id;
 pub mod infra;
+mod kernel;
 pub mod memory;
 pub mod progress;
 pub mod task;
+pub mod testing;
 
 #[cfg(feature = "test-suite")]
 pub mod conformance;
@@ -28,7 +31,11 @@ pub use codec::{Codec, Format, JsonSerializer, Payload, SagaStateSerializer};
 pub use error::{BoxError, Error, Result};
 pub use event::{EventKind, TaskEvent};
 pub use files::{DownloadedFiles, Files, IncomingFile, LocalFile, StoredObject, StoredObjects};
+pub use host::{
+    CancelOutcome, Host, HostBuilder, Infrastructure, KernelSettings, StepInterceptor, TaskHandle, TaskOutcome,
+};
 pub use id::TaskId;
+pub use kernel::SagaSnapshot;
 pub use progress::{StepState, StepStatus, TaskProgress, TaskStatus};
 pub use task::{
     Backoff, Jitter, Mode, OnExhausted, RetryPolicy, StepContext, StepError, StepErrorKind, StepHost, Task,

@@ -152,10 +152,18 @@ pub struct StepState {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completion_order: Option<u32>,
     /// When the first attempt started.
-    #[serde(default, with = "time::serde::rfc3339::option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub started_at: Option<OffsetDateTime>,
     /// When it completed, failed, was skipped or cancelled.
-    #[serde(default, with = "time::serde::rfc3339::option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub finished_at: Option<OffsetDateTime>,
 }
 
@@ -205,7 +213,11 @@ pub struct TaskProgress {
     #[serde(with = "time::serde::rfc3339")]
     pub updated_at: OffsetDateTime,
     /// When it ended.
-    #[serde(default, with = "time::serde::rfc3339::option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub completed_at: Option<OffsetDateTime>,
 }
 
@@ -310,10 +322,7 @@ impl TaskProgress {
                 self.message = Some(format!("{} completed", step.name));
             }
             EventKind::StepFailed {
-                step,
-                error,
-                retry_in,
-                ..
+                step, error, retry_in, ..
             } => {
                 let state = &mut self.steps[step.index];
                 state.error = Some(error.clone());
@@ -338,7 +347,10 @@ impl TaskProgress {
                 state.status = StepStatus::Skipped;
                 state.condition = Some(condition.clone());
                 state.finished_at = Some(at);
-                self.message = Some(format!("{} skipped: `{}` did not hold", step.name, condition.expression));
+                self.message = Some(format!(
+                    "{} skipped: `{}` did not hold",
+                    step.name, condition.expression
+                ));
             }
             EventKind::ConditionHeld { step, condition } => {
                 self.steps[step.index].condition = Some(condition.clone());
@@ -379,20 +391,13 @@ impl TaskProgress {
             EventKind::Failed { error } => self.finish(TaskStatus::Failed, Some(error), at),
             EventKind::Compensated { error } => self.finish(TaskStatus::Compensated, Some(error), at),
             EventKind::Cancelled => self.finish(TaskStatus::Cancelled, None, at),
-            EventKind::CompensationFailed { error } => {
-                self.finish(TaskStatus::CompensationFailed, Some(error), at)
-            }
+            EventKind::CompensationFailed { error } => self.finish(TaskStatus::CompensationFailed, Some(error), at),
         }
         self.recount();
     }
 
     fn next_completion_order(&self) -> u32 {
-        self.steps
-            .iter()
-            .filter_map(|s| s.completion_order)
-            .max()
-            .unwrap_or(0)
-            + 1
+        self.steps.iter().filter_map(|s| s.completion_order).max().unwrap_or(0) + 1
     }
 
     fn finish(&mut self, status: TaskStatus, error: Option<&String>, at: OffsetDateTime) {

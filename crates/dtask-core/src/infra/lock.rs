@@ -58,9 +58,7 @@ pub struct LockGuard {
 impl LockGuard {
     /// Wraps a backend's lease.
     pub fn new(lease: impl LockLease) -> Self {
-        Self {
-            lease: Box::new(lease),
-        }
+        Self { lease: Box::new(lease) }
     }
 
     /// The locked resource.

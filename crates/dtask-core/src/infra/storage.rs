@@ -198,12 +198,10 @@ pub fn validate_bucket(bucket: &str) -> Result<()> {
 pub fn clamp_range(range: Option<Range<u64>>, size: u64) -> Result<Range<u64>> {
     match range {
         None => Ok(0..size),
-        Some(r) if r.start > r.end || (r.start >= size && !(r.start == 0 && size == 0)) => {
-            Err(Error::invalid(
-                "byte range",
-                format!("{}..{} is outside an object of {size} bytes", r.start, r.end),
-            ))
-        }
+        Some(r) if r.start > r.end || (r.start >= size && !(r.start == 0 && size == 0)) => Err(Error::invalid(
+            "byte range",
+            format!("{}..{} is outside an object of {size} bytes", r.start, r.end),
+        )),
         Some(r) => Ok(r.start..r.end.min(size)),
     }
 }

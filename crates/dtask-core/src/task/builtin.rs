@@ -5,7 +5,9 @@ use futures::{StreamExt, TryStreamExt};
 use tokio::io::AsyncWriteExt;
 
 use super::{StepContext, StepError};
-use crate::files::{DownloadedFiles, LocalFile, StoredObject, StoredObjects, UniqueNames, UploadSource, safe_file_name};
+use crate::files::{
+    DownloadedFiles, LocalFile, StoredObject, StoredObjects, UniqueNames, UploadSource, safe_file_name,
+};
 use crate::infra::ByteStream;
 
 /// The object key of the `index`-th file of an upload step: deterministic,

@@ -59,7 +59,10 @@ impl StepError {
 
     /// The attempt ran past its time limit.
     pub fn timed_out(limit: std::time::Duration) -> Self {
-        Self::new(StepErrorKind::TimedOut, format!("timed out after {} ms", limit.as_millis()))
+        Self::new(
+            StepErrorKind::TimedOut,
+            format!("timed out after {} ms", limit.as_millis()),
+        )
     }
 
     /// A failure of `kind`.

@@ -1,0 +1,372 @@
+//! Checks for [`ProgressTracker`] backends.
+//!
+//! Every check works on fresh task ids, and on a task name of its own
+//! (from [`unique_name`]) where it lists, so it never
+//! sees another run's tasks.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use time::OffsetDateTime;
+
+use super::{unique_name, within};
+use crate::codec::Format;
+use crate::error::{Error, Result};
+use crate::event::{EventKind, TaskEvent};
+use crate::id::TaskId;
+use crate::infra::{ProgressQuery, ProgressStream, ProgressTracker};
+use crate::progress::{TaskProgress, TaskStatus};
+use crate::task::{Mode, StepHost, TaskDefinition};
+
+/// The task every check's snapshots describe.
+static DEFINITION: TaskDefinition = TaskDefinition {
+    name: "ConformanceTask",
+    queue: "dtask-conformance",
+    max_retries: 0,
+    timeout: Duration::from_secs(60),
+    mode: Mode::InProcess,
+    format: Format::Json,
+    cancellable: true,
+    steps: &[],
+    groups: &[],
+};
+
+/// Runs every check of this module against `tracker`.
+pub async fn run_all(tracker: &dyn ProgressTracker) {
+    init_and_get(tracker).await;
+    init_twice_is_already_exists(tracker).await;
+    unknown_task_is_not_found(tracker).await;
+    stale_revision_is_ignored(tracker).await;
+    stream_yields_current_then_changes(tracker).await;
+    no_change_lost_when_updates_race_the_subscription(tracker).await;
+    stream_of_an_ended_task(tracker).await;
+    complete_requires_a_terminal_snapshot(tracker).await;
+    cancellation_is_sticky_and_streamed(tracker).await;
+    cancelling_an_ended_task_changes_nothing(tracker).await;
+    list_newest_first_with_filters(tracker).await;
+}
+
+/// Now, to the millisecond, so every backend stores it exactly.
+fn now() -> OffsetDateTime {
+    let now = OffsetDateTime::now_utc();
+    now.replace_millisecond(now.millisecond()).unwrap_or(now)
+}
+
+/// A new pending task named `name`, at revision 0.
+fn new_task(name: &str) -> TaskProgress {
+    let mut progress = TaskProgress::new(TaskId::new(), &DEFINITION, now());
+    progress.task_name = name.to_owned();
+    progress
+}
+
+/// `progress` after one more event (one more revision).
+fn after(progress: &TaskProgress, kind: EventKind) -> TaskProgress {
+    let mut next = progress.clone();
+    let event = TaskEvent {
+        task_id: progress.task_id,
+        at: now(),
+        kind,
+    };
+    next.apply(&event);
+    next
+}
+
+fn started(progress: &TaskProgress) -> TaskProgress {
+    after(progress, EventKind::Started { host: StepHost::Worker })
+}
+
+fn completed(progress: &TaskProgress) -> TaskProgress {
+    after(progress, EventKind::Completed)
+}
+
+async fn init(tracker: &dyn ProgressTracker, progress: &TaskProgress) {
+    tracker.init(progress).await.expect("init failed");
+}
+
+async fn update(tracker: &dyn ProgressTracker, progress: &TaskProgress) {
+    tracker.update(progress).await.expect("update failed");
+}
+
+async fn complete(tracker: &dyn ProgressTracker, progress: &TaskProgress) {
+    tracker.complete(progress).await.expect("complete failed");
+}
+
+async fn get(tracker: &dyn ProgressTracker, task_id: TaskId) -> TaskProgress {
+    let got = tracker.get(task_id).await.expect("get failed");
+    got.unwrap_or_else(|| panic!("task {task_id} is unknown"))
+}
+
+async fn stream(tracker: &dyn ProgressTracker, task_id: TaskId) -> ProgressStream {
+    tracker.stream(task_id).await.expect("stream failed")
+}
+
+/// Everything `stream` yields until it ends.
+async fn collect(stream: ProgressStream, what: &str) -> Vec<TaskProgress> {
+    within(&format!("{what}: the stream did not end"), stream.collect()).await
+}
+
+fn expect_error<T>(result: Result<T>, matches: fn(&Error) -> bool, what: &str) {
+    match result {
+        Err(e) if matches(&e) => {}
+        Err(e) => panic!("{what}: wrong error: {e:?}"),
+        Ok(_) => panic!("{what}: succeeded"),
+    }
+}
+
+fn is_not_found(error: &Error) -> bool {
+    matches!(error, Error::NotFound { .. })
+}
+
+/// `init` stores the snapshot `get` returns; an unknown task gets `None`.
+pub async fn init_and_get(tracker: &dyn ProgressTracker) {
+    let progress = new_task("ConformanceTask");
+    init(tracker, &progress).await;
+    assert_eq!(get(tracker, progress.task_id).await, progress, "get after init");
+    let unknown = tracker.get(TaskId::new()).await.expect("get of an unknown task");
+    assert!(unknown.is_none(), "an unknown task must get None");
+}
+
+/// A second `init` of one task is [`Error::AlreadyExists`].
+pub async fn init_twice_is_already_exists(tracker: &dyn ProgressTracker) {
+    let progress = new_task("ConformanceTask");
+    init(tracker, &progress).await;
+    let again = tracker.init(&started(&progress)).await;
+    let exists = |e: &Error| matches!(e, Error::AlreadyExists { .. });
+    expect_error(again, exists, "a second init");
+    assert_eq!(
+        get(tracker, progress.task_id).await,
+        progress,
+        "a second init changed the task"
+    );
+}
+
+/// Every call about an unknown task but `get` and `list` is
+/// [`Error::NotFound`].
+pub async fn unknown_task_is_not_found(tracker: &dyn ProgressTracker) {
+    let progress = new_task("ConformanceTask");
+    let id = progress.task_id;
+    expect_error(tracker.update(&started(&progress)).await, is_not_found, "update");
+    expect_error(tracker.complete(&completed(&progress)).await, is_not_found, "complete");
+    expect_error(tracker.stream(id).await, is_not_found, "stream");
+    expect_error(tracker.request_cancellation(id).await, is_not_found, "cancel");
+}
+
+/// An update whose revision is not above the stored one is ignored.
+pub async fn stale_revision_is_ignored(tracker: &dyn ProgressTracker) {
+    let first = new_task("ConformanceTask");
+    init(tracker, &first).await;
+    let second = started(&started(&first));
+    update(tracker, &second).await;
+
+    let mut stale = started(&first);
+    stale.message = Some("stale".into());
+    update(tracker, &stale).await;
+    let mut same = second.clone();
+    same.message = Some("same revision".into());
+    update(tracker, &same).await;
+    assert_eq!(get(tracker, first.task_id).await, second, "a stale update was stored");
+}
+
+/// A stream yields the current snapshot, then every change in order, and
+/// ends after the terminal one.
+pub async fn stream_yields_current_then_changes(tracker: &dyn ProgressTracker) {
+    let mut progress = started(&new_task("ConformanceTask"));
+    init(tracker, &progress).await;
+    let changes = stream(tracker, progress.task_id).await;
+    let mut expected = vec![progress.clone()];
+    for n in 0..5 {
+        progress = started(&progress);
+        progress.message = Some(format!("change {n}"));
+        update(tracker, &progress).await;
+        expected.push(progress.clone());
+    }
+    let done = completed(&progress);
+    complete(tracker, &done).await;
+    expected.push(done);
+    assert_eq!(
+        collect(changes, "live stream").await,
+        expected,
+        "the stream's snapshots"
+    );
+}
+
+/// Updates racing the subscriptions: each stream, whenever it starts,
+/// shows consecutive revisions from its first snapshot to the terminal one.
+pub async fn no_change_lost_when_updates_race_the_subscription(tracker: &dyn ProgressTracker) {
+    const UPDATES: u64 = 200;
+    let first = new_task("ConformanceTask");
+    init(tracker, &first).await;
+    let updater = async {
+        let mut progress = first.clone();
+        for _ in 0..UPDATES {
+            progress = started(&progress);
+            update(tracker, &progress).await;
+            tokio::task::yield_now().await;
+        }
+        complete(tracker, &completed(&progress)).await;
+    };
+    // Subscribers starting at different points of the updates (the last
+    // ones after the end), so that some subscribe while an update lands.
+    let subscribers = [0, 1, 2, 5, 10, 17, 30, 55, 56, 99, 150, 199, 260].map(|delay| async move {
+        for _ in 0..delay {
+            tokio::task::yield_now().await;
+        }
+        collect(stream(tracker, first.task_id).await, "racing stream").await
+    });
+    let ((), streams) = tokio::join!(updater, futures::future::join_all(subscribers));
+
+    for (index, seen) in streams.iter().enumerate() {
+        let revisions: Vec<u64> = seen.iter().map(|p| p.revision).collect();
+        let start = revisions[0];
+        let expected: Vec<u64> = (start..=UPDATES + 1).collect();
+        assert_eq!(
+            revisions, expected,
+            "stream {index}: revisions lost, repeated or reordered"
+        );
+        let last = seen.last().expect("the stream yielded nothing");
+        assert!(last.is_terminal(), "stream {index} must end with the terminal snapshot");
+    }
+}
+
+/// The stream of an ended task yields its terminal snapshot and ends.
+pub async fn stream_of_an_ended_task(tracker: &dyn ProgressTracker) {
+    let progress = new_task("ConformanceTask");
+    init(tracker, &progress).await;
+    let done = completed(&started(&progress));
+    complete(tracker, &done).await;
+    let seen = collect(stream(tracker, progress.task_id).await, "ended task").await;
+    assert_eq!(seen, [done], "an ended task's stream");
+}
+
+/// `complete` with a running snapshot is [`Error::Invalid`] and changes
+/// nothing.
+pub async fn complete_requires_a_terminal_snapshot(tracker: &dyn ProgressTracker) {
+    let progress = new_task("ConformanceTask");
+    init(tracker, &progress).await;
+    let invalid = |e: &Error| matches!(e, Error::Invalid { .. });
+    expect_error(
+        tracker.complete(&started(&progress)).await,
+        invalid,
+        "complete while running",
+    );
+    assert_eq!(
+        get(tracker, progress.task_id).await,
+        progress,
+        "a refused complete changed the task"
+    );
+}
+
+/// A cancellation request shows on open streams and survives later
+/// updates that do not carry it.
+pub async fn cancellation_is_sticky_and_streamed(tracker: &dyn ProgressTracker) {
+    let progress = new_task("ConformanceTask");
+    init(tracker, &progress).await;
+    let mut changes = stream(tracker, progress.task_id).await;
+    let first = within("cancel: first snapshot", changes.next()).await;
+    assert_eq!(first.as_ref(), Some(&progress), "cancel: first snapshot");
+
+    let returned = tracker
+        .request_cancellation(progress.task_id)
+        .await
+        .expect("cancel failed");
+    assert!(
+        returned.cancel_requested,
+        "the returned snapshot must be cancel_requested"
+    );
+    let seen = within("cancel: streamed request", changes.next()).await;
+    let seen = seen.expect("cancel: the stream ended");
+    assert!(
+        seen.cancel_requested,
+        "an open stream must see the cancellation request"
+    );
+
+    let later = started(&returned);
+    let later = TaskProgress {
+        cancel_requested: false,
+        ..later
+    };
+    update(tracker, &later).await;
+    let stored = get(tracker, progress.task_id).await;
+    assert!(
+        stored.cancel_requested,
+        "an update must not clear the cancellation request"
+    );
+    assert_eq!(stored.revision, later.revision, "the later update was not stored");
+    let seen = within("cancel: streamed update", changes.next()).await;
+    let seen = seen.expect("cancel: the stream ended");
+    assert!(
+        seen.cancel_requested,
+        "a streamed update must keep the cancellation request"
+    );
+
+    complete(tracker, &completed(&later)).await;
+    let rest = collect(changes, "cancel: end").await;
+    assert!(
+        rest.last().is_some_and(TaskProgress::is_terminal),
+        "cancel: no terminal snapshot"
+    );
+}
+
+/// Asking an ended task to cancel returns it unchanged.
+pub async fn cancelling_an_ended_task_changes_nothing(tracker: &dyn ProgressTracker) {
+    let progress = new_task("ConformanceTask");
+    init(tracker, &progress).await;
+    let done = completed(&progress);
+    complete(tracker, &done).await;
+    let returned = tracker
+        .request_cancellation(progress.task_id)
+        .await
+        .expect("cancel failed");
+    assert_eq!(returned, done, "cancelling an ended task must return it unchanged");
+    assert_eq!(
+        get(tracker, progress.task_id).await,
+        done,
+        "cancelling an ended task changed it"
+    );
+}
+
+/// `list` returns tasks newest first, filtered by status and name, paged,
+/// with the total of matches.
+pub async fn list_newest_first_with_filters(tracker: &dyn ProgressTracker) {
+    let name = unique_name("ConformanceList");
+    let base = now();
+    let mut ids = Vec::new();
+    for n in 0..5i64 {
+        let mut progress = new_task(&name);
+        progress.created_at = base + time::Duration::seconds(n);
+        init(tracker, &progress).await;
+        if n % 2 == 1 {
+            complete(tracker, &completed(&progress)).await;
+        }
+        ids.push(progress.task_id);
+    }
+    let page = |status: Option<TaskStatus>, offset: usize, limit: usize| ProgressQuery {
+        status,
+        task_name: Some(name.clone()),
+        offset,
+        limit,
+    };
+    let cases = [
+        (page(None, 0, 50), vec![4, 3, 2, 1, 0], 5),
+        (page(Some(TaskStatus::Completed), 0, 50), vec![3, 1], 2),
+        (page(Some(TaskStatus::Pending), 0, 50), vec![4, 2, 0], 3),
+        (page(None, 1, 2), vec![3, 2], 5),
+        (page(None, 10, 2), vec![], 5),
+    ];
+    for (query, expected, total) in cases {
+        let listed = tracker.list(&query).await.expect("list failed");
+        let got: Vec<TaskId> = listed.items.iter().map(|p| p.task_id).collect();
+        let want: Vec<TaskId> = expected.iter().map(|&i| ids[i]).collect();
+        assert_eq!(got, want, "list items for {query:?}");
+        assert_eq!(listed.total, total, "list total for {query:?}");
+    }
+    let other = ProgressQuery {
+        task_name: Some(unique_name("ConformanceNobody")),
+        ..ProgressQuery::default()
+    };
+    let listed = tracker.list(&other).await.expect("list failed");
+    assert!(
+        listed.items.is_empty() && listed.total == 0,
+        "a name nobody uses lists tasks"
+    );
+}

@@ -1,0 +1,377 @@
+//! Building a host: the mode, the services (any of which can be
+//! overridden), the serializer, the tasks.
+
+use std::any::Any;
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::runtime::{EventListener, Infrastructure, KernelSettings, Runtime, StepInterceptor};
+use super::worker::{self, ErasedTask, Registered};
+use super::{Host, HostInner, RegisteredTask};
+use crate::codec::{Codec, Format};
+use crate::error::{Error, Result};
+use crate::event::TaskEvent;
+use crate::infra::{DistributedLock, ObjectStore, ProgressTracker, QueueConsumer, QueuePublisher, SagaStateStore};
+use crate::memory::{MemoryLock, MemoryObjectStore, MemoryProgressTracker, MemoryQueue, MemoryStateStore};
+use crate::task::{Mode, Task, TaskDefinition};
+
+/// Configures and starts a [`Host`].
+///
+/// In [`Mode::InProcess`] every service not given is the in-memory one; in
+/// [`Mode::Distributed`] every service must be given (the backend crates
+/// provide them). Either way any single service can be overridden:
+///
+/// ```
+/// use dtask_core::{Host, Mode};
+/// use dtask_core::fs::LocalFileSystemStore;
+/// # async fn demo() -> dtask_core::Result<()> {
+/// let dir = std::env::temp_dir().join("dtask-doc-example");
+/// let host = Host::builder()
+///     .mode(Mode::InProcess)
+///     .storage(LocalFileSystemStore::new(&dir)?) // durable files, in-memory rest
+///     .worker_concurrency(4)
+///     .build()?;
+/// # host.shutdown().await;
+/// # Ok(()) }
+/// ```
+pub struct HostBuilder {
+    mode: Option<Mode>,
+    format: Option<Format>,
+    serialize_in_process: bool,
+    queue_capacity: usize,
+    worker_concurrency: usize,
+    run_workers: bool,
+    settings: KernelSettings,
+    storage: Option<Arc<dyn ObjectStore>>,
+    publisher: Option<Arc<dyn QueuePublisher>>,
+    consumer: Option<Arc<dyn QueueConsumer>>,
+    lock: Option<Arc<dyn DistributedLock>>,
+    progress: Option<Arc<dyn ProgressTracker>>,
+    state: Option<Arc<dyn SagaStateStore>>,
+    listeners: Vec<EventListener>,
+    interceptor: Option<Arc<dyn StepInterceptor>>,
+    tasks: Vec<PendingTask>,
+}
+
+/// A task given to [`HostBuilder::register`], typed and type-erased.
+struct PendingTask {
+    definition: &'static TaskDefinition,
+    typed: Arc<dyn Any + Send + Sync>,
+    erased: Arc<dyn ErasedTask>,
+}
+
+impl Default for HostBuilder {
+    fn default() -> Self {
+        Self {
+            mode: None,
+            format: None,
+            serialize_in_process: false,
+            queue_capacity: 100,
+            worker_concurrency: 16,
+            run_workers: true,
+            settings: KernelSettings::default(),
+            storage: None,
+            publisher: None,
+            consumer: None,
+            lock: None,
+            progress: None,
+            state: None,
+            listeners: Vec::new(),
+            interceptor: None,
+            tasks: Vec::new(),
+        }
+    }
+}
+
+impl HostBuilder {
+    /// Serves task `T`, whose custom steps `task` implements.
+    #[must_use]
+    pub fn register<T: Task>(mut self, task: T) -> Self {
+        let task = Arc::new(task);
+        self.tasks.push(PendingTask {
+            definition: T::definition(),
+            typed: Arc::clone(&task) as Arc<dyn Any + Send + Sync>,
+            erased: Arc::new(Registered(task)),
+        });
+        self
+    }
+
+    /// Chooses the mode, overriding the tasks' declared default.
+    #[must_use]
+    pub fn mode(mut self, mode: Mode) -> Self {
+        self.mode = Some(mode);
+        self
+    }
+
+    /// Everything in memory, workers inside the host.
+    #[must_use]
+    pub fn in_process(self) -> Self {
+        self.mode(Mode::InProcess)
+    }
+
+    /// Chooses the serializer of messages and snapshots, overriding the
+    /// tasks' declared format.
+    #[must_use]
+    pub fn serializer(mut self, format: Format) -> Self {
+        self.format = Some(format);
+        self
+    }
+
+    /// In InProcess mode, serialize every message and snapshot anyway (off
+    /// by default: the in-process hand-off shares typed values). Turn it
+    /// on in tests to catch state that would not survive a real broker.
+    #[must_use]
+    pub fn serialize_in_process(mut self, serialize: bool) -> Self {
+        self.serialize_in_process = serialize;
+        self
+    }
+
+    /// The capacity of each in-memory queue (default 100); a full queue
+    /// makes submitters wait.
+    #[must_use]
+    pub fn queue_capacity(mut self, capacity: usize) -> Self {
+        self.queue_capacity = capacity.max(1);
+        self
+    }
+
+    /// How many tasks each worker loop runs at once (default 16).
+    #[must_use]
+    pub fn worker_concurrency(mut self, concurrency: usize) -> Self {
+        self.worker_concurrency = concurrency.max(1);
+        self
+    }
+
+    /// Whether this host runs worker loops (default true; false for an
+    /// API-only process).
+    #[must_use]
+    pub fn run_workers(mut self, run: bool) -> Self {
+        self.run_workers = run;
+        self
+    }
+
+    /// The kernel's tunables.
+    #[must_use]
+    pub fn kernel_settings(mut self, settings: KernelSettings) -> Self {
+        self.settings = settings;
+        self
+    }
+
+    /// How long a worker's lock lasts without renewal (default 30 s).
+    #[must_use]
+    pub fn lock_ttl(mut self, ttl: Duration) -> Self {
+        self.settings.lock_ttl = ttl;
+        self
+    }
+
+    /// Where steps get their scratch directories (default: the system
+    /// temporary directory).
+    #[must_use]
+    pub fn scratch_root(mut self, root: impl Into<PathBuf>) -> Self {
+        self.settings.scratch_root = root.into();
+        self
+    }
+
+    /// Overrides the object store.
+    #[must_use]
+    pub fn storage(mut self, storage: impl ObjectStore) -> Self {
+        self.storage = Some(Arc::new(storage));
+        self
+    }
+
+    /// Overrides both ends of the queue with one backend.
+    #[must_use]
+    pub fn queue<Q: QueuePublisher + QueueConsumer + Clone>(mut self, queue: Q) -> Self {
+        self.publisher = Some(Arc::new(queue.clone()));
+        self.consumer = Some(Arc::new(queue));
+        self
+    }
+
+    /// Overrides the queue publisher.
+    #[must_use]
+    pub fn publisher(mut self, publisher: impl QueuePublisher) -> Self {
+        self.publisher = Some(Arc::new(publisher));
+        self
+    }
+
+    /// Overrides the queue consumer.
+    #[must_use]
+    pub fn consumer(mut self, consumer: impl QueueConsumer) -> Self {
+        self.consumer = Some(Arc::new(consumer));
+        self
+    }
+
+    /// Overrides the lock.
+    #[must_use]
+    pub fn lock(mut self, lock: impl DistributedLock) -> Self {
+        self.lock = Some(Arc::new(lock));
+        self
+    }
+
+    /// Overrides the progress tracker.
+    #[must_use]
+    pub fn progress(mut self, progress: impl ProgressTracker) -> Self {
+        self.progress = Some(Arc::new(progress));
+        self
+    }
+
+    /// Overrides the saga state store.
+    #[must_use]
+    pub fn state_store(mut self, state: impl SagaStateStore) -> Self {
+        self.state = Some(Arc::new(state));
+        self
+    }
+
+    /// Calls `listener` with every event of every task, synchronously and
+    /// in order. Keep it quick.
+    #[must_use]
+    pub fn on_event(mut self, listener: impl Fn(&TaskEvent) + Send + Sync + 'static) -> Self {
+        self.listeners.push(Arc::new(listener));
+        self
+    }
+
+    /// Installs a hook called before every step and compensation attempt.
+    #[must_use]
+    pub fn interceptor(mut self, interceptor: impl StepInterceptor) -> Self {
+        self.interceptor = Some(Arc::new(interceptor));
+        self
+    }
+
+    /// Starts the host (and, unless disabled, its worker loops). Must be
+    /// called inside a tokio runtime.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] for two tasks of one name, tasks declaring
+    /// different default modes with no mode chosen, or Distributed mode
+    /// with services missing.
+    pub fn build(self) -> Result<Host> {
+        let mode = self.resolve_mode()?;
+        let format = self
+            .format
+            .or_else(|| self.tasks.first().map(|t| t.definition.format))
+            .unwrap_or_default();
+        let infra = self.infrastructure(mode)?;
+        let mut typed = HashMap::new();
+        let mut erased: HashMap<&'static str, Arc<dyn ErasedTask>> = HashMap::new();
+        for PendingTask {
+            definition,
+            typed: any,
+            erased: task,
+        } in self.tasks
+        {
+            if typed
+                .insert(definition.name, RegisteredTask { definition, typed: any })
+                .is_some()
+            {
+                return Err(Error::invalid(
+                    "task registration",
+                    format!("`{}` is registered twice", definition.name),
+                ));
+            }
+            erased.insert(definition.name, task);
+        }
+        let rt = Arc::new(Runtime {
+            infra,
+            codec: Codec::new(format),
+            serialize: mode == Mode::Distributed || self.serialize_in_process,
+            settings: self.settings,
+            listeners: self.listeners,
+            events: broadcast::channel(1024).0,
+            interceptor: self.interceptor,
+            running: Mutex::new(HashMap::new()),
+            shutdown: CancellationToken::new(),
+        });
+        let erased = Arc::new(erased);
+        let workers = TaskTracker::new();
+        if self.run_workers {
+            let queues: HashSet<&'static str> = erased.values().map(|t| t.definition().queue).collect();
+            for queue in queues {
+                workers.spawn(worker::run_queue(
+                    Arc::clone(&rt),
+                    Arc::clone(&erased),
+                    queue,
+                    self.worker_concurrency,
+                    workers.clone(),
+                ));
+            }
+        }
+        Ok(Host {
+            inner: Arc::new(HostInner {
+                rt,
+                mode,
+                tasks: typed,
+                workers,
+            }),
+        })
+    }
+
+    fn resolve_mode(&self) -> Result<Mode> {
+        if let Some(mode) = self.mode {
+            return Ok(mode);
+        }
+        let declared: HashSet<Mode> = self.tasks.iter().map(|t| t.definition.mode).collect();
+        match declared.len() {
+            0 => Ok(Mode::InProcess),
+            1 => Ok(*declared.iter().next().unwrap_or(&Mode::InProcess)),
+            _ => Err(Error::invalid(
+                "mode",
+                "the registered tasks declare different default modes; choose one with `.mode(..)`",
+            )),
+        }
+    }
+
+    fn infrastructure(&self, mode: Mode) -> Result<Infrastructure> {
+        if mode == Mode::Distributed {
+            let missing: Vec<&str> = [
+                ("storage", self.storage.is_none()),
+                ("publisher", self.publisher.is_none()),
+                ("consumer", self.consumer.is_none()),
+                ("lock", self.lock.is_none()),
+                ("progress", self.progress.is_none()),
+                ("state store", self.state.is_none()),
+            ]
+            .into_iter()
+            .filter_map(|(name, absent)| absent.then_some(name))
+            .collect();
+            if !missing.is_empty() {
+                return Err(Error::invalid(
+                    "distributed mode",
+                    format!("these services must be configured: {}", missing.join(", ")),
+                ));
+            }
+        }
+        let queue = MemoryQueue::with_capacity(self.queue_capacity);
+        Ok(Infrastructure {
+            storage: self
+                .storage
+                .clone()
+                .unwrap_or_else(|| Arc::new(MemoryObjectStore::new())),
+            publisher: self.publisher.clone().unwrap_or_else(|| Arc::new(queue.clone())),
+            consumer: self.consumer.clone().unwrap_or_else(|| Arc::new(queue)),
+            lock: self.lock.clone().unwrap_or_else(|| Arc::new(MemoryLock::new())),
+            progress: self
+                .progress
+                .clone()
+                .unwrap_or_else(|| Arc::new(MemoryProgressTracker::new())),
+            state: self.state.clone().unwrap_or_else(|| Arc::new(MemoryStateStore::new())),
+        })
+    }
+}
+
+impl std::fmt::Debug for HostBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HostBuilder")
+            .field("mode", &self.mode)
+            .field("format", &self.format)
+            .field(
+                "tasks",
+                &self.tasks.iter().map(|t| t.definition.name).collect::<Vec<_>>(),
+            )
+            .finish_non_exhaustive()
+    }
+}

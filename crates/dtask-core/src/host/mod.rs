@@ -1,0 +1,204 @@
+//! The host: where tasks are submitted, run, watched and cancelled.
+//!
+//! A [`Host`] is built once ([`Host::builder`]) with the tasks it serves
+//! and the infrastructure it runs on. In InProcess mode every service is in
+//! memory and the worker loops run inside the host as tokio tasks; in
+//! Distributed mode the same host talks to real backends, and may run only
+//! the API side or only the workers.
+//!
+//! ```
+//! # use dtask_core::{Host, Mode};
+//! # async fn demo() -> dtask_core::Result<()> {
+//! let host = Host::builder().mode(Mode::InProcess).build()?;
+//! # host.shutdown().await;
+//! # Ok(()) }
+//! ```
+
+mod builder;
+mod handle;
+pub(crate) mod runtime;
+mod submit;
+pub(crate) mod worker;
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use tokio::sync::broadcast;
+use tokio_util::task::TaskTracker;
+
+pub use builder::HostBuilder;
+pub use handle::{CancelOutcome, TaskHandle, TaskOutcome};
+pub use runtime::{EventListener, Infrastructure, KernelSettings, StepInterceptor};
+
+use crate::error::{Error, Result};
+use crate::event::TaskEvent;
+use crate::id::TaskId;
+use crate::infra::{ProgressPage, ProgressQuery, ProgressStream};
+use crate::kernel::SagaSnapshot;
+use crate::progress::TaskProgress;
+use crate::task::{Mode, Task, TaskDefinition};
+use runtime::Runtime;
+
+/// A running host. Cheap to clone: clones share everything.
+#[derive(Clone)]
+pub struct Host {
+    inner: Arc<HostInner>,
+}
+
+struct RegisteredTask {
+    definition: &'static TaskDefinition,
+    typed: Arc<dyn Any + Send + Sync>,
+}
+
+struct HostInner {
+    rt: Arc<Runtime>,
+    mode: Mode,
+    tasks: HashMap<&'static str, RegisteredTask>,
+    workers: TaskTracker,
+}
+
+impl Host {
+    /// Starts building a host.
+    pub fn builder() -> HostBuilder {
+        HostBuilder::default()
+    }
+
+    /// The mode the host runs in.
+    pub fn mode(&self) -> Mode {
+        self.inner.mode
+    }
+
+    /// The services the host runs on.
+    pub fn infrastructure(&self) -> &Infrastructure {
+        &self.inner.rt.infra
+    }
+
+    /// The definitions of the registered tasks.
+    pub fn tasks(&self) -> impl Iterator<Item = &'static TaskDefinition> + '_ {
+        self.inner.tasks.values().map(|t| t.definition)
+    }
+
+    /// A receiver of every event of every task, from now on. A receiver
+    /// that falls far behind misses events (it is told how many); use
+    /// [`HostBuilder::on_event`] for a lossless listener.
+    pub fn events(&self) -> broadcast::Receiver<TaskEvent> {
+        self.inner.rt.events.subscribe()
+    }
+
+    /// The task's latest progress snapshot.
+    ///
+    /// # Errors
+    /// A backend error.
+    pub async fn progress(&self, task_id: TaskId) -> Result<Option<TaskProgress>> {
+        self.inner.rt.infra.progress.get(task_id).await
+    }
+
+    /// The task's progress: the current snapshot, then every change, ending
+    /// after the terminal one.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] for an unknown task.
+    pub async fn stream(&self, task_id: TaskId) -> Result<ProgressStream> {
+        self.inner.rt.infra.progress.stream(task_id).await
+    }
+
+    /// Recent tasks, newest first.
+    ///
+    /// # Errors
+    /// A backend error.
+    pub async fn list(&self, query: &ProgressQuery) -> Result<ProgressPage> {
+        self.inner.rt.infra.progress.list(query).await
+    }
+
+    /// Asks a task to stop. Its running step's token fires, then its
+    /// completed steps are compensated and it ends as cancelled.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] for an unknown task.
+    pub async fn cancel(&self, task_id: TaskId) -> Result<CancelOutcome> {
+        let rt = &self.inner.rt;
+        let progress = rt
+            .infra
+            .progress
+            .get(task_id)
+            .await?
+            .ok_or_else(|| Error::not_found(format!("task {task_id}")))?;
+        if progress.is_terminal() {
+            return Ok(CancelOutcome::AlreadyEnded(progress.status));
+        }
+        if !progress.cancellable {
+            return Ok(CancelOutcome::NotCancellable);
+        }
+        let progress = rt.infra.progress.request_cancellation(task_id).await?;
+        if progress.is_terminal() {
+            return Ok(CancelOutcome::AlreadyEnded(progress.status));
+        }
+        if let Some(control) = rt.local_control(task_id) {
+            control.stop(crate::kernel::StopReason::Cancelled);
+        }
+        Ok(CancelOutcome::Requested)
+    }
+
+    /// The task's outcome: its progress, and its response once completed.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] for an unknown task; [`Error::Invalid`] when the
+    /// task is not a `T`.
+    pub async fn outcome<T: Task>(&self, task_id: TaskId) -> Result<TaskOutcome<T::Response>> {
+        let rt = &self.inner.rt;
+        let progress = self
+            .progress(task_id)
+            .await?
+            .ok_or_else(|| Error::not_found(format!("task {task_id}")))?;
+        if progress.task_name != T::definition().name {
+            return Err(Error::invalid(
+                "task type",
+                format!(
+                    "task {task_id} is a `{}`, not a `{}`",
+                    progress.task_name,
+                    T::definition().name
+                ),
+            ));
+        }
+        let response = match progress.status {
+            crate::TaskStatus::Completed => {
+                let stored = rt
+                    .infra
+                    .state
+                    .load(task_id)
+                    .await?
+                    .ok_or_else(|| Error::not_found(format!("saga state of task {task_id}")))?;
+                stored.payload.decode::<SagaSnapshot<T>>()?.response
+            }
+            _ => None,
+        };
+        Ok(TaskOutcome { progress, response })
+    }
+
+    /// Stops taking work, lets every running task reach a step boundary,
+    /// and waits for the worker loops to end.
+    pub async fn shutdown(&self) {
+        self.inner.rt.shutdown.cancel();
+        self.inner.workers.close();
+        self.inner.workers.wait().await;
+    }
+
+    fn registered<T: Task>(&self) -> Result<Arc<T>> {
+        let name = T::definition().name;
+        self.inner
+            .tasks
+            .get(name)
+            .and_then(|t| Arc::clone(&t.typed).downcast::<T>().ok())
+            .ok_or_else(|| Error::invalid("task", format!("`{name}` is not registered on this host")))
+    }
+}
+
+impl std::fmt::Debug for Host {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Host")
+            .field("mode", &self.inner.mode)
+            .field("tasks", &self.inner.tasks.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,140 @@
+//! The state a host shares with every saga it runs.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+
+use crate::codec::{Codec, Payload};
+use crate::error::Result;
+use crate::event::TaskEvent;
+use crate::id::TaskId;
+use crate::infra::{DistributedLock, ObjectStore, ProgressTracker, QueueConsumer, QueuePublisher, SagaStateStore};
+use crate::kernel::{RunControl, SagaSnapshot};
+use crate::task::{StepError, Task};
+
+/// The seven services a host runs on (the serializer is the [`Codec`]).
+#[derive(Debug, Clone)]
+pub struct Infrastructure {
+    /// Files.
+    pub storage: Arc<dyn ObjectStore>,
+    /// Hand-offs to the workers.
+    pub publisher: Arc<dyn QueuePublisher>,
+    /// Deliveries to the workers.
+    pub consumer: Arc<dyn QueueConsumer>,
+    /// One worker per task.
+    pub lock: Arc<dyn DistributedLock>,
+    /// Progress snapshots and streams.
+    pub progress: Arc<dyn ProgressTracker>,
+    /// Saga snapshots.
+    pub state: Arc<dyn SagaStateStore>,
+}
+
+/// A hook the kernel calls before every step attempt and compensation
+/// attempt: the test host injects faults through it.
+#[async_trait]
+pub trait StepInterceptor: Send + Sync + 'static {
+    /// Called before attempt `attempt` of `step`; an error fails the attempt
+    /// without running the step. `token` fires on cancellation or timeout.
+    async fn before_attempt(
+        &self,
+        task: &'static str,
+        step: &'static str,
+        attempt: u32,
+        token: &CancellationToken,
+    ) -> Result<(), StepError>;
+
+    /// Called before a compensation attempt; an error fails it.
+    async fn before_compensation(&self, task: &'static str, step: &'static str, attempt: u32) -> Result<(), StepError>;
+}
+
+/// A function told of every event.
+pub type EventListener = Arc<dyn Fn(&TaskEvent) + Send + Sync>;
+
+/// Tunables of the kernel.
+#[derive(Debug, Clone)]
+pub struct KernelSettings {
+    /// How long a worker's lock on a task lasts without renewal; it is
+    /// renewed every third of it while the task runs.
+    pub lock_ttl: Duration,
+    /// How long a cancelled step may take to notice its token before the
+    /// kernel stops waiting for it.
+    pub cancel_grace: Duration,
+    /// The least time between two progress events of one running step.
+    pub progress_interval: Duration,
+    /// The time limit of one compensation attempt.
+    pub compensation_timeout: Duration,
+    /// Where steps get their scratch directories.
+    pub scratch_root: PathBuf,
+}
+
+impl Default for KernelSettings {
+    fn default() -> Self {
+        Self {
+            lock_ttl: Duration::from_secs(30),
+            cancel_grace: Duration::from_secs(5),
+            progress_interval: Duration::from_millis(100),
+            compensation_timeout: Duration::from_secs(300),
+            scratch_root: std::env::temp_dir().join("dtask"),
+        }
+    }
+}
+
+pub(crate) struct Runtime {
+    pub(crate) infra: Infrastructure,
+    pub(crate) codec: Codec,
+    pub(crate) serialize: bool,
+    pub(crate) settings: KernelSettings,
+    pub(crate) listeners: Vec<EventListener>,
+    pub(crate) events: broadcast::Sender<TaskEvent>,
+    pub(crate) interceptor: Option<Arc<dyn StepInterceptor>>,
+    pub(crate) running: Mutex<HashMap<TaskId, Arc<RunControl>>>,
+    pub(crate) shutdown: CancellationToken,
+}
+
+impl Runtime {
+    pub(crate) fn publish_event(&self, event: &TaskEvent) {
+        for listener in &self.listeners {
+            listener(event);
+        }
+        if self.events.receiver_count() > 0 {
+            let _ = self.events.send(event.clone());
+        }
+    }
+
+    pub(crate) fn encode<T: Task>(&self, snapshot: SagaSnapshot<T>) -> Result<Payload> {
+        if self.serialize {
+            self.codec.encode(&snapshot)
+        } else {
+            Ok(Payload::in_memory(snapshot))
+        }
+    }
+
+    /// The run control of a task, shared by its API and worker sides when
+    /// both run in this process.
+    pub(crate) fn control(&self, task_id: TaskId) -> Arc<RunControl> {
+        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        Arc::clone(
+            running
+                .entry(task_id)
+                .or_insert_with(|| Arc::new(RunControl::default())),
+        )
+    }
+
+    pub(crate) fn local_control(&self, task_id: TaskId) -> Option<Arc<RunControl>> {
+        let running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        running.get(&task_id).cloned()
+    }
+
+    pub(crate) fn forget(&self, task_id: TaskId) {
+        self.running.lock().unwrap_or_else(|e| e.into_inner()).remove(&task_id);
+    }
+
+    pub(crate) fn scratch_dir(&self, task_id: TaskId) -> PathBuf {
+        self.settings.scratch_root.join(task_id.to_string())
+    }
+}

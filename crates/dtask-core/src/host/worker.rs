@@ -1,0 +1,214 @@
+//! The worker side: consuming a queue, taking each task's lock, resuming
+//! its saga from the newest snapshot, acknowledging once the outcome is
+//! recorded.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use tokio::sync::Semaphore;
+use tokio_util::task::TaskTracker;
+
+use super::runtime::Runtime;
+use crate::id::TaskId;
+use crate::infra::{Delivery, LockGuard};
+use crate::kernel::{PhaseEnd, SagaRun, SagaSnapshot, StopReason};
+use crate::task::{StepHost, Task, TaskDefinition};
+
+/// A registered task with its type erased, so one worker loop can serve
+/// every task of a queue.
+#[async_trait]
+pub(crate) trait ErasedTask: Send + Sync + 'static {
+    fn definition(&self) -> &'static TaskDefinition;
+    async fn handle(&self, rt: &Runtime, delivery: Delivery);
+}
+
+pub(crate) struct Registered<T: Task>(pub(crate) Arc<T>);
+
+#[async_trait]
+impl<T: Task> ErasedTask for Registered<T> {
+    fn definition(&self) -> &'static TaskDefinition {
+        T::definition()
+    }
+
+    async fn handle(&self, rt: &Runtime, delivery: Delivery) {
+        handle_delivery(rt, &*self.0, delivery).await;
+    }
+}
+
+/// Consumes `queue` until the host shuts down, running at most
+/// `concurrency` tasks at once.
+pub(crate) async fn run_queue(
+    rt: Arc<Runtime>,
+    tasks: Arc<HashMap<&'static str, Arc<dyn ErasedTask>>>,
+    queue: &'static str,
+    concurrency: usize,
+    tracker: TaskTracker,
+) {
+    let mut deliveries = match rt.infra.consumer.consume(queue).await {
+        Ok(deliveries) => deliveries,
+        Err(error) => {
+            tracing::error!(queue, %error, "cannot consume the queue; this worker loop stops");
+            return;
+        }
+    };
+    let slots = Arc::new(Semaphore::new(concurrency.max(1)));
+    loop {
+        let permit = tokio::select! {
+            permit = Arc::clone(&slots).acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+            () = rt.shutdown.cancelled() => break,
+        };
+        let delivery = tokio::select! {
+            delivery = deliveries.next() => delivery,
+            () = rt.shutdown.cancelled() => break,
+        };
+        let delivery = match delivery {
+            None => break,
+            Some(Ok(delivery)) => delivery,
+            Some(Err(error)) => {
+                tracing::warn!(queue, %error, "receiving from the queue failed");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+        };
+        let Some(task) = tasks.get(delivery.message().task_name.as_str()).cloned() else {
+            tracing::error!(
+                queue,
+                task_name = %delivery.message().task_name,
+                "no task of this name is registered on this worker; dropping the message"
+            );
+            let _ = delivery.ack().await;
+            continue;
+        };
+        let rt = Arc::clone(&rt);
+        tracker.spawn(async move {
+            task.handle(&rt, delivery).await;
+            drop(permit);
+        });
+    }
+}
+
+async fn handle_delivery<T: Task>(rt: &Runtime, task: &T, delivery: Delivery) {
+    let task_id = delivery.message().task_id;
+    let handed_off: SagaSnapshot<T> = match delivery.message().payload.decode() {
+        Ok(snapshot) => snapshot,
+        Err(error) => {
+            tracing::error!(%task_id, %error, "undecodable worker message; dropping it");
+            let _ = delivery.ack().await;
+            return;
+        }
+    };
+    let Some(lock) = acquire(rt, task_id).await else {
+        tracing::debug!(%task_id, "task locked by another worker; returning the message");
+        let _ = delivery.nack().await;
+        return;
+    };
+    let resumed = delivery.delivery_count() > 1;
+    let snapshot = newest_snapshot(rt, task_id, handed_off).await;
+    if snapshot.progress.is_terminal() {
+        let _ = delivery.ack().await;
+        rt.forget(task_id);
+        return;
+    }
+    let local = rt.local_control(task_id).is_some();
+    let control = rt.control(task_id);
+    let mut run = SagaRun::new(rt, task, snapshot, Arc::clone(&control), lock.fencing_token());
+    if (resumed || !local)
+        && let Ok(Some(progress)) = rt.infra.progress.get(task_id).await
+    {
+        run.recorder().raise_revision(progress.revision);
+        if progress.cancel_requested {
+            control.stop(StopReason::Cancelled);
+        }
+    }
+    let end = tokio::select! {
+        end = run.run_phase(StepHost::Worker) => end,
+        () = keep_alive(&lock, rt.settings.lock_ttl) => {
+            control.stop(StopReason::LockLost);
+            PhaseEnd::Interrupted
+        }
+    };
+    drop(run);
+    match end {
+        PhaseEnd::Settled(_) => {
+            if let Err(error) = delivery.ack().await {
+                tracing::warn!(%task_id, %error, "ack failed; the message may be delivered again");
+            }
+            rt.forget(task_id);
+            remove_scratch(rt, task_id).await;
+        }
+        PhaseEnd::Interrupted | PhaseEnd::HandOff => {
+            let _ = delivery.nack().await;
+        }
+    }
+    if let Err(error) = lock.release().await {
+        tracing::debug!(%task_id, %error, "lock release failed; it will expire");
+    }
+}
+
+/// Takes the task's lock, waiting up to one lock lifetime for a holder
+/// that is finishing.
+async fn acquire(rt: &Runtime, task_id: TaskId) -> Option<LockGuard> {
+    let resource = format!("task:{task_id}");
+    let ttl = rt.settings.lock_ttl;
+    let give_up = tokio::time::Instant::now() + ttl;
+    let mut pause = Duration::from_millis(20);
+    loop {
+        match rt.infra.lock.try_acquire(&resource, ttl).await {
+            Ok(Some(guard)) => return Some(guard),
+            Ok(None) => {}
+            Err(error) => tracing::warn!(%task_id, %error, "lock backend failed"),
+        }
+        if tokio::time::Instant::now() + pause > give_up {
+            return None;
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(1));
+    }
+}
+
+/// Renews the lock every third of its lifetime; returns when it is lost.
+async fn keep_alive(lock: &LockGuard, ttl: Duration) {
+    loop {
+        tokio::time::sleep(ttl / 3).await;
+        if let Err(error) = lock.extend(ttl).await {
+            tracing::warn!(resource = lock.resource(), %error, "lost the task's lock");
+            return;
+        }
+    }
+}
+
+/// The stored snapshot when it is at least as new as the handed-off one.
+async fn newest_snapshot<T: Task>(rt: &Runtime, task_id: TaskId, handed_off: SagaSnapshot<T>) -> SagaSnapshot<T> {
+    let stored = match rt.infra.state.load(task_id).await {
+        Ok(Some(stored)) => stored,
+        Ok(None) => return handed_off,
+        Err(error) => {
+            tracing::warn!(%task_id, %error, "could not load the saga state; using the handed-off one");
+            return handed_off;
+        }
+    };
+    match stored.payload.decode::<SagaSnapshot<T>>() {
+        Ok(snapshot) if snapshot.progress.revision >= handed_off.progress.revision => snapshot,
+        Ok(_) => handed_off,
+        Err(error) => {
+            tracing::warn!(%task_id, %error, "undecodable saga state; using the handed-off one");
+            handed_off
+        }
+    }
+}
+
+pub(crate) async fn remove_scratch(rt: &Runtime, task_id: TaskId) {
+    let dir = rt.scratch_dir(task_id);
+    match tokio::fs::remove_dir_all(&dir).await {
+        Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+            tracing::warn!(%task_id, %error, dir = %dir.display(), "could not remove the scratch directory");
+        }
+        _ => {}
+    }
+}

@@ -1,0 +1,90 @@
+//! Compensation: undoing completed steps in reverse order of completion.
+
+use tokio_util::sync::CancellationToken;
+
+use super::SagaRun;
+use crate::event::{CompensationReason, EventKind};
+use crate::progress::StepStatus;
+use crate::task::{StepError, Task};
+
+impl<T: Task> SagaRun<'_, T> {
+    /// Undoes every completed, compensable step, the last completed first.
+    /// Skipped and failed steps are left alone. A step whose compensation
+    /// keeps failing is recorded as such and the others are still undone.
+    /// Returns the compensation failures.
+    pub(super) async fn compensate(&mut self, reason: CompensationReason) -> Vec<String> {
+        self.recorder.record(EventKind::Compensating { reason }).await;
+        let mut completed: Vec<(u32, usize)> = self.recorder.with(|p| {
+            p.steps
+                .iter()
+                .enumerate()
+                .filter(|(i, s)| s.status == StepStatus::Completed && self.def.steps[*i].compensable)
+                .map(|(i, s)| (s.completion_order.unwrap_or(0), i))
+                .collect()
+        });
+        completed.sort_unstable_by(|a, b| b.cmp(a));
+        let mut failures = Vec::new();
+        for (_, index) in completed {
+            if let Err(error) = self.compensate_one(index).await {
+                failures.push(format!("`{}`: {error}", self.def.steps[index].name));
+            }
+        }
+        failures
+    }
+
+    /// Undoes one step, retrying as its retry policy says. Compensation runs
+    /// under a fresh token: the task's has usually fired already.
+    pub(super) async fn compensate_one(&self, index: usize) -> Result<(), StepError> {
+        let step = &self.def.steps[index];
+        let budget = step.retry.max_retries + 1;
+        let env = self.env();
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            self.recorder
+                .record(EventKind::StepCompensating {
+                    step: env.step_ref(index),
+                    attempt,
+                })
+                .await;
+            let (cx, _reports) = env.context(index, attempt, CancellationToken::new());
+            let work = async {
+                if let Some(interceptor) = &self.rt.interceptor {
+                    interceptor
+                        .before_compensation(self.def.name, step.name, attempt)
+                        .await?;
+                }
+                self.task.compensate_step(index, &cx, &self.request, &self.data).await
+            };
+            let limit = self.rt.settings.compensation_timeout;
+            let result = match tokio::time::timeout(limit, work).await {
+                Ok(result) => result,
+                Err(_) => {
+                    cx.cancellation_token().cancel();
+                    Err(StepError::timed_out(limit))
+                }
+            };
+            match result {
+                Ok(()) => {
+                    self.settle(EventKind::StepCompensated {
+                        step: env.step_ref(index),
+                    })
+                    .await;
+                    return Ok(());
+                }
+                Err(error) if attempt < budget => {
+                    tracing::warn!(task_id = %self.task_id, step = step.name, attempt, %error, "compensation failed; retrying");
+                    tokio::time::sleep(step.retry.delay(attempt, rand::random::<f64>())).await;
+                }
+                Err(error) => {
+                    self.settle(EventKind::StepCompensationFailed {
+                        step: env.step_ref(index),
+                        error: error.to_string(),
+                    })
+                    .await;
+                    return Err(error);
+                }
+            }
+        }
+    }
+}

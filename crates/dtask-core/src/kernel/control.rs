@@ -1,0 +1,45 @@
+//! Stopping a running saga: the task's cancellation token and the reason
+//! it fired.
+
+use std::sync::Mutex;
+
+use tokio_util::sync::CancellationToken;
+
+/// Why a saga was asked to stop before its end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StopReason {
+    /// Its client cancelled it: compensate, end as cancelled.
+    Cancelled,
+    /// Its timeout elapsed: compensate, end as compensated.
+    TimedOut,
+    /// This worker lost its lock: stop without settling; the new holder
+    /// carries on.
+    LockLost,
+}
+
+/// The token every step of a task derives its own from, and why it fired.
+#[derive(Debug, Default)]
+pub(crate) struct RunControl {
+    token: CancellationToken,
+    reason: Mutex<Option<StopReason>>,
+}
+
+impl RunControl {
+    pub(crate) fn token(&self) -> &CancellationToken {
+        &self.token
+    }
+
+    /// Asks the saga to stop. The first reason given wins.
+    pub(crate) fn stop(&self, reason: StopReason) {
+        let mut current = self.reason.lock().unwrap_or_else(|e| e.into_inner());
+        if current.is_none() {
+            *current = Some(reason);
+        }
+        drop(current);
+        self.token.cancel();
+    }
+
+    pub(crate) fn reason(&self) -> Option<StopReason> {
+        *self.reason.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}

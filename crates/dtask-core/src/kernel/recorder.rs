@@ -1,0 +1,86 @@
+//! The recorder: the one place a task's progress changes. Every change is
+//! an event, folded into the progress snapshot, told to the host's
+//! listeners and written to the progress tracker.
+
+use std::sync::Mutex;
+
+use time::OffsetDateTime;
+
+use crate::event::{EventKind, TaskEvent};
+use crate::id::TaskId;
+use crate::progress::TaskProgress;
+
+use crate::host::runtime::Runtime;
+
+pub(crate) struct Recorder<'r> {
+    rt: &'r Runtime,
+    task_id: TaskId,
+    progress: Mutex<TaskProgress>,
+}
+
+impl<'r> Recorder<'r> {
+    pub(crate) fn new(rt: &'r Runtime, progress: TaskProgress) -> Self {
+        Self {
+            rt,
+            task_id: progress.task_id,
+            progress: Mutex::new(progress),
+        }
+    }
+
+    /// Folds `kind` into the snapshot and tells the listeners; returns the
+    /// new snapshot, to be written with [`Recorder::write`].
+    pub(crate) fn apply(&self, kind: EventKind) -> TaskProgress {
+        let event = TaskEvent {
+            task_id: self.task_id,
+            at: OffsetDateTime::now_utc(),
+            kind,
+        };
+        let snapshot = {
+            let mut progress = self.lock();
+            progress.apply(&event);
+            progress.clone()
+        };
+        self.rt.publish_event(&event);
+        snapshot
+    }
+
+    /// Records `kind`: folds it and writes the snapshot to the tracker.
+    pub(crate) async fn record(&self, kind: EventKind) {
+        let snapshot = self.apply(kind);
+        self.write(&snapshot).await;
+    }
+
+    /// Writes a snapshot to the tracker. A tracker failure is logged, not
+    /// fatal: the saga's own record is the state snapshot, and the next
+    /// write carries every change.
+    pub(crate) async fn write(&self, snapshot: &TaskProgress) {
+        let tracker = &self.rt.infra.progress;
+        let result = if snapshot.is_terminal() {
+            tracker.complete(snapshot).await
+        } else {
+            tracker.update(snapshot).await
+        };
+        if let Err(error) = result {
+            tracing::warn!(task_id = %self.task_id, %error, "could not write progress");
+        }
+    }
+
+    pub(crate) fn snapshot(&self) -> TaskProgress {
+        self.lock().clone()
+    }
+
+    pub(crate) fn with<R>(&self, f: impl FnOnce(&TaskProgress) -> R) -> R {
+        f(&self.lock())
+    }
+
+    /// Raises the revision counter to at least `revision`, so that writes
+    /// after a resume are not taken for stale ones.
+    pub(crate) fn raise_revision(&self, revision: u64) {
+        let mut progress = self.lock();
+        progress.revision = progress.revision.max(revision);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, TaskProgress> {
+        self.progress.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}

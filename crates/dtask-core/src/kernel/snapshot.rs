@@ -1,0 +1,59 @@
+//! The saga state that is snapshotted after every step and handed over to
+//! the workers.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::progress::TaskProgress;
+use crate::task::Task;
+
+/// Everything needed to resume a task: its request, every step's data, the
+/// progress record (step states, attempts, completion order) and, once it
+/// has completed, the response.
+///
+/// This is both the body of the worker message (the state at hand-off) and
+/// what the [`SagaStateStore`](crate::infra::SagaStateStore) keeps.
+#[derive(Serialize, Deserialize)]
+#[serde(bound = "", rename_all = "camelCase")]
+pub struct SagaSnapshot<T: Task> {
+    /// The request (its files already consumed by the API side).
+    pub request: Arc<T::Request>,
+    /// Every step's typed output so far.
+    pub data: T::Data,
+    /// The progress record.
+    pub progress: TaskProgress,
+    /// The response, once the task has completed.
+    #[serde(default = "none", skip_serializing_if = "Option::is_none")]
+    pub response: Option<T::Response>,
+    /// When the task's timeout elapses.
+    #[serde(with = "time::serde::rfc3339")]
+    pub deadline: OffsetDateTime,
+}
+
+fn none<R>() -> Option<R> {
+    None
+}
+
+impl<T: Task> Clone for SagaSnapshot<T> {
+    fn clone(&self) -> Self {
+        Self {
+            request: Arc::clone(&self.request),
+            data: self.data.clone(),
+            progress: self.progress.clone(),
+            response: self.response.clone(),
+            deadline: self.deadline,
+        }
+    }
+}
+
+impl<T: Task> std::fmt::Debug for SagaSnapshot<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SagaSnapshot")
+            .field("task_id", &self.progress.task_id)
+            .field("status", &self.progress.status)
+            .field("revision", &self.progress.revision)
+            .finish_non_exhaustive()
+    }
+}

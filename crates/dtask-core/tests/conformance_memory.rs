@@ -1,0 +1,49 @@
+//! The conformance suite against the in-memory (InProcess) backends.
+
+use std::sync::Arc;
+
+use dtask_core::conformance;
+use dtask_core::memory::{MemoryLock, MemoryObjectStore, MemoryProgressTracker, MemoryQueue, MemoryStateStore};
+use dtask_core::{Codec, Format, JsonSerializer};
+
+#[tokio::test]
+async fn memory_object_store() {
+    conformance::storage::run_all(&MemoryObjectStore::new()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_queue() {
+    let queue = MemoryQueue::new();
+    conformance::queue::run_all(Arc::new(queue.clone()), Arc::new(queue)).await;
+}
+
+#[tokio::test]
+async fn memory_queue_back_pressure() {
+    let queue = MemoryQueue::with_capacity(4);
+    conformance::queue::back_pressure(Arc::new(queue.clone()), Arc::new(queue), 4).await;
+}
+
+#[tokio::test]
+async fn memory_lock() {
+    conformance::lock::run_all(&MemoryLock::new()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_progress_tracker() {
+    conformance::progress::run_all(&MemoryProgressTracker::new()).await;
+}
+
+#[tokio::test]
+async fn memory_state_store() {
+    conformance::state::run_all(&MemoryStateStore::new()).await;
+}
+
+#[test]
+fn json_serializer() {
+    conformance::serializer::run_all(&JsonSerializer);
+}
+
+#[test]
+fn json_codec() {
+    conformance::serializer::run_all(&Codec::new(Format::Json));
+}
