@@ -15,7 +15,7 @@ use super::recorder::Recorder;
 use crate::event::{EventKind, StepRef};
 use crate::host::runtime::Runtime;
 use crate::id::TaskId;
-use crate::task::{DataUpdate, StepContext, StepError, Task, TaskDefinition};
+use crate::task::{DataUpdate, StepContext, StepError, StepErrorKind, Task, TaskDefinition};
 
 /// What every step of one saga run shares.
 pub(crate) struct StepEnv<'a, T: Task> {
@@ -93,6 +93,14 @@ impl<T: Task> StepEnv<'_, T> {
                 Ok(update) => return Ok(update),
                 Err(error) => error,
             };
+            if parent.is_cancelled() && error.kind() == StepErrorKind::Cancelled {
+                self.recorder
+                    .record(EventKind::StepCancelled {
+                        step: self.step_ref(index),
+                    })
+                    .await;
+                return Err(error);
+            }
             let retries_left = attempt < budget && error.is_retryable() && !parent.is_cancelled();
             let retry_in = retries_left.then(|| policy.delay(attempt, rand::random::<f64>()));
             self.recorder

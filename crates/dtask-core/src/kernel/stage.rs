@@ -140,7 +140,6 @@ impl<T: Task> SagaRun<'_, T> {
         let mut failure: Option<Failure> = None;
         let mut winner: Option<usize> = None;
         let mut losers = Vec::new();
-        let mut stopped = Vec::new();
         while let Some((index, result)) = running.next().await {
             match result {
                 Ok(update) => {
@@ -161,7 +160,7 @@ impl<T: Task> SagaRun<'_, T> {
                     }
                 }
                 Err(error) if error.kind() == StepErrorKind::Cancelled && (winner.is_some() || failure.is_some()) => {
-                    stopped.push(index);
+                    // A sibling won or failed; run_step recorded the cancellation.
                 }
                 Err(error) => {
                     if await_all {
@@ -178,13 +177,6 @@ impl<T: Task> SagaRun<'_, T> {
             }
         }
         drop(running);
-        for index in stopped {
-            self.recorder
-                .record(EventKind::StepCancelled {
-                    step: self.step_ref(index),
-                })
-                .await;
-        }
         for index in losers {
             if self.compensate_one(index).await.is_ok() {
                 self.recorder

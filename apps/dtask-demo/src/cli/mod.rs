@@ -1,0 +1,137 @@
+//! The demo's commands.
+
+mod view;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use dtask::prelude::*;
+use dtask::{Host, TaskOutcome};
+use dtask_demo::zip_archive::human_bytes;
+use dtask_demo::{CreateZipFromFiles, CreateZipRequest, CreateZipResponse};
+use futures::StreamExt;
+use tokio::io::AsyncWriteExt;
+
+/// `zip FILE... --output OUT.zip`.
+pub(crate) async fn zip(files: Vec<PathBuf>, output: PathBuf) -> anyhow::Result<()> {
+    for path in &files {
+        check_readable(path)?;
+    }
+    let request = CreateZipRequest {
+        files: Files::from_paths(files).context("reading the input files")?,
+        output_file_name: output.file_name().map(|n| n.to_string_lossy().into_owned()),
+    };
+    let host = Host::builder().register(CreateZipFromFiles).build()?;
+    let outcome = run_with_progress(&host, request).await?;
+    let response = outcome.into_response()?;
+    download(&host, &response, &output).await?;
+    println!(
+        "{}: {} files, {}",
+        output.display(),
+        response.entries,
+        human_bytes(response.size)
+    );
+    host.shutdown().await;
+    Ok(())
+}
+
+/// The default command: zips generated sample files and lists the archive.
+pub(crate) async fn demo() -> anyhow::Result<()> {
+    let dir = std::env::temp_dir().join(format!("dtask-demo-{}", std::process::id()));
+    tokio::fs::create_dir_all(&dir).await?;
+    let samples = [
+        ("README.txt", b"dtask zipped these files in InProcess mode.\n".to_vec()),
+        ("report.csv", b"id,name,value\n1,alpha,3.14\n2,beta,2.72\n".repeat(2000)),
+        (
+            "noise.bin",
+            (0..4_000_000u32)
+                .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+                .collect(),
+        ),
+        ("résumé ✓.txt", "non-ASCII names survive\n".as_bytes().to_vec()),
+    ];
+    let mut paths = Vec::new();
+    for (name, bytes) in &samples {
+        let path = dir.join(name);
+        tokio::fs::write(&path, bytes).await?;
+        paths.push(path);
+    }
+    let output = dir.join("dtask-demo.zip");
+    println!(
+        "Zipping {} sample files with CreateZipFromFiles (InProcess mode)…",
+        paths.len()
+    );
+    zip(paths, output.clone()).await?;
+    let archive = zip::ZipArchive::new(std::fs::File::open(&output)?)?;
+    println!("Archive contents:");
+    for name in archive.file_names() {
+        println!("  {}", name?);
+    }
+    println!("\nNext: cargo run --release -- zip FILE... --output OUT.zip");
+    Ok(())
+}
+
+fn check_readable(path: &Path) -> anyhow::Result<()> {
+    let meta = std::fs::metadata(path).with_context(|| format!("cannot read `{}`", path.display()))?;
+    if !meta.is_file() {
+        bail!("`{}` is not a regular file", path.display());
+    }
+    std::fs::File::open(path).with_context(|| format!("cannot read `{}`", path.display()))?;
+    Ok(())
+}
+
+async fn run_with_progress(host: &Host, request: CreateZipRequest) -> anyhow::Result<TaskOutcome<CreateZipResponse>> {
+    let task_id = TaskId::new();
+    let mut events = host.events();
+    let watcher = {
+        let host = host.clone();
+        tokio::spawn(async move {
+            while let Ok(event) = events.recv().await {
+                if event.task_id == task_id {
+                    break;
+                }
+            }
+            let mut view = view::ProgressView::new();
+            if let Ok(mut stream) = host.stream(task_id).await {
+                while let Some(progress) = stream.next().await {
+                    view.show(&progress);
+                }
+            }
+            view.finish();
+        })
+    };
+    let submitted = host.submit_with_id::<CreateZipFromFiles>(task_id, request).await;
+    let outcome = match submitted {
+        Ok(handle) => handle.wait().await,
+        Err(error) => Err(error),
+    };
+    let _ = watcher.await;
+    let outcome = outcome?;
+    if outcome.status() != TaskStatus::Completed {
+        bail!(
+            "the task ended {}: {}",
+            outcome.status().as_str(),
+            outcome.progress.error.as_deref().unwrap_or("no error recorded")
+        );
+    }
+    Ok(outcome)
+}
+
+/// Streams the archive from the store to `output` (through a temporary
+/// file, so a failed download leaves no half-written archive).
+async fn download(host: &Host, response: &CreateZipResponse, output: &Path) -> anyhow::Result<()> {
+    let storage = &host.infrastructure().storage;
+    let mut body = storage.get(&response.bucket, &response.key, None).await?.body;
+    let partial = output.with_extension("zip.part");
+    let mut file = tokio::fs::File::create(&partial)
+        .await
+        .with_context(|| format!("cannot write `{}`", partial.display()))?;
+    while let Some(chunk) = body.next().await {
+        file.write_all(&chunk?).await?;
+    }
+    file.sync_all().await?;
+    tokio::fs::rename(&partial, output)
+        .await
+        .with_context(|| format!("cannot write `{}`", output.display()))?;
+    Ok(())
+}

@@ -1,0 +1,174 @@
+//! Snapshots after every step, and resuming from one without re-running
+//! completed steps.
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use dtask::event::{EventKind, StepRef, TaskEvent};
+use dtask::infra::{QueueMessage, SagaStateStore, StoredState};
+use dtask::memory::MemoryStateStore;
+use dtask::prelude::*;
+use dtask::testing::TestHost;
+use dtask::{Codec, Format, SagaSnapshot};
+use futures::StreamExt;
+use support::{Journal, OrderRequest, PlaceOrder, Reservation, place_order};
+use time::OffsetDateTime;
+
+/// A state store that counts saves, around the in-memory one.
+#[derive(Debug, Default, Clone)]
+struct CountingStore {
+    inner: Arc<MemoryStateStore>,
+    saves: Arc<AtomicUsize>,
+}
+
+#[async_trait]
+impl SagaStateStore for CountingStore {
+    async fn save(&self, task_id: TaskId, state: StoredState) -> dtask::Result<()> {
+        self.saves.fetch_add(1, Ordering::SeqCst);
+        self.inner.save(task_id, state).await
+    }
+
+    async fn load(&self, task_id: TaskId) -> dtask::Result<Option<StoredState>> {
+        self.inner.load(task_id).await
+    }
+
+    async fn delete(&self, task_id: TaskId) -> dtask::Result<()> {
+        self.inner.delete(task_id).await
+    }
+}
+
+#[tokio::test]
+async fn the_state_is_saved_after_every_step() {
+    let store = CountingStore::default();
+    let saves = Arc::clone(&store.saves);
+    let host = TestHost::with(|b| b.register(PlaceOrder::default()).state_store(store.clone()));
+    let handle = host
+        .submit::<PlaceOrder>(OrderRequest {
+            item: "pen".into(),
+            ..OrderRequest::default()
+        })
+        .await
+        .unwrap();
+    let outcome = handle.wait().await.unwrap();
+    assert_eq!(outcome.status(), TaskStatus::Completed);
+    // hand-off, three steps, completion
+    assert_eq!(saves.load(Ordering::SeqCst), 5);
+    let stored = store.load(handle.id()).await.unwrap().unwrap();
+    let snapshot: SagaSnapshot<PlaceOrder> = stored.payload.decode().unwrap();
+    assert_eq!(snapshot.progress.status, TaskStatus::Completed);
+    assert_eq!(snapshot.data.ship.unwrap().tracking, "res-pen/pay-for-res-pen");
+    assert!(stored.fence > 0, "the worker writes with its lock's fencing token");
+}
+
+/// The state a worker that died after Reserve left behind.
+fn after_reserve(task_id: TaskId) -> SagaSnapshot<PlaceOrder> {
+    let definition = <PlaceOrder as Task>::definition();
+    let now = OffsetDateTime::now_utc();
+    let mut progress = TaskProgress::new(task_id, definition, now);
+    let reserve = StepRef {
+        index: 0,
+        name: "Reserve",
+    };
+    for kind in [
+        EventKind::Submitted,
+        EventKind::StepStarted {
+            step: reserve,
+            attempt: 1,
+        },
+        EventKind::StepCompleted {
+            step: reserve,
+            attempt: 1,
+        },
+    ] {
+        progress.apply(&TaskEvent { task_id, at: now, kind });
+    }
+    SagaSnapshot {
+        request: Arc::new(OrderRequest {
+            item: "resumed".into(),
+            ..OrderRequest::default()
+        }),
+        data: place_order::Data {
+            reserve: Some(Reservation {
+                id: "res-from-snapshot".into(),
+            }),
+            ..place_order::Data::default()
+        },
+        progress,
+        response: None,
+        deadline: now + Duration::from_secs(30),
+    }
+}
+
+#[tokio::test]
+async fn a_redelivered_task_resumes_after_its_last_completed_step() {
+    let journal = Journal::default();
+    let host = TestHost::new(PlaceOrder {
+        journal: journal.clone(),
+    });
+    let infra = host.host().infrastructure();
+    let task_id = TaskId::new();
+    let snapshot = after_reserve(task_id);
+    infra.progress.init(&snapshot.progress).await.unwrap();
+    let payload = Codec::new(Format::Json).encode(&snapshot).unwrap();
+    let mut stream = infra.progress.stream(task_id).await.unwrap();
+    infra
+        .publisher
+        .publish("orders", QueueMessage::new(task_id, "PlaceOrder", payload))
+        .await
+        .unwrap();
+    while let Some(progress) = stream.next().await {
+        if progress.is_terminal() {
+            break;
+        }
+    }
+
+    let outcome = host.host().outcome::<PlaceOrder>(task_id).await.unwrap();
+    assert_eq!(outcome.status(), TaskStatus::Completed);
+    assert_eq!(
+        journal.entries(),
+        ["run Charge", "run Ship"],
+        "Reserve is not run again"
+    );
+    assert_eq!(outcome.response.unwrap().reservation, "res-from-snapshot");
+    assert_eq!(outcome.progress.steps[0].attempts, 1);
+}
+
+#[tokio::test]
+async fn a_duplicate_delivery_of_an_ended_task_runs_nothing() {
+    let journal = Journal::default();
+    let host = TestHost::with(|b| {
+        b.register(PlaceOrder {
+            journal: journal.clone(),
+        })
+        .worker_concurrency(1)
+    });
+    let first = host
+        .submit::<PlaceOrder>(OrderRequest {
+            item: "one".into(),
+            ..OrderRequest::default()
+        })
+        .await
+        .unwrap();
+    first.wait().await.unwrap();
+    let infra = host.host().infrastructure();
+    let stored = infra.state.load(first.id()).await.unwrap().unwrap();
+    infra
+        .publisher
+        .publish("orders", QueueMessage::new(first.id(), "PlaceOrder", stored.payload))
+        .await
+        .unwrap();
+    // With one worker slot the duplicate is settled before the next task runs.
+    let second = host
+        .submit::<PlaceOrder>(OrderRequest {
+            item: "two".into(),
+            ..OrderRequest::default()
+        })
+        .await
+        .unwrap();
+    second.wait().await.unwrap();
+    assert_eq!(journal.count("run Reserve"), 2, "the duplicate ran no step");
+}
