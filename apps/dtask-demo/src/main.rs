@@ -34,6 +34,11 @@ enum Command {
         /// Where to write the archive.
         #[arg(short, long, default_value = "archive.zip")]
         output: PathBuf,
+        /// Keep the stored files in memory instead of a temporary
+        /// directory (the default object store of InProcess mode; needs
+        /// memory for the inputs and the archive).
+        #[arg(long)]
+        in_memory: bool,
     },
 }
 
@@ -46,7 +51,11 @@ async fn main() -> ExitCode {
     let args = Args::parse();
     let result = match args.command.unwrap_or(Command::Demo) {
         Command::Demo => cli::demo().await,
-        Command::Zip { files, output } => cli::zip(files, output).await,
+        Command::Zip {
+            files,
+            output,
+            in_memory,
+        } => cli::zip(files, output, in_memory).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

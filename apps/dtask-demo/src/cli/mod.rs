@@ -6,14 +6,19 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use dtask::prelude::*;
+use dtask::fs::LocalFileSystemStore;
 use dtask::{Host, TaskOutcome};
 use dtask_demo::zip_archive::human_bytes;
 use dtask_demo::{CreateZipFromFiles, CreateZipRequest, CreateZipResponse};
 use futures::StreamExt;
 use tokio::io::AsyncWriteExt;
 
-/// `zip FILE... --output OUT.zip`.
-pub(crate) async fn zip(files: Vec<PathBuf>, output: PathBuf) -> anyhow::Result<()> {
+/// `zip FILE... --output OUT.zip [--in-memory]`.
+///
+/// The task runs in InProcess mode. Unless `in_memory`, its object store is
+/// a [`LocalFileSystemStore`] in a temporary directory, so memory use does
+/// not grow with the size of the files.
+pub(crate) async fn zip(files: Vec<PathBuf>, output: PathBuf, in_memory: bool) -> anyhow::Result<()> {
     for path in &files {
         check_readable(path)?;
     }
@@ -21,17 +26,28 @@ pub(crate) async fn zip(files: Vec<PathBuf>, output: PathBuf) -> anyhow::Result<
         files: Files::from_paths(files).context("reading the input files")?,
         output_file_name: output.file_name().map(|n| n.to_string_lossy().into_owned()),
     };
-    let host = Host::builder().register(CreateZipFromFiles).build()?;
-    let outcome = run_with_progress(&host, request).await?;
-    let response = outcome.into_response()?;
-    download(&host, &response, &output).await?;
+    let store_dir = std::env::temp_dir().join(format!("dtask-zip-{}", std::process::id()));
+    let mut builder = Host::builder().register(CreateZipFromFiles);
+    if !in_memory {
+        builder = builder.storage(LocalFileSystemStore::new(&store_dir)?);
+    }
+    let host = builder.build()?;
+    let result = async {
+        let outcome = run_with_progress(&host, request).await?;
+        let response = outcome.into_response()?;
+        download(&host, &response, &output).await?;
+        anyhow::Ok(response)
+    }
+    .await;
+    host.shutdown().await;
+    let _ = tokio::fs::remove_dir_all(&store_dir).await;
+    let response = result?;
     println!(
         "{}: {} files, {}",
         output.display(),
         response.entries,
         human_bytes(response.size)
     );
-    host.shutdown().await;
     Ok(())
 }
 
@@ -61,7 +77,7 @@ pub(crate) async fn demo() -> anyhow::Result<()> {
         "Zipping {} sample files with CreateZipFromFiles (InProcess mode)…",
         paths.len()
     );
-    zip(paths, output.clone()).await?;
+    zip(paths, output.clone(), false).await?;
     let archive = zip::ZipArchive::new(std::fs::File::open(&output)?)?;
     println!("Archive contents:");
     for name in archive.file_names() {
