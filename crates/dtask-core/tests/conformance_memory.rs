@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use dtask_core::conformance;
-use dtask_core::memory::{MemoryLock, MemoryObjectStore, MemoryProgressTracker, MemoryQueue, MemoryStateStore};
+use dtask_core::memory::{MemoryIdempotencyStore, MemoryLock, MemoryObjectStore, MemoryProgressTracker, MemoryQueue, MemoryStateStore};
 use dtask_core::{Codec, Format, JsonSerializer};
 
 #[tokio::test]
@@ -31,6 +31,11 @@ async fn memory_lock() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_progress_tracker() {
     conformance::progress::run_all(&MemoryProgressTracker::new()).await;
+}
+
+#[tokio::test]
+async fn memory_idempotency_store() {
+    conformance::idempotency::run_all(&MemoryIdempotencyStore::new()).await;
 }
 
 #[tokio::test]

@@ -35,6 +35,7 @@
 //! | [`state`] | [`SagaStateStore`](crate::infra::SagaStateStore) |
 //! | [`serializer`] | [`SagaStateSerializer`](crate::codec::SagaStateSerializer) |
 
+pub mod idempotency;
 pub mod lock;
 pub mod progress;
 pub mod queue;

@@ -17,8 +17,8 @@ use super::{Host, HostInner, RegisteredTask};
 use crate::codec::{Codec, Format};
 use crate::error::{Error, Result};
 use crate::event::TaskEvent;
-use crate::infra::{DistributedLock, ObjectStore, ProgressTracker, QueueConsumer, QueuePublisher, SagaStateStore};
-use crate::memory::{MemoryLock, MemoryObjectStore, MemoryProgressTracker, MemoryQueue, MemoryStateStore};
+use crate::infra::{DistributedLock, IdempotencyStore, ObjectStore, ProgressTracker, QueueConsumer, QueuePublisher, SagaStateStore};
+use crate::memory::{MemoryIdempotencyStore, MemoryLock, MemoryObjectStore, MemoryProgressTracker, MemoryQueue, MemoryStateStore};
 use crate::task::{Mode, Task, TaskDefinition};
 
 /// Configures and starts a [`Host`].
@@ -54,6 +54,7 @@ pub struct HostBuilder {
     lock: Option<Arc<dyn DistributedLock>>,
     progress: Option<Arc<dyn ProgressTracker>>,
     state: Option<Arc<dyn SagaStateStore>>,
+    idempotency: Option<Arc<dyn IdempotencyStore>>,
     listeners: Vec<EventListener>,
     interceptor: Option<Arc<dyn StepInterceptor>>,
     tasks: Vec<PendingTask>,
@@ -82,6 +83,7 @@ impl Default for HostBuilder {
             lock: None,
             progress: None,
             state: None,
+            idempotency: None,
             listeners: Vec::new(),
             interceptor: None,
             tasks: Vec::new(),
@@ -177,6 +179,20 @@ impl HostBuilder {
         self
     }
 
+    /// Sets every service at once (as a Distributed-mode backend set
+    /// provides them); later calls override single ones.
+    #[must_use]
+    pub fn infrastructure(mut self, infra: Infrastructure) -> Self {
+        self.storage = Some(infra.storage);
+        self.publisher = Some(infra.publisher);
+        self.consumer = Some(infra.consumer);
+        self.lock = Some(infra.lock);
+        self.progress = Some(infra.progress);
+        self.state = Some(infra.state);
+        self.idempotency = Some(infra.idempotency);
+        self
+    }
+
     /// Overrides the object store.
     #[must_use]
     pub fn storage(mut self, storage: impl ObjectStore) -> Self {
@@ -227,6 +243,13 @@ impl HostBuilder {
         self
     }
 
+    /// Overrides the idempotency key store.
+    #[must_use]
+    pub fn idempotency_store(mut self, store: impl IdempotencyStore) -> Self {
+        self.idempotency = Some(Arc::new(store));
+        self
+    }
+
     /// Calls `listener` with every event of every task, synchronously and
     /// in order. Keep it quick.
     #[must_use]
@@ -255,7 +278,7 @@ impl HostBuilder {
             .format
             .or_else(|| self.tasks.first().map(|t| t.definition.format))
             .unwrap_or_default();
-        let infra = self.infrastructure(mode)?;
+        let infra = self.resolve_infrastructure(mode)?;
         let mut typed = HashMap::new();
         let mut erased: HashMap<&'static str, Arc<dyn ErasedTask>> = HashMap::new();
         for PendingTask {
@@ -325,7 +348,7 @@ impl HostBuilder {
         }
     }
 
-    fn infrastructure(&self, mode: Mode) -> Result<Infrastructure> {
+    fn resolve_infrastructure(&self, mode: Mode) -> Result<Infrastructure> {
         if mode == Mode::Distributed {
             let missing: Vec<&str> = [
                 ("storage", self.storage.is_none()),
@@ -334,6 +357,7 @@ impl HostBuilder {
                 ("lock", self.lock.is_none()),
                 ("progress", self.progress.is_none()),
                 ("state store", self.state.is_none()),
+                ("idempotency store", self.idempotency.is_none()),
             ]
             .into_iter()
             .filter_map(|(name, absent)| absent.then_some(name))
@@ -359,6 +383,10 @@ impl HostBuilder {
                 .clone()
                 .unwrap_or_else(|| Arc::new(MemoryProgressTracker::new())),
             state: self.state.clone().unwrap_or_else(|| Arc::new(MemoryStateStore::new())),
+            idempotency: self
+                .idempotency
+                .clone()
+                .unwrap_or_else(|| Arc::new(MemoryIdempotencyStore::new())),
         })
     }
 }

@@ -13,7 +13,7 @@ use crate::codec::{Codec, Payload};
 use crate::error::Result;
 use crate::event::TaskEvent;
 use crate::id::TaskId;
-use crate::infra::{DistributedLock, ObjectStore, ProgressTracker, QueueConsumer, QueuePublisher, SagaStateStore};
+use crate::infra::{DistributedLock, IdempotencyStore, ObjectStore, ProgressTracker, QueueConsumer, QueuePublisher, SagaStateStore};
 use crate::kernel::{RunControl, SagaSnapshot};
 use crate::task::{StepError, Task};
 
@@ -32,6 +32,34 @@ pub struct Infrastructure {
     pub progress: Arc<dyn ProgressTracker>,
     /// Saga snapshots.
     pub state: Arc<dyn SagaStateStore>,
+    /// Idempotency keys of submissions.
+    pub idempotency: Arc<dyn IdempotencyStore>,
+}
+
+impl Infrastructure {
+    /// Pings every service; returns the name and error of each that does
+    /// not answer.
+    pub async fn check(&self) -> Vec<(&'static str, crate::Error)> {
+        let (storage, publisher, consumer, lock, progress, state) = tokio::join!(
+            self.storage.ping(),
+            self.publisher.ping(),
+            self.consumer.ping(),
+            self.lock.ping(),
+            self.progress.ping(),
+            self.state.ping(),
+        );
+        [
+            ("storage", storage),
+            ("queue publisher", publisher),
+            ("queue consumer", consumer),
+            ("lock", lock),
+            ("progress", progress),
+            ("state store", state),
+        ]
+        .into_iter()
+        .filter_map(|(name, result)| result.err().map(|e| (name, e)))
+        .collect()
+    }
 }
 
 /// A hook the kernel calls before every step attempt and compensation

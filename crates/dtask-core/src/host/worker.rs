@@ -14,7 +14,7 @@ use tokio_util::task::TaskTracker;
 use super::runtime::Runtime;
 use crate::id::TaskId;
 use crate::infra::{Delivery, LockGuard};
-use crate::kernel::{PhaseEnd, SagaRun, SagaSnapshot, StopReason};
+use crate::kernel::{PhaseEnd, RunControl, SagaRun, SagaSnapshot, StopReason};
 use crate::task::{StepHost, Task, TaskDefinition};
 
 /// A registered task with its type erased, so one worker loop can serve
@@ -126,12 +126,19 @@ async fn handle_delivery<T: Task>(rt: &Runtime, task: &T, delivery: Delivery) {
             control.stop(StopReason::Cancelled);
         }
     }
+    let cancellation = async {
+        if local {
+            std::future::pending::<()>().await;
+        }
+        watch_cancellation(rt, task_id, &control).await;
+    };
     let end = tokio::select! {
         end = run.run_phase(StepHost::Worker) => end,
         () = keep_alive(&lock, rt.settings.lock_ttl) => {
             control.stop(StopReason::LockLost);
             PhaseEnd::Interrupted
         }
+        () = cancellation => unreachable!("the cancellation watcher never completes"),
     };
     drop(run);
     match end {
@@ -170,6 +177,23 @@ async fn acquire(rt: &Runtime, task_id: TaskId) -> Option<LockGuard> {
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(Duration::from_secs(1));
     }
+}
+
+/// Follows the task's progress and stops the run when a client asks any
+/// API process to cancel it. Never completes.
+async fn watch_cancellation(rt: &Runtime, task_id: TaskId, control: &RunControl) {
+    match rt.infra.progress.stream(task_id).await {
+        Ok(mut stream) => {
+            while let Some(progress) = stream.next().await {
+                if progress.cancel_requested {
+                    control.stop(StopReason::Cancelled);
+                    break;
+                }
+            }
+        }
+        Err(error) => tracing::warn!(%task_id, %error, "cannot follow the task's progress; cancellation will not reach this worker"),
+    }
+    std::future::pending::<()>().await;
 }
 
 /// Renews the lock every third of its lifetime; returns when it is lost.

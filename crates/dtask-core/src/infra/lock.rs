@@ -25,6 +25,11 @@ pub trait DistributedLock: Send + Sync + fmt::Debug + 'static {
     /// A backend error; [`Error::Invalid`](crate::Error::Invalid) for a
     /// zero `ttl`.
     async fn try_acquire(&self, resource: &str, ttl: Duration) -> Result<Option<LockGuard>>;
+
+    /// Checks that the backend answers (used by readiness probes).
+    async fn ping(&self) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// One granted lease, implemented by each backend.

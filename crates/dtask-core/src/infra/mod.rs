@@ -10,13 +10,18 @@
 //! | [`ProgressTracker`] | latest snapshot and its live stream | [`MemoryProgressTracker`](crate::memory::MemoryProgressTracker) |
 //! | [`SagaStateSerializer`](crate::codec::SagaStateSerializer) | state to bytes and back | [`JsonSerializer`](crate::codec::JsonSerializer) |
 //! | [`SagaStateStore`] | snapshots to resume from | [`MemoryStateStore`](crate::memory::MemoryStateStore) |
+//!
+//! Beside them, [`IdempotencyStore`] keeps the idempotency keys of
+//! submissions ([`MemoryIdempotencyStore`](crate::memory::MemoryIdempotencyStore)).
 
+mod idempotency;
 mod lock;
 mod progress;
 mod queue;
 mod state;
 mod storage;
 
+pub use idempotency::{IdempotencyRecord, IdempotencyStore};
 pub use lock::{DistributedLock, LockGuard, LockLease};
 pub use progress::{ProgressPage, ProgressQuery, ProgressStream, ProgressTracker};
 pub use queue::{Acknowledger, Delivery, DeliveryStream, MessageHeaders, QueueConsumer, QueueMessage, QueuePublisher};

@@ -81,6 +81,11 @@ pub trait QueueConsumer: Send + Sync + fmt::Debug + 'static {
     /// Starts consuming `queue`, creating it if needed. Several streams on
     /// one queue share its messages: each message goes to one of them.
     async fn consume(&self, queue: &str) -> Result<DeliveryStream>;
+
+    /// Checks that the broker answers (used by readiness probes).
+    async fn ping(&self) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// Settles one delivery with its broker. Implemented by each backend.

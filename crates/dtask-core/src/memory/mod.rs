@@ -10,6 +10,7 @@
 //! | [`MemoryLock`] | [`DistributedLock`](crate::infra::DistributedLock) | leases with real expiry on tokio's clock, fencing tokens |
 //! | [`MemoryProgressTracker`] | [`ProgressTracker`](crate::infra::ProgressTracker) | latest snapshots, live streams, bounded retention of ended tasks |
 //! | [`MemoryStateStore`] | [`SagaStateStore`](crate::infra::SagaStateStore) | snapshots with fencing |
+//! | [`MemoryIdempotencyStore`] | [`IdempotencyStore`](crate::infra::IdempotencyStore) | keys with a time-to-live |
 //!
 //! These are not test doubles: they keep the same contracts as the remote
 //! backends (the conformance suite checks both) and are built to be fast.
@@ -22,12 +23,14 @@
 //! shared behind an [`Arc`](std::sync::Arc); [`MemoryQueue`] is a cheap
 //! handle already, cloned for the publisher and the consumer side.
 
+mod idempotency;
 mod lock;
 mod progress;
 mod queue;
 mod state;
 mod storage;
 
+pub use idempotency::MemoryIdempotencyStore;
 pub use lock::MemoryLock;
 pub use progress::MemoryProgressTracker;
 pub use queue::MemoryQueue;
