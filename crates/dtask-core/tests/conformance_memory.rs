@@ -3,7 +3,9 @@
 use std::sync::Arc;
 
 use dtask_core::conformance;
-use dtask_core::memory::{MemoryIdempotencyStore, MemoryLock, MemoryObjectStore, MemoryProgressTracker, MemoryQueue, MemoryStateStore};
+use dtask_core::memory::{
+    MemoryIdempotencyStore, MemoryLock, MemoryObjectStore, MemoryProgressTracker, MemoryQueue, MemoryStateStore,
+};
 use dtask_core::{Codec, Format, JsonSerializer};
 
 #[tokio::test]

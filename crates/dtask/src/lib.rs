@@ -19,7 +19,8 @@ pub mod __private {
     pub use dtask_core::codec::Format;
     pub use dtask_core::progress::{ConditionSnapshot, ObservedValue};
     pub use dtask_core::task::builtin::{
-        compensate_download, compensate_upload, condition_missing, download, observe, required, unknown_step, upload,
+        attach_files, compensate_download, compensate_upload, condition_missing, download, observe, required,
+        unknown_step, upload,
     };
     pub use dtask_core::task::{
         Backoff, DataUpdate, GroupDefinition, Jitter, Mode, OnExhausted, RetryPolicy, StepDefinition, StepHost,

@@ -33,7 +33,11 @@ pub async fn finish_records_the_fingerprint(store: &dyn IdempotencyStore) {
     let task = TaskId::new();
     store.claim(&key, task, Duration::from_secs(60)).await.unwrap();
     store.finish(&key, "sha256:abc").await.unwrap();
-    let record = store.claim(&key, TaskId::new(), Duration::from_secs(60)).await.unwrap().unwrap();
+    let record = store
+        .claim(&key, TaskId::new(), Duration::from_secs(60))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(record.fingerprint.as_deref(), Some("sha256:abc"));
     assert_eq!(record.task_id, task);
     let missing = store.finish(&unique_name("idem"), "x").await.unwrap_err();
@@ -46,14 +50,20 @@ pub async fn release_frees_the_key(store: &dyn IdempotencyStore) {
     store.claim(&key, TaskId::new(), Duration::from_secs(60)).await.unwrap();
     store.release(&key).await.unwrap();
     store.release(&key).await.unwrap();
-    assert_eq!(store.claim(&key, TaskId::new(), Duration::from_secs(60)).await.unwrap(), None);
+    assert_eq!(
+        store.claim(&key, TaskId::new(), Duration::from_secs(60)).await.unwrap(),
+        None
+    );
 }
 
 /// A key is forgotten after its time-to-live (real time: remote stores
 /// cannot be paused).
 pub async fn expiry(store: &dyn IdempotencyStore) {
     let key = unique_name("idem");
-    store.claim(&key, TaskId::new(), Duration::from_millis(200)).await.unwrap();
+    store
+        .claim(&key, TaskId::new(), Duration::from_millis(200))
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert_eq!(
         store.claim(&key, TaskId::new(), Duration::from_secs(60)).await.unwrap(),

@@ -17,8 +17,12 @@ use super::{Host, HostInner, RegisteredTask};
 use crate::codec::{Codec, Format};
 use crate::error::{Error, Result};
 use crate::event::TaskEvent;
-use crate::infra::{DistributedLock, IdempotencyStore, ObjectStore, ProgressTracker, QueueConsumer, QueuePublisher, SagaStateStore};
-use crate::memory::{MemoryIdempotencyStore, MemoryLock, MemoryObjectStore, MemoryProgressTracker, MemoryQueue, MemoryStateStore};
+use crate::infra::{
+    DistributedLock, IdempotencyStore, ObjectStore, ProgressTracker, QueueConsumer, QueuePublisher, SagaStateStore,
+};
+use crate::memory::{
+    MemoryIdempotencyStore, MemoryLock, MemoryObjectStore, MemoryProgressTracker, MemoryQueue, MemoryStateStore,
+};
 use crate::task::{Mode, Task, TaskDefinition};
 
 /// Configures and starts a [`Host`].
@@ -329,6 +333,7 @@ impl HostBuilder {
                 mode,
                 tasks: typed,
                 workers,
+                runs_workers: self.run_workers,
             }),
         })
     }

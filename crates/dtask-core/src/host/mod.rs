@@ -56,6 +56,7 @@ struct HostInner {
     mode: Mode,
     tasks: HashMap<&'static str, RegisteredTask>,
     workers: TaskTracker,
+    runs_workers: bool,
 }
 
 impl Host {

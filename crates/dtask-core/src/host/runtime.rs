@@ -13,7 +13,9 @@ use crate::codec::{Codec, Payload};
 use crate::error::Result;
 use crate::event::TaskEvent;
 use crate::id::TaskId;
-use crate::infra::{DistributedLock, IdempotencyStore, ObjectStore, ProgressTracker, QueueConsumer, QueuePublisher, SagaStateStore};
+use crate::infra::{
+    DistributedLock, IdempotencyStore, ObjectStore, ProgressTracker, QueueConsumer, QueuePublisher, SagaStateStore,
+};
 use crate::kernel::{RunControl, SagaSnapshot};
 use crate::task::{StepError, Task};
 

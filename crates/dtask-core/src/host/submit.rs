@@ -69,6 +69,10 @@ impl Host {
                     self.finished(task_id).await;
                     return Err(error);
                 }
+                if !self.inner.runs_workers {
+                    // Another process runs it; cancellation reaches it through the tracker.
+                    self.finished(task_id).await;
+                }
             }
             PhaseEnd::Settled(_) | PhaseEnd::Interrupted => self.finished(task_id).await,
         }

@@ -191,7 +191,9 @@ async fn watch_cancellation(rt: &Runtime, task_id: TaskId, control: &RunControl)
                 }
             }
         }
-        Err(error) => tracing::warn!(%task_id, %error, "cannot follow the task's progress; cancellation will not reach this worker"),
+        Err(error) => {
+            tracing::warn!(%task_id, %error, "cannot follow the task's progress; cancellation will not reach this worker")
+        }
     }
     std::future::pending::<()>().await;
 }

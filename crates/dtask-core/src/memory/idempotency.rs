@@ -73,6 +73,9 @@ mod tests {
         let first = TaskId::new();
         assert_eq!(store.claim("k", first, Duration::from_secs(10)).await.unwrap(), None);
         tokio::time::advance(Duration::from_secs(11)).await;
-        assert_eq!(store.claim("k", TaskId::new(), Duration::from_secs(10)).await.unwrap(), None);
+        assert_eq!(
+            store.claim("k", TaskId::new(), Duration::from_secs(10)).await.unwrap(),
+            None
+        );
     }
 }

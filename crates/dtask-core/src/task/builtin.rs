@@ -186,3 +186,12 @@ pub fn condition_missing(expression: &'static str, step: &'static str) -> crate:
 pub fn unknown_step(step: usize) -> StepError {
     StepError::permanent(format!("no step with index {step}"))
 }
+
+/// Puts `files` into a request's file field.
+///
+/// # Errors
+/// Never; the signature matches `Task::attach_files`.
+pub fn attach_files(slot: &mut crate::Files, files: crate::Files) -> Result<(), crate::Files> {
+    *slot = files;
+    Ok(())
+}

@@ -67,4 +67,16 @@ pub trait Task: Send + Sync + 'static {
     /// # Errors
     /// A permanent failure makes the task fail and compensate.
     fn response(&self, request: &Self::Request, data: &Self::Data) -> Result<Self::Response, StepError>;
+
+    /// Puts uploaded files into the request field that the task's first
+    /// request-reading upload step takes its files from (how an HTTP
+    /// multipart submission becomes a request). Returns the files when the
+    /// task takes none.
+    ///
+    /// # Errors
+    /// The files, unused, when the task has no such step.
+    fn attach_files(request: &mut Self::Request, files: crate::Files) -> Result<(), crate::Files> {
+        let _ = request;
+        Err(files)
+    }
 }

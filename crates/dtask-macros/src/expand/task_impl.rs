@@ -22,6 +22,7 @@ pub(super) fn task_impl(task: &Task) -> TokenStream {
     let compensate_step = compensate_step(task);
     let evaluate_condition = evaluate_condition(task);
     let build_response = build_response(task);
+    let attach_files = attach_files(task);
     quote! {
         impl ::dtask::Task for #ident
         where
@@ -39,6 +40,28 @@ pub(super) fn task_impl(task: &Task) -> TokenStream {
             #compensate_step
             #evaluate_condition
             #build_response
+            #attach_files
+        }
+    }
+}
+
+/// `attach_files`: the uploaded files of a submission go to the request
+/// field that the first upload step reading the request names.
+fn attach_files(task: &Task) -> TokenStream {
+    let Some(source) = task.steps.iter().find_map(|step| match &step.kind {
+        Kind::Upload { source, .. } if source.root.is_none() && !source.fields.is_empty() => Some(source),
+        _ => None,
+    }) else {
+        return TokenStream::new();
+    };
+    let fields = &source.fields;
+    let slot = quote_spanned!(source.written.span()=> &mut request #(.#fields)*);
+    quote! {
+        fn attach_files(
+            request: &mut Self::Request,
+            files: ::dtask::Files,
+        ) -> ::dtask::__private::Result<(), ::dtask::Files> {
+            ::dtask::__private::attach_files(#slot, files)
         }
     }
 }
