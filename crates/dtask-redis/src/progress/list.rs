@@ -1,0 +1,139 @@
+//! Listing tasks, newest first, from the index sorted by creation time.
+//!
+//! Without filters a page costs two round trips (the range with the
+//! total, then the snapshots). Filtering by status or name reads the small
+//! `status` and `name` fields of every indexed task, 500 at a time in one
+//! pipeline, then the page's snapshots: its cost grows with the index,
+//! which the progress expiry keeps bounded.
+
+use std::collections::HashSet;
+
+use dtask_core::Result;
+use dtask_core::infra::{ProgressPage, ProgressQuery};
+use dtask_core::progress::TaskProgress;
+
+use super::{Reader, decode, scripts};
+use crate::conn::redis_error;
+
+/// How many index entries a filtered listing reads per round trip.
+const PAGE: usize = 500;
+
+pub(super) async fn list(reader: &Reader, query: &ProgressQuery) -> Result<ProgressPage> {
+    if query.status.is_none() && query.task_name.is_none() {
+        return unfiltered(reader, query).await;
+    }
+    filtered(reader, query).await
+}
+
+/// Drops expired tasks from the index, then returns its size and the ids
+/// ranked `start..start + count`.
+async fn range(reader: &Reader, start: usize, count: usize) -> Result<(usize, Vec<String>)> {
+    let first = i64::try_from(start).unwrap_or(i64::MAX);
+    let last = first.saturating_add(i64::try_from(count).unwrap_or(i64::MAX)) - 1;
+    scripts::RANGE
+        .key(reader.keys.index())
+        .key(reader.keys.expiring())
+        .arg(first)
+        .arg(last)
+        .invoke_async(&mut reader.connection.manager.clone())
+        .await
+        .map_err(redis_error)
+}
+
+/// The snapshots of `ids` in order, skipping (and dropping from the index)
+/// those that have vanished; returns how many did.
+async fn fetch(reader: &Reader, ids: &[String]) -> Result<(Vec<TaskProgress>, usize)> {
+    if ids.is_empty() {
+        return Ok((Vec::new(), 0));
+    }
+    let mut pipe = redis::pipe();
+    for id in ids {
+        pipe.cmd("HMGET").arg(reader.keys.task(id)).arg(&["snapshot", "cancel"]);
+    }
+    let rows: Vec<(Option<Vec<u8>>, Option<String>)> = pipe
+        .query_async(&mut reader.connection.manager.clone())
+        .await
+        .map_err(redis_error)?;
+    let mut items = Vec::with_capacity(rows.len());
+    let mut vanished = Vec::new();
+    for (id, (snapshot, cancel)) in ids.iter().zip(rows) {
+        match snapshot {
+            Some(snapshot) => items.push(decode(&snapshot, cancel.as_deref())?),
+            None => vanished.push(id.as_str()),
+        }
+    }
+    forget(reader, &vanished).await?;
+    Ok((items, vanished.len()))
+}
+
+/// Drops tasks whose hash has vanished without expiring (deleted, or
+/// evicted by the server's memory policy) from the index.
+async fn forget(reader: &Reader, ids: &[&str]) -> Result<()> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    redis::cmd("ZREM")
+        .arg(reader.keys.index())
+        .arg(ids)
+        .query_async::<()>(&mut reader.connection.manager.clone())
+        .await
+        .map_err(redis_error)
+}
+
+async fn unfiltered(reader: &Reader, query: &ProgressQuery) -> Result<ProgressPage> {
+    let (total, ids) = range(reader, query.offset, query.limit).await?;
+    let (items, vanished) = fetch(reader, &ids).await?;
+    Ok(ProgressPage {
+        items,
+        total: total.saturating_sub(vanished),
+    })
+}
+
+fn matches(query: &ProgressQuery, status: &str, name: &str) -> bool {
+    query.status.is_none_or(|wanted| wanted.as_str() == status)
+        && query.task_name.as_deref().is_none_or(|wanted| wanted == name)
+}
+
+async fn filtered(reader: &Reader, query: &ProgressQuery) -> Result<ProgressPage> {
+    let window = query.offset..query.offset.saturating_add(query.limit);
+    let (mut total, mut start) = (0, 0);
+    let (mut page, mut seen, mut vanished) = (Vec::new(), HashSet::new(), Vec::new());
+    loop {
+        let (_, ids) = range(reader, start, PAGE).await?;
+        if ids.is_empty() {
+            break;
+        }
+        let mut pipe = redis::pipe();
+        for id in &ids {
+            pipe.cmd("HMGET").arg(reader.keys.task(id)).arg(&["status", "name"]);
+        }
+        let rows: Vec<(Option<String>, Option<String>)> = pipe
+            .query_async(&mut reader.connection.manager.clone())
+            .await
+            .map_err(redis_error)?;
+        let count = ids.len();
+        for (id, row) in ids.into_iter().zip(rows) {
+            let (Some(status), Some(name)) = row else {
+                vanished.push(id);
+                continue;
+            };
+            // A task indexed meanwhile shifts the ranks: never count one twice.
+            if matches(query, &status, &name) && seen.insert(id.clone()) {
+                if window.contains(&total) {
+                    page.push(id);
+                }
+                total += 1;
+            }
+        }
+        if count < PAGE {
+            break;
+        }
+        start += PAGE;
+    }
+    let vanished: Vec<&str> = vanished.iter().map(String::as_str).collect();
+    forget(reader, &vanished).await?;
+    let (mut items, _) = fetch(reader, &page).await?;
+    // A task may have changed state since its status was read.
+    items.retain(|p| matches(query, p.status.as_str(), &p.task_name));
+    Ok(ProgressPage { items, total })
+}

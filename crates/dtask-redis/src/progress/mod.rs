@@ -1,0 +1,308 @@
+//! [`RedisProgressTracker`]: progress snapshots in Redis hashes, live
+//! streams over pub/sub.
+//!
+//! See [`scripts`] for the keys and fields. Every write is a script that
+//! changes the hash and publishes in one step; a stream subscribes before
+//! it reads the current snapshot, so it loses no change in between.
+
+mod follow;
+mod hub;
+mod list;
+mod scripts;
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use dtask_core::infra::{ProgressPage, ProgressQuery, ProgressStream, ProgressTracker};
+use dtask_core::progress::TaskProgress;
+use dtask_core::{Error, Format, Result, TaskId};
+
+use self::hub::Hub;
+use crate::conn::{Connection, Timeouts, millis, redis_error};
+
+/// The tracker's key names.
+#[derive(Debug, Clone)]
+struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    /// The task's hash, and the channel its snapshots are published on.
+    fn task(&self, task_id: impl fmt::Display) -> String {
+        format!("{}progress:{task_id}", self.prefix)
+    }
+
+    fn index(&self) -> String {
+        format!("{}progress:index", self.prefix)
+    }
+
+    fn expiring(&self) -> String {
+        format!("{}progress:expiring", self.prefix)
+    }
+}
+
+/// Reads snapshots (shared by the tracker and its streams).
+#[derive(Clone)]
+struct Reader {
+    connection: Connection,
+    keys: Keys,
+}
+
+impl Reader {
+    /// The task's snapshot with the stored cancellation flag merged in.
+    async fn get(&self, task_id: TaskId) -> Result<Option<TaskProgress>> {
+        let mut conn = self.connection.manager.clone();
+        let (snapshot, cancel): (Option<Vec<u8>>, Option<String>) = redis::cmd("HMGET")
+            .arg(self.keys.task(task_id))
+            .arg(&["snapshot", "cancel"])
+            .query_async(&mut conn)
+            .await
+            .map_err(redis_error)?;
+        snapshot
+            .map(|snapshot| decode(&snapshot, cancel.as_deref()))
+            .transpose()
+    }
+}
+
+/// A stored snapshot, with the stored cancellation flag merged in.
+fn decode(snapshot: &[u8], cancel: Option<&str>) -> Result<TaskProgress> {
+    let mut progress: TaskProgress = serde_json::from_slice(snapshot).map_err(codec_error)?;
+    progress.cancel_requested |= cancel == Some("1");
+    Ok(progress)
+}
+
+fn codec_error(error: serde_json::Error) -> Error {
+    Error::Codec {
+        format: Format::Json,
+        source: Box::new(error),
+    }
+}
+
+fn flag(set: bool) -> &'static str {
+    if set { "1" } else { "0" }
+}
+
+fn unknown(task_id: TaskId) -> Error {
+    Error::not_found(format!("task {task_id}"))
+}
+
+struct Inner {
+    reader: Reader,
+    hub: Hub,
+    expiry: Option<Duration>,
+}
+
+/// A [`ProgressTracker`] on Redis: one hash per task, snapshots published
+/// on the task's channel, an index sorted by creation time.
+///
+/// `init`, `update`, `complete`, `get` and `request_cancellation` are one
+/// round trip each (a script, sent as `EVALSHA`, or an `HMGET`). Writes
+/// compare revisions in the script: a stale update is ignored, and once a
+/// terminal snapshot is stored the task's snapshot is final. Ended tasks
+/// expire after the progress expiry (24 hours unless configured) and are
+/// dropped from the index when listing.
+///
+/// Each tracker holds one pub/sub connection, shared by all its streams
+/// (each task's channel is subscribed while someone follows it), and
+/// restored, with every stream re-reading its task, when it drops.
+///
+/// Clones share their connections. Built by
+/// [`RedisBackends`](crate::RedisBackends).
+///
+/// # Cancel safety
+/// Each write is one script, applied whole or not at all: a call dropped
+/// before its answer may or may not have been applied. A stream's `next()`
+/// is cancel safe.
+#[derive(Clone)]
+pub struct RedisProgressTracker {
+    inner: Arc<Inner>,
+}
+
+impl RedisProgressTracker {
+    pub(crate) async fn connect(
+        connection: Connection,
+        prefix: String,
+        expiry: Option<Duration>,
+        timeouts: Timeouts,
+    ) -> Result<Self> {
+        let hub = Hub::connect(connection.client.clone(), connection.url.clone(), timeouts).await?;
+        let reader = Reader {
+            connection,
+            keys: Keys { prefix },
+        };
+        Ok(Self {
+            inner: Arc::new(Inner { reader, hub, expiry }),
+        })
+    }
+
+    fn keys(&self) -> &Keys {
+        &self.inner.reader.keys
+    }
+
+    fn manager(&self) -> redis::aio::ConnectionManager {
+        self.inner.reader.connection.manager.clone()
+    }
+
+    fn expiry_ms(&self) -> u64 {
+        self.inner.expiry.map_or(0, millis)
+    }
+
+    /// Sends `PING`.
+    ///
+    /// # Errors
+    /// [`Error::Backend`] naming the URL when the server does not answer.
+    pub async fn ping(&self) -> Result<()> {
+        self.inner.reader.connection.ping().await
+    }
+
+    /// Stores a newer snapshot; `Ok` also when it was ignored as stale.
+    async fn record(&self, progress: &TaskProgress) -> Result<()> {
+        let snapshot = serde_json::to_vec(progress).map_err(codec_error)?;
+        let keys = self.keys();
+        let outcome: i64 = scripts::UPDATE
+            .key(keys.task(progress.task_id))
+            .key(keys.expiring())
+            .arg(snapshot)
+            .arg(progress.revision)
+            .arg(progress.status.as_str())
+            .arg(flag(progress.is_terminal()))
+            .arg(self.expiry_ms())
+            .arg(progress.task_id.to_string())
+            .arg(flag(progress.cancel_requested))
+            .invoke_async(&mut self.manager())
+            .await
+            .map_err(redis_error)?;
+        if outcome == 0 {
+            return Err(unknown(progress.task_id));
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for RedisProgressTracker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisProgressTracker")
+            .field("url", &self.inner.reader.connection.url)
+            .field("prefix", &self.keys().prefix)
+            .field("expiry", &self.inner.expiry)
+            .finish()
+    }
+}
+
+#[async_trait]
+impl ProgressTracker for RedisProgressTracker {
+    async fn init(&self, progress: &TaskProgress) -> Result<()> {
+        let snapshot = serde_json::to_vec(progress).map_err(codec_error)?;
+        let created_ms = progress.created_at.unix_timestamp_nanos().div_euclid(1_000_000);
+        let keys = self.keys();
+        let created: i64 = scripts::INIT
+            .key(keys.task(progress.task_id))
+            .key(keys.index())
+            .key(keys.expiring())
+            .arg(snapshot)
+            .arg(progress.revision)
+            .arg(flag(progress.cancel_requested))
+            .arg(i64::try_from(created_ms).unwrap_or(i64::MAX))
+            .arg(progress.status.as_str())
+            .arg(&progress.task_name)
+            .arg(flag(progress.is_terminal()))
+            .arg(self.expiry_ms())
+            .arg(progress.task_id.to_string())
+            .invoke_async(&mut self.manager())
+            .await
+            .map_err(redis_error)?;
+        if created == 0 {
+            return Err(Error::AlreadyExists {
+                what: format!("task {}", progress.task_id),
+            });
+        }
+        Ok(())
+    }
+
+    /// Stores `progress` unless the stored snapshot has the same or a later
+    /// revision, or has ended; keeps a requested cancellation.
+    async fn update(&self, progress: &TaskProgress) -> Result<()> {
+        self.record(progress).await
+    }
+
+    /// Stores the terminal `progress` (over any running snapshot, whatever
+    /// its revision), publishes it and starts the hash's expiry.
+    async fn complete(&self, progress: &TaskProgress) -> Result<()> {
+        if !progress.is_terminal() {
+            return Err(Error::invalid(
+                "progress",
+                format!(
+                    "task {} cannot complete as {}",
+                    progress.task_id,
+                    progress.status.as_str()
+                ),
+            ));
+        }
+        self.record(progress).await
+    }
+
+    async fn get(&self, task_id: TaskId) -> Result<Option<TaskProgress>> {
+        self.inner.reader.get(task_id).await
+    }
+
+    /// Subscribes to the task's channel, then reads its snapshot.
+    ///
+    /// # Cancel safety
+    /// The stream's `next()` is cancel safe: a dropped call loses no
+    /// snapshot.
+    async fn stream(&self, task_id: TaskId) -> Result<ProgressStream> {
+        let subscription = self.inner.hub.subscribe(self.keys().task(task_id)).await?;
+        let current = self.get(task_id).await?.ok_or_else(|| unknown(task_id))?;
+        Ok(follow::follow(current, subscription, self.inner.reader.clone()))
+    }
+
+    /// Sets the sticky cancellation flag of a running task (without a new
+    /// revision) and publishes its snapshot.
+    async fn request_cancellation(&self, task_id: TaskId) -> Result<TaskProgress> {
+        let answer: Option<(Vec<u8>, String)> = scripts::CANCEL
+            .key(self.keys().task(task_id))
+            .invoke_async(&mut self.manager())
+            .await
+            .map_err(redis_error)?;
+        let (snapshot, cancel) = answer.ok_or_else(|| unknown(task_id))?;
+        decode(&snapshot, Some(&cancel))
+    }
+
+    async fn list(&self, query: &ProgressQuery) -> Result<ProgressPage> {
+        list::list(&self.inner.reader, query).await
+    }
+
+    async fn ping(&self) -> Result<()> {
+        RedisProgressTracker::ping(self).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The scripts mark a cancellation by rewriting this exact text of the
+    /// snapshot's JSON: it must be there.
+    #[test]
+    fn the_cancel_flag_is_where_the_scripts_look_for_it() {
+        let json = serde_json::json!({
+            "taskId": TaskId::new(),
+            "taskName": "Test",
+            "status": "running",
+            "totalSteps": 0,
+            "completedSteps": 0,
+            "percent": 0.0,
+            "steps": [],
+            "cancellable": true,
+            "isComplete": false,
+            "revision": 1,
+            "createdAt": "2024-01-01T00:00:00Z",
+            "updatedAt": "2024-01-01T00:00:00Z",
+        });
+        let progress: TaskProgress = serde_json::from_value(json).unwrap();
+        let text = String::from_utf8(serde_json::to_vec(&progress).unwrap()).unwrap();
+        assert_eq!(text.matches(r#""cancelRequested":false"#).count(), 1, "{text}");
+    }
+}

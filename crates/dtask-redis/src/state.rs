@@ -1,0 +1,174 @@
+//! [`RedisStateStore`]: saga snapshots in Redis hashes, fenced by lock
+//! tokens.
+
+use std::fmt;
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use dtask_core::infra::{SagaStateStore, StoredState};
+use dtask_core::{Error, Format, Payload, Result, TaskId};
+use redis::Script;
+
+use crate::conn::{Connection, millis, redis_error};
+
+/// Replaces the snapshot unless a larger fencing token wrote before.
+///
+/// `KEYS[1]` the hash; `ARGV[1]` the fence (decimal), `ARGV[2]` the
+/// format, `ARGV[3]` the bytes, `ARGV[4]` the expiry in ms (0: none).
+/// Returns nil when saved, the stored fence when refused. Fences are
+/// compared as decimal strings (longer is larger), so every `u64` is exact.
+static SAVE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local current = redis.call('HGET', KEYS[1], 'fence')
+if current and (#current > #ARGV[1] or (#current == #ARGV[1] and current > ARGV[1])) then
+  return current
+end
+redis.call('HSET', KEYS[1], 'fence', ARGV[1], 'format', ARGV[2], 'bytes', ARGV[3])
+if ARGV[4] ~= '0' then redis.call('PEXPIRE', KEYS[1], ARGV[4]) end
+return false
+",
+    )
+});
+
+/// A [`SagaStateStore`] keeping each task's latest snapshot in the hash
+/// `{prefix}state:{task_id}` (fields `fence`, `format`, `bytes`).
+///
+/// A save is one round trip (a script that compares the fencing token and
+/// writes); a load is one `HMGET`. Only encoded payloads can be stored: an
+/// in-memory payload is [`Error::Unsupported`] (configure a serializer).
+/// Snapshots may be given an expiry after their last save
+/// ([`RedisConfig::with_state_expiry`](crate::RedisConfig::with_state_expiry));
+/// by default they stay until deleted.
+///
+/// Clones share their connection. Built by
+/// [`RedisBackends`](crate::RedisBackends).
+///
+/// # Cancel safety
+/// Each call is one command or script, applied whole or not at all: a call
+/// dropped before its answer may or may not have been applied.
+#[derive(Clone)]
+pub struct RedisStateStore {
+    connection: Connection,
+    prefix: String,
+    expiry: Option<Duration>,
+}
+
+impl RedisStateStore {
+    pub(crate) fn new(connection: Connection, prefix: String, expiry: Option<Duration>) -> Self {
+        Self {
+            connection,
+            prefix,
+            expiry,
+        }
+    }
+
+    fn key(&self, task_id: TaskId) -> String {
+        format!("{}state:{task_id}", self.prefix)
+    }
+
+    /// Sends `PING`.
+    ///
+    /// # Errors
+    /// [`Error::Backend`] naming the URL when the server does not answer.
+    pub async fn ping(&self) -> Result<()> {
+        self.connection.ping().await
+    }
+}
+
+impl fmt::Debug for RedisStateStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisStateStore")
+            .field("url", &self.connection.url)
+            .field("prefix", &self.prefix)
+            .field("expiry", &self.expiry)
+            .finish()
+    }
+}
+
+/// The name a format is stored under (its serde name).
+fn format_name(format: Format) -> Result<String> {
+    match serde_json::to_value(format) {
+        Ok(serde_json::Value::String(name)) => Ok(name),
+        _ => Err(Error::invalid("format", format!("{format} has no storable name"))),
+    }
+}
+
+fn parse_format(name: &str) -> Result<Format> {
+    serde_json::from_value(serde_json::Value::String(name.to_owned()))
+        .map_err(|e| Error::invalid("stored format", format!("`{name}`: {e}")))
+}
+
+#[async_trait]
+impl SagaStateStore for RedisStateStore {
+    /// # Errors
+    /// [`Error::Fenced`] when a larger fencing token saved before;
+    /// [`Error::Unsupported`] for an in-memory payload.
+    async fn save(&self, task_id: TaskId, state: StoredState) -> Result<()> {
+        let (format, bytes) = state.payload.encoded()?;
+        let expiry = self.expiry.map_or(0, millis);
+        let mut conn = self.connection.manager.clone();
+        let refused: Option<String> = SAVE
+            .key(self.key(task_id))
+            .arg(state.fence)
+            .arg(format_name(format)?)
+            .arg(&bytes[..])
+            .arg(expiry)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(redis_error)?;
+        match refused {
+            None => Ok(()),
+            Some(current) => Err(Error::Fenced {
+                presented: state.fence,
+                current: current.parse().unwrap_or(u64::MAX),
+            }),
+        }
+    }
+
+    async fn load(&self, task_id: TaskId) -> Result<Option<StoredState>> {
+        let mut conn = self.connection.manager.clone();
+        let (fence, format, bytes): (Option<u64>, Option<String>, Option<Vec<u8>>) = redis::cmd("HMGET")
+            .arg(self.key(task_id))
+            .arg(&["fence", "format", "bytes"])
+            .query_async(&mut conn)
+            .await
+            .map_err(redis_error)?;
+        let (Some(fence), Some(format), Some(bytes)) = (fence, format, bytes) else {
+            return Ok(None);
+        };
+        let payload = Payload::Encoded {
+            format: parse_format(&format)?,
+            bytes: Bytes::from(bytes),
+        };
+        Ok(Some(StoredState { fence, payload }))
+    }
+
+    async fn delete(&self, task_id: TaskId) -> Result<()> {
+        let mut conn = self.connection.manager.clone();
+        redis::cmd("DEL")
+            .arg(self.key(task_id))
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(redis_error)
+    }
+
+    async fn ping(&self) -> Result<()> {
+        RedisStateStore::ping(self).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_round_trip_through_their_names() {
+        let name = format_name(Format::Json).unwrap();
+        assert_eq!(name, "json");
+        assert_eq!(parse_format(&name).unwrap(), Format::Json);
+        assert!(parse_format("klingon").is_err());
+    }
+}
