@@ -221,6 +221,13 @@ pub trait UploadSource {
     fn total_size(&self) -> Option<u64> {
         None
     }
+
+    /// Whether [`open`](Self::open) can be called again after a failed
+    /// attempt (local files can; a request's streamed uploads cannot, so a
+    /// failed upload of them is not retried).
+    fn is_replayable(&self) -> bool {
+        true
+    }
 }
 
 impl UploadSource for Files {
@@ -237,6 +244,10 @@ impl UploadSource for Files {
 
     fn total_size(&self) -> Option<u64> {
         self.total_size
+    }
+
+    fn is_replayable(&self) -> bool {
+        false
     }
 }
 

@@ -126,4 +126,8 @@ impl IdempotencyStore for RedisIdempotencyStore {
             .await
             .map_err(redis_error)
     }
+
+    async fn ping(&self) -> Result<()> {
+        RedisIdempotencyStore::ping(self).await
+    }
 }

@@ -42,13 +42,14 @@ impl Infrastructure {
     /// Pings every service; returns the name and error of each that does
     /// not answer.
     pub async fn check(&self) -> Vec<(&'static str, crate::Error)> {
-        let (storage, publisher, consumer, lock, progress, state) = tokio::join!(
+        let (storage, publisher, consumer, lock, progress, state, idempotency) = tokio::join!(
             self.storage.ping(),
             self.publisher.ping(),
             self.consumer.ping(),
             self.lock.ping(),
             self.progress.ping(),
             self.state.ping(),
+            self.idempotency.ping(),
         );
         [
             ("storage", storage),
@@ -57,6 +58,7 @@ impl Infrastructure {
             ("lock", lock),
             ("progress", progress),
             ("state store", state),
+            ("idempotency store", idempotency),
         ]
         .into_iter()
         .filter_map(|(name, result)| result.err().map(|e| (name, e)))

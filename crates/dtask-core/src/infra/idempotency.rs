@@ -45,4 +45,9 @@ pub trait IdempotencyStore: Send + Sync + fmt::Debug + 'static {
 
     /// Forgets `key` (a no-op for an unknown key).
     async fn release(&self, key: &str) -> Result<()>;
+
+    /// Checks that the backend answers (used by readiness probes).
+    async fn ping(&self) -> Result<()> {
+        Ok(())
+    }
 }

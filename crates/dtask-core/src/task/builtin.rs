@@ -42,7 +42,12 @@ pub async fn upload(
                     tracing::warn!(key = %object.key, error = %e, "could not delete a partial upload");
                 }
             }
-            Err(error)
+            // A one-shot source (a request's streamed uploads) cannot be read again.
+            Err(if source.is_replayable() {
+                error
+            } else {
+                error.into_permanent()
+            })
         }
     }
 }

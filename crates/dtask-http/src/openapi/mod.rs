@@ -1,0 +1,313 @@
+//! The OpenAPI 3.1 document of an API, built from its mounted tasks.
+//!
+//! It describes every route: one submit operation per task with its
+//! multipart form (and JSON body for tasks without files), the id routes,
+//! the list, health and readiness, the progress snapshot and the problem
+//! format, and every error each route answers.
+
+mod schemas;
+
+use serde_json::{Map, Value, json};
+
+use crate::registry::Endpoint;
+use crate::state::AppState;
+use schemas::schema_ref;
+
+/// The document of `state`'s API.
+pub(crate) fn document(state: &AppState) -> Value {
+    let mut paths = Map::new();
+    for endpoint in state.registry.iter() {
+        paths.insert(endpoint.path(), json!({ "post": submit(endpoint) }));
+    }
+    paths.insert("/api/tasks".into(), json!({ "get": list() }));
+    paths.insert(
+        "/api/tasks/{id}".into(),
+        json!({ "get": status("getTask"), "delete": cancel() }),
+    );
+    paths.insert(
+        "/api/tasks/{id}/status".into(),
+        json!({ "get": status("getTaskStatus") }),
+    );
+    paths.insert("/api/tasks/{id}/stream".into(), json!({ "get": stream() }));
+    paths.insert("/api/tasks/{id}/ws".into(), json!({ "get": websocket() }));
+    paths.insert("/api/tasks/{id}/result".into(), json!({ "get": result(state) }));
+    paths.insert("/api/tasks/{id}/download".into(), json!({ "get": download() }));
+    paths.insert("/api/openapi.json".into(), json!({ "get": openapi() }));
+    paths.insert("/healthz".into(), json!({ "get": healthz() }));
+    paths.insert("/readyz".into(), json!({ "get": readyz() }));
+    let tasks: Vec<String> = state
+        .registry
+        .iter()
+        .map(|e| format!("`{}` at `{}`", e.definition.name, e.path()))
+        .collect();
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "dtask",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": format!(
+                "Submit declared tasks, follow their progress (polling, Server-Sent Events, WebSocket or a signed webhook), \
+                 fetch their results and files, cancel them. Every error is `application/problem+json` (RFC 9457); \
+                 unknown routes answer 404 and wrong methods 405 in that format. Tasks served: {}.",
+                if tasks.is_empty() { "none".to_owned() } else { tasks.join(", ") }
+            )
+        },
+        "paths": paths,
+        "components": {
+            "schemas": schemas::schemas(state.registry.iter()),
+            "parameters": parameters(),
+        }
+    })
+}
+
+fn parameters() -> Value {
+    json!({
+        "TaskId": {
+            "name": "id", "in": "path", "required": true,
+            "description": "The task's id, as the submission answered it.",
+            "schema": { "type": "string", "format": "uuid" }
+        },
+        "IdempotencyKey": {
+            "name": "Idempotency-Key", "in": "header", "required": false,
+            "description": "Makes the submission safe to repeat: the same key with the same request answers the first submission's 202 (same task); with a different request, 422; while the first is still being received, 409. Keys are remembered for 24 h by default.",
+            "schema": { "type": "string", "minLength": 1, "maxLength": 255 }
+        },
+        "Listening": {
+            "name": "listening", "in": "query", "required": false,
+            "description": "How the client will follow the task (also a form field).",
+            "schema": { "type": "string", "enum": crate::submit::STRATEGIES }
+        },
+        "WebhookUrl": {
+            "name": "webhookUrl", "in": "query", "required": false,
+            "description": "Where to POST the terminal snapshot with `listening=webhook` (also a form field).",
+            "schema": { "type": "string", "format": "uri" }
+        }
+    })
+}
+
+fn param(name: &str) -> Value {
+    json!({ "$ref": format!("#/components/parameters/{name}") })
+}
+
+fn problem(description: &str) -> Value {
+    json!({
+        "description": description,
+        "content": { "application/problem+json": { "schema": schema_ref("Problem") } }
+    })
+}
+
+fn ok_json(description: &str, schema: Value) -> Value {
+    json!({ "description": description, "content": { "application/json": { "schema": schema } } })
+}
+
+const BAD_ID: &str = "The id is not a UUID.";
+const NO_TASK: &str = "No such task.";
+const UNAVAILABLE: &str = "A backend did not answer.";
+
+fn submit(endpoint: &Endpoint) -> Value {
+    let name = endpoint.definition.name;
+    let mut content = Map::new();
+    content.insert(
+        "multipart/form-data".into(),
+        json!({
+            "schema": schema_ref(&format!("{name}Form")),
+            "encoding": { "files": { "contentType": "application/octet-stream" } }
+        }),
+    );
+    if !endpoint.takes_files {
+        content.insert(
+            "application/json".into(),
+            json!({ "schema": schema_ref(&format!("{name}Request")) }),
+        );
+    }
+    let mut description = format!(
+        "Submits a {name} task. The files are streamed into object storage as they arrive. \
+         Answers once the task's API steps ran and it was handed to the workers."
+    );
+    if endpoint.downloadable {
+        description.push_str(" The task produces a file, served at `links.download` once it completed.");
+    }
+    json!({
+        "operationId": format!("submit{name}"),
+        "summary": format!("Submit a {name} task"),
+        "description": description,
+        "parameters": [param("IdempotencyKey"), param("Listening"), param("WebhookUrl")],
+        "requestBody": { "required": true, "content": content },
+        "responses": {
+            "202": {
+                "description": "Accepted: the task exists and runs.",
+                "headers": {
+                    "Location": { "description": "The task's status URL.", "schema": { "type": "string" } },
+                    "Idempotent-Replayed": { "description": "`true` when this answers a repeated submission.", "schema": { "type": "string" } }
+                },
+                "content": { "application/json": { "schema": schema_ref("SubmitAccepted") } }
+            },
+            "400": problem("A malformed body or field, a missing `files` part, files for a task that takes none, a field after a file, too many files, a file name too long, an unknown `listening`, a webhook URL that is not http(s), webhooks not configured, or a malformed Idempotency-Key."),
+            "409": problem("A submission with this Idempotency-Key is still being received."),
+            "413": problem("The upload exceeds the size limit."),
+            "415": problem("The body is neither multipart/form-data nor (for tasks without files) application/json."),
+            "422": problem("This Idempotency-Key was used with a different submission."),
+            "500": problem("The task is mounted but not registered on the host."),
+            "503": problem(UNAVAILABLE)
+        }
+    })
+}
+
+fn list() -> Value {
+    json!({
+        "operationId": "listTasks",
+        "summary": "Recent tasks, newest first",
+        "parameters": [
+            { "name": "status", "in": "query", "required": false, "schema": schema_ref("TaskStatus") },
+            { "name": "taskName", "in": "query", "required": false, "description": "The declared name or its kebab-case route segment.", "schema": { "type": "string" } },
+            { "name": "limit", "in": "query", "required": false, "schema": { "type": "integer", "minimum": 1, "maximum": 200, "default": 50 } },
+            { "name": "offset", "in": "query", "required": false, "schema": { "type": "integer", "minimum": 0, "default": 0 } }
+        ],
+        "responses": {
+            "200": ok_json("One page of tasks.", schema_ref("TaskPage")),
+            "400": problem("An unknown status, or a limit or offset out of range."),
+            "503": problem(UNAVAILABLE)
+        }
+    })
+}
+
+fn status(operation_id: &str) -> Value {
+    json!({
+        "operationId": operation_id,
+        "summary": "The task's progress snapshot (polling)",
+        "parameters": [param("TaskId")],
+        "responses": {
+            "200": ok_json("The current snapshot.", schema_ref("TaskProgress")),
+            "400": problem(BAD_ID),
+            "404": problem(NO_TASK),
+            "503": problem(UNAVAILABLE)
+        }
+    })
+}
+
+fn cancel() -> Value {
+    json!({
+        "operationId": "cancelTask",
+        "summary": "Cancel the task",
+        "description": "The running step's token fires, then the completed steps are compensated and the task ends as cancelled.",
+        "parameters": [param("TaskId")],
+        "responses": {
+            "202": ok_json("Cancellation requested.", schema_ref("CancelAccepted")),
+            "400": problem(BAD_ID),
+            "404": problem(NO_TASK),
+            "409": problem("The task has already ended (`task-ended`, with `taskStatus`) or is not cancellable (`not-cancellable`)."),
+            "503": problem(UNAVAILABLE)
+        }
+    })
+}
+
+fn stream() -> Value {
+    json!({
+        "operationId": "streamTask",
+        "summary": "The task's snapshots as Server-Sent Events",
+        "description": "Each snapshot is an event `progress` with `id` = its revision and `data` = its JSON (a TaskProgress): the current one first, then every change; the stream ends after the terminal one. Keep-alive comments keep idle connections open. A reconnect (Last-Event-ID) starts again with the current snapshot.",
+        "parameters": [param("TaskId")],
+        "responses": {
+            "200": {
+                "description": "The event stream.",
+                "content": { "text/event-stream": { "schema": { "type": "string" } } }
+            },
+            "400": problem(BAD_ID),
+            "404": problem(NO_TASK),
+            "503": problem(UNAVAILABLE)
+        }
+    })
+}
+
+fn websocket() -> Value {
+    json!({
+        "operationId": "watchTask",
+        "summary": "The task's snapshots over a WebSocket",
+        "description": "After the upgrade the server sends each snapshot as a JSON text message (a TaskProgress), the current one first, and closes with code 1000 after the terminal one.",
+        "parameters": [param("TaskId")],
+        "responses": {
+            "101": { "description": "Switching to the WebSocket protocol." },
+            "400": problem("The id is not a UUID, or the request is not a WebSocket handshake."),
+            "404": problem(NO_TASK),
+            "426": problem("The connection cannot be upgraded."),
+            "503": problem(UNAVAILABLE)
+        }
+    })
+}
+
+fn result(state: &AppState) -> Value {
+    let responses: Vec<Value> = state
+        .registry
+        .iter()
+        .map(|e| schema_ref(&format!("{}Response", e.definition.name)))
+        .collect();
+    json!({
+        "operationId": "getTaskResult",
+        "summary": "The typed response of a completed task",
+        "parameters": [param("TaskId")],
+        "responses": {
+            "200": ok_json("The task's response.", json!({ "anyOf": responses })),
+            "400": problem(BAD_ID),
+            "404": problem("No such task, or its type is not served here."),
+            "409": problem("The task has not ended (`task-not-finished`), or ended without completing (`task-failed`, `task-cancelled`, with `taskStatus` and `error`)."),
+            "500": problem("The task completed but its response could not be read."),
+            "503": problem(UNAVAILABLE)
+        }
+    })
+}
+
+fn download() -> Value {
+    let file = json!({ "application/octet-stream": { "schema": { "type": "string", "contentMediaType": "application/octet-stream" } } });
+    let headers = json!({
+        "Content-Disposition": { "description": "`attachment` with the file's name (`filename` and `filename*`).", "schema": { "type": "string" } },
+        "Content-Length": { "schema": { "type": "integer" } },
+        "Accept-Ranges": { "schema": { "type": "string", "const": "bytes" } }
+    });
+    let mut partial_headers = headers.clone();
+    partial_headers["Content-Range"] = json!({ "schema": { "type": "string" }, "description": "`bytes a-b/size`." });
+    json!({
+        "operationId": "downloadTaskFile",
+        "summary": "The file the task produced",
+        "description": "Streams the produced file with its own media type (application/zip for CreateZipFromFiles). Honours one byte range (`Range: bytes=a-b`, `a-`, `-n`).",
+        "parameters": [
+            param("TaskId"),
+            { "name": "Range", "in": "header", "required": false, "schema": { "type": "string" } }
+        ],
+        "responses": {
+            "200": { "description": "The whole file.", "headers": headers, "content": file },
+            "206": { "description": "The requested range.", "headers": partial_headers, "content": file },
+            "400": problem(BAD_ID),
+            "404": problem("No such task, its type produces no file, or the file is gone."),
+            "409": problem("The task has not completed (`task-not-finished`, `task-failed`, `task-cancelled`)."),
+            "416": problem("The range starts past the end of the file (`Content-Range: bytes */size`)."),
+            "503": problem(UNAVAILABLE)
+        }
+    })
+}
+
+fn openapi() -> Value {
+    json!({
+        "operationId": "getOpenApi",
+        "summary": "This document",
+        "responses": { "200": ok_json("The OpenAPI 3.1 document.", json!({ "type": "object" })) }
+    })
+}
+
+fn healthz() -> Value {
+    json!({
+        "operationId": "healthz",
+        "summary": "Liveness: the process answers",
+        "responses": { "200": ok_json("Alive.", schema_ref("Health")) }
+    })
+}
+
+fn readyz() -> Value {
+    json!({
+        "operationId": "readyz",
+        "summary": "Readiness: every backend answers",
+        "responses": {
+            "200": ok_json("Every backend answered.", schema_ref("Health")),
+            "503": problem("Some backends did not answer (`failing` lists them).")
+        }
+    })
+}

@@ -1,0 +1,142 @@
+//! The routes, and what they share: reading a task id, finding a task's
+//! endpoint, following its snapshots.
+
+mod cancel;
+mod download;
+mod health;
+mod list;
+mod range;
+mod result;
+mod status;
+mod stream;
+mod ws;
+
+pub(crate) use list::STATUSES;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{Method, StatusCode, Uri};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use dtask_core::{Host, TaskId, TaskProgress};
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use tower_http::trace::TraceLayer;
+
+use crate::problem::{ApiResult, Problem, kinds};
+use crate::registry::Endpoint;
+use crate::state::Shared;
+use crate::submit;
+
+/// Every route of the API.
+pub(crate) fn router(state: Shared) -> Router {
+    let mut router = Router::new();
+    for endpoint in state.registry.iter() {
+        let endpoint = Arc::clone(endpoint);
+        let path = endpoint.path();
+        let handler = move |axum::extract::State(state): axum::extract::State<Shared>, request| {
+            submit::submit(state, Arc::clone(&endpoint), request)
+        };
+        router = router.route(&path, post(handler).layer(DefaultBodyLimit::disable()));
+    }
+    router
+        .route("/api/tasks", get(list::list))
+        .route("/api/tasks/{id}", get(status::status).delete(cancel::cancel))
+        .route("/api/tasks/{id}/status", get(status::status))
+        .route("/api/tasks/{id}/stream", get(stream::stream))
+        .route("/api/tasks/{id}/ws", get(ws::ws))
+        .route("/api/tasks/{id}/result", get(result::result))
+        .route("/api/tasks/{id}/download", get(download::download))
+        .route("/api/openapi.json", get(openapi))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+async fn openapi(axum::extract::State(state): axum::extract::State<Shared>) -> impl IntoResponse {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        state.openapi.clone(),
+    )
+}
+
+async fn not_found(uri: Uri) -> Problem {
+    Problem::new(
+        StatusCode::NOT_FOUND,
+        "not-found",
+        "Not found",
+        format!("no route for {}", uri.path()),
+    )
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> Problem {
+    Problem::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method-not-allowed",
+        "Method not allowed",
+        format!("{} does not answer {method}", uri.path()),
+    )
+}
+
+/// The task id in a path.
+///
+/// # Errors
+/// `400` when it is not a UUID.
+pub(crate) fn task_id(raw: &str) -> ApiResult<TaskId> {
+    raw.parse().map_err(|_| kinds::invalid_task_id(raw))
+}
+
+/// The task's current snapshot.
+///
+/// # Errors
+/// `404` for an unknown task.
+pub(crate) async fn progress(host: &Host, task_id: TaskId) -> ApiResult<TaskProgress> {
+    host.progress(task_id)
+        .await?
+        .ok_or_else(|| kinds::task_not_found(format!("no task {task_id}")))
+}
+
+/// The endpoint serving a task's type.
+///
+/// # Errors
+/// `404` when this API does not mount the task's type.
+pub(crate) fn endpoint_of<'a>(state: &'a Shared, progress: &TaskProgress) -> ApiResult<&'a Arc<Endpoint>> {
+    state.registry.get(&progress.task_name).ok_or_else(|| {
+        kinds::task_not_found(format!(
+            "task {} is a {}, which this API does not serve",
+            progress.task_id, progress.task_name
+        ))
+    })
+}
+
+/// A task's snapshots: the current one, then every change with a newer
+/// revision (so revisions strictly increase), ending after the terminal
+/// one.
+///
+/// # Errors
+/// `404` for an unknown task.
+pub(crate) async fn snapshots(host: &Host, task_id: TaskId) -> ApiResult<BoxStream<'static, TaskProgress>> {
+    let stream = host.stream(task_id).await.map_err(|e| match e {
+        e if e.is_not_found() => kinds::task_not_found(format!("no task {task_id}")),
+        e => Problem::from(e),
+    })?;
+    Ok(stream
+        .scan((None::<u64>, false), |(last, ended), progress| {
+            if *ended {
+                return futures::future::ready(None);
+            }
+            let fresh = last.is_none_or(|l| progress.revision > l);
+            if fresh {
+                *last = Some(progress.revision);
+                *ended = progress.is_terminal();
+            }
+            futures::future::ready(Some(fresh.then_some(progress)))
+        })
+        .filter_map(futures::future::ready)
+        .boxed())
+}

@@ -1,0 +1,44 @@
+//! `GET /api/tasks/{id}/stream`: the task's snapshots as Server-Sent
+//! Events.
+//!
+//! Each snapshot is one `progress` event whose `id` is the snapshot's
+//! revision and whose data is its JSON: the current snapshot first, then
+//! every change; the stream ends after the terminal one. A reconnecting
+//! client (`Last-Event-ID`) simply gets the current snapshot first again,
+//! which tells it everything it missed. Idle streams carry keep-alive
+//! comments.
+
+use std::convert::Infallible;
+
+use axum::extract::{Path, State};
+use axum::http::HeaderName;
+use axum::response::IntoResponse;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use dtask_core::TaskProgress;
+use futures::StreamExt;
+
+use super::{snapshots, task_id};
+use crate::problem::ApiResult;
+use crate::state::Shared;
+
+/// The SSE event name of a snapshot.
+pub(crate) const PROGRESS_EVENT: &str = "progress";
+
+/// The task's SSE stream.
+pub(crate) async fn stream(State(state): State<Shared>, Path(id): Path<String>) -> ApiResult<impl IntoResponse> {
+    let task_id = task_id(&id)?;
+    let events = snapshots(&state.host, task_id)
+        .await?
+        .map(|progress| Ok::<_, Infallible>(event(&progress)));
+    let sse = Sse::new(events).keep_alive(KeepAlive::new().interval(state.config.sse_keep_alive));
+    // Tells reverse proxies (nginx) not to buffer the stream.
+    Ok(([(HeaderName::from_static("x-accel-buffering"), "no")], sse))
+}
+
+fn event(progress: &TaskProgress) -> Event {
+    let event = Event::default().event(PROGRESS_EVENT).id(progress.revision.to_string());
+    match serde_json::to_string(progress) {
+        Ok(json) => event.data(json),
+        Err(error) => Event::default().event("error").data(error.to_string()),
+    }
+}

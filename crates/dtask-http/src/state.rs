@@ -1,0 +1,24 @@
+//! What every route shares.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use dtask_core::Host;
+
+use crate::config::ApiConfig;
+use crate::registry::Registry;
+use crate::webhook::Webhooks;
+
+/// The state behind an API's routes.
+pub(crate) struct AppState {
+    pub(crate) host: Host,
+    pub(crate) registry: Registry,
+    pub(crate) config: ApiConfig,
+    /// The webhook sender; `None` when no secret is configured.
+    pub(crate) webhooks: Option<Webhooks>,
+    /// The OpenAPI document, rendered once.
+    pub(crate) openapi: Bytes,
+}
+
+/// The state as the routes hold it.
+pub(crate) type Shared = Arc<AppState>;
