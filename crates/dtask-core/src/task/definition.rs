@@ -133,6 +133,19 @@ impl TaskDefinition {
         self.steps.iter().position(|s| s.name == name)
     }
 
+    /// The buckets its upload steps write to, each once.
+    pub fn buckets(&self) -> Vec<&'static str> {
+        let mut buckets = Vec::new();
+        for step in self.steps {
+            if let StepKind::FileUpload { bucket } = step.kind
+                && !buckets.contains(&bucket)
+            {
+                buckets.push(bucket);
+            }
+        }
+        buckets
+    }
+
     /// Whether any step runs on the worker host.
     pub fn has_worker_steps(&self) -> bool {
         self.steps.iter().any(|s| s.host == StepHost::Worker)
