@@ -1,31 +1,48 @@
 //! The dtask demo: CreateZipFromFiles in InProcess mode.
 //!
 //! ```text
-//! cargo run --release                                   # zip a few sample files
-//! cargo run --release -- zip FILE... --output OUT.zip   # zip your files
+//! cargo run --release                                   # the server and its dashboard on 127.0.0.1:8080
+//! cargo run --release -- submit FILE... -o OUT.zip      # zip through the server, with live progress
+//! cargo run --release -- zip FILE... --output OUT.zip   # zip in this process, no server
+//! cargo run --release -- demo                           # zip a few sample files and list the archive
 //! ```
 
 mod cli;
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-/// Declared saga-shaped background tasks, run in one process.
+/// Declared saga-shaped background tasks: the CreateZipFromFiles demo.
 #[derive(Debug, Parser)]
-#[command(name = "dtask-demo", version, about)]
+#[command(name = "dtask-demo", version, about, args_conflicts_with_subcommands = true)]
 struct Args {
     #[command(subcommand)]
     command: Option<Command>,
+    #[command(flatten)]
+    serve: ServeArgs,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Zips a few generated sample files and lists the archive (the
-    /// default).
-    Demo,
-    /// Zips FILE... into OUT.zip with CreateZipFromFiles, showing live
+    /// Runs the HTTP API and the dashboard (the default).
+    Serve(ServeArgs),
+    /// Uploads FILE... to a running server, follows the task, downloads
+    /// the archive. Ctrl-C cancels the task.
+    Submit {
+        /// The files to zip.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// The server's URL.
+        #[arg(long, env = "DTASK_SERVER", default_value = "http://127.0.0.1:8080")]
+        server: String,
+        /// Where to write the archive.
+        #[arg(short, long, default_value = "archive.zip")]
+        output: PathBuf,
+    },
+    /// Zips FILE... into OUT.zip in this process (no server), showing live
     /// progress.
     Zip {
         /// The files to zip.
@@ -35,27 +52,52 @@ enum Command {
         #[arg(short, long, default_value = "archive.zip")]
         output: PathBuf,
         /// Keep the stored files in memory instead of a temporary
-        /// directory (the default object store of InProcess mode; needs
-        /// memory for the inputs and the archive).
+        /// directory (needs memory for the inputs and the archive).
         #[arg(long)]
         in_memory: bool,
     },
+    /// Zips a few generated sample files in this process and lists the
+    /// archive.
+    Demo,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+struct ServeArgs {
+    /// The address to listen on (port 0 picks a free port).
+    #[arg(long, env = "DTASK_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: String,
+    /// Keep uploads and archives in memory instead of a directory.
+    #[arg(long, conflicts_with = "data_dir")]
+    in_memory: bool,
+    /// Keep uploads and archives in DIR (default: a temporary directory
+    /// removed when the server stops).
+    #[arg(long, env = "DTASK_DATA_DIR", value_name = "DIR")]
+    data_dir: Option<PathBuf>,
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
-        .with_writer(std::io::stderr)
-        .init();
     let args = Args::parse();
-    let result = match args.command.unwrap_or(Command::Demo) {
-        Command::Demo => cli::demo().await,
+    let command = args.command.unwrap_or(Command::Serve(args.serve));
+    let default_level = if matches!(command, Command::Serve(_)) {
+        "info"
+    } else {
+        "warn"
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default_level.into()))
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+    let result = match command {
+        Command::Serve(serve) => cli::serve(serve.listen, serve.in_memory, serve.data_dir).await,
+        Command::Submit { files, server, output } => cli::submit(files, server, output).await,
         Command::Zip {
             files,
             output,
             in_memory,
         } => cli::zip(files, output, in_memory).await,
+        Command::Demo => cli::demo().await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,7 +1,10 @@
 //! The demo binary, run as a user would.
 
-use std::io::Read;
-use std::process::Command;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 fn demo() -> Command {
     Command::new(env!("CARGO_BIN_EXE_dtask-demo"))
@@ -64,12 +67,90 @@ fn a_directory_is_not_a_file_to_zip() {
 }
 
 #[test]
-fn the_default_command_runs_the_demo() {
-    let run = demo().output().unwrap();
+fn the_demo_command_zips_sample_files_and_lists_them() {
+    let run = demo().arg("demo").output().unwrap();
     assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
     let stdout = String::from_utf8_lossy(&run.stdout);
     assert!(
         stdout.contains("Archive contents") && stdout.contains("report.csv"),
         "{stdout}"
     );
+}
+
+/// Sends one HTTP/1.1 GET and returns the whole answer.
+fn get(addr: &str, path: &str) -> String {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    answer
+}
+
+#[test]
+fn the_default_command_serves_the_dashboard_until_sigterm() {
+    let mut server = demo()
+        .args(["--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = server.stdout.take().unwrap();
+    let (lines, announced) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let line = announced
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the server prints its dashboard URL");
+    let url = line
+        .strip_prefix("Dashboard: ")
+        .unwrap_or_else(|| panic!("unexpected first line: {line}"));
+    let addr = url.trim_start_matches("http://").trim_end_matches('/').to_owned();
+    assert!(!addr.ends_with(":0"), "the actual port is printed: {line}");
+
+    let health = get(&addr, "/healthz");
+    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+    let page = get(&addr, "/");
+    assert!(
+        page.starts_with("HTTP/1.1 200") && page.contains("data-testid=\"file-input\""),
+        "{page}"
+    );
+
+    let killed = Command::new("kill")
+        .arg("-TERM")
+        .arg(server.id().to_string())
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = server.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the server stops within 30 s of SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    server.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    assert_eq!(status.code(), Some(0), "a clean exit after SIGTERM: {stderr}");
+    assert!(stderr.contains("SIGTERM received"), "{stderr}");
+}
+
+#[test]
+fn a_busy_address_is_a_one_line_error() {
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = busy.local_addr().unwrap().to_string();
+    let run = demo().args(["serve", "--listen", &addr]).output().unwrap();
+    assert!(!run.status.success());
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains(&addr) && stderr.contains("already in use"), "{stderr}");
 }

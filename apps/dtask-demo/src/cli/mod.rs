@@ -1,12 +1,18 @@
 //! The demo's commands.
 
+mod serve;
+mod signals;
+mod submit;
 mod view;
+
+pub(crate) use serve::serve;
+pub(crate) use submit::submit;
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use dtask::prelude::*;
 use dtask::fs::LocalFileSystemStore;
+use dtask::prelude::*;
 use dtask::{Host, TaskOutcome};
 use dtask_demo::zip_archive::human_bytes;
 use dtask_demo::{CreateZipFromFiles, CreateZipRequest, CreateZipResponse};
@@ -83,17 +89,18 @@ pub(crate) async fn demo() -> anyhow::Result<()> {
     for name in archive.file_names() {
         println!("  {}", name?);
     }
-    println!("\nNext: cargo run --release -- zip FILE... --output OUT.zip");
+    println!("\nNext: cargo run --release (the server and its dashboard), or -- zip FILE... --output OUT.zip");
     Ok(())
 }
 
-fn check_readable(path: &Path) -> anyhow::Result<()> {
+/// Checks that `path` is a readable regular file; returns its size.
+fn check_readable(path: &Path) -> anyhow::Result<u64> {
     let meta = std::fs::metadata(path).with_context(|| format!("cannot read `{}`", path.display()))?;
     if !meta.is_file() {
         bail!("`{}` is not a regular file", path.display());
     }
     std::fs::File::open(path).with_context(|| format!("cannot read `{}`", path.display()))?;
-    Ok(())
+    Ok(meta.len())
 }
 
 async fn run_with_progress(host: &Host, request: CreateZipRequest) -> anyhow::Result<TaskOutcome<CreateZipResponse>> {

@@ -34,7 +34,12 @@ impl ProgressView {
         match &self.bar {
             Some(bar) => {
                 bar.set_position(progress.percent.round() as u64);
-                bar.set_message(format!("{step}: {message}"));
+                // Step messages usually name their step already.
+                if message.starts_with(step) {
+                    bar.set_message(message.to_owned());
+                } else {
+                    bar.set_message(format!("{step}: {message}"));
+                }
             }
             None => {
                 let line = format!(
@@ -48,6 +53,14 @@ impl ProgressView {
                     self.last_line = line;
                 }
             }
+        }
+    }
+
+    /// Prints a line above the bar (or as a plain line).
+    pub(crate) fn println(&self, line: &str) {
+        match &self.bar {
+            Some(bar) => bar.println(line),
+            None => eprintln!("{line}"),
         }
     }
 

@@ -1,0 +1,270 @@
+//! The demo server: CreateZipFromFiles in InProcess mode behind the dtask
+//! HTTP API, with the [dashboard](crate::dashboard::router) at `/`.
+//!
+//! The binary's `serve` command (the default) is [`DemoServer::bind`] then
+//! [`DemoServer::run`]; tests start the same server in-process on
+//! `127.0.0.1:0`.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), dtask_demo::server::ServerError> {
+//! use dtask_demo::server::{DemoServer, ServerConfig};
+//!
+//! let server = DemoServer::bind(ServerConfig { listen: "127.0.0.1:0".into(), ..ServerConfig::default() }).await?;
+//! println!("Dashboard: {}", server.dashboard_url());
+//! server.run(async { let _ = tokio::signal::ctrl_c().await; }).await
+//! # }
+//! ```
+
+use std::future::{Future, IntoFuture};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use axum::Router;
+use dtask::fs::LocalFileSystemStore;
+use dtask::host::HostBuilder;
+use dtask::{EventKind, Host};
+use dtask_http::{ApiConfig, TaskApi};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::{CreateZipFromFiles, dashboard};
+
+mod sse_cut;
+
+/// Where the server keeps uploaded files and archives.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Storage {
+    /// A [`LocalFileSystemStore`] in a temporary directory removed when the
+    /// server stops (the default: memory does not grow with uploads).
+    #[default]
+    Temporary,
+    /// A [`LocalFileSystemStore`] in this directory, kept.
+    Directory(PathBuf),
+    /// The in-memory object store (uploads and archives held in memory).
+    InMemory,
+}
+
+/// How to run the demo server.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// The address to listen on (default `127.0.0.1:8080`; port `0` picks
+    /// a free one, see [`DemoServer::local_addr`]).
+    pub listen: String,
+    /// Where files go.
+    pub storage: Storage,
+    /// The API's limits and options.
+    pub api: ApiConfig,
+    /// How long a shutdown waits for open requests (downloads, uploads)
+    /// before closing them (default 10 s). Event streams end at once.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".to_owned(),
+            storage: Storage::default(),
+            api: ApiConfig::default(),
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Why the server could not start or stopped. The cause is the error's
+/// [`source`](std::error::Error::source) (print with `{:#}` through anyhow).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServerError {
+    /// Another process listens on the address.
+    #[error("cannot listen on {addr}: the address is already in use (choose another with --listen ADDR)")]
+    AddressInUse {
+        /// The address asked for.
+        addr: String,
+    },
+    /// The address could not be bound for another reason.
+    #[error("cannot listen on {addr}")]
+    Bind {
+        /// The address asked for.
+        addr: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The data directory could not be prepared.
+    #[error("cannot prepare the data directory")]
+    Storage(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The task host could not be built.
+    #[error("cannot start the task host")]
+    Host(#[source] dtask::Error),
+    /// Serving failed.
+    #[error("the server failed")]
+    Serve(#[source] std::io::Error),
+}
+
+/// A bound, not yet running, demo server.
+#[derive(Debug)]
+pub struct DemoServer {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    router: Router,
+    host: Host,
+    grace: Duration,
+    stopping: CancellationToken,
+    _data: Option<tempfile::TempDir>,
+}
+
+impl DemoServer {
+    /// Binds `config.listen` and builds the host and the routes.
+    ///
+    /// # Errors
+    /// [`ServerError::AddressInUse`] and [`ServerError::Bind`] when the
+    /// address cannot be listened on; [`ServerError::Storage`] and
+    /// [`ServerError::Host`] when the host cannot be built.
+    pub async fn bind(config: ServerConfig) -> Result<Self, ServerError> {
+        Self::bind_with(config, |builder| builder).await
+    }
+
+    /// [`bind`](Self::bind), letting `configure` adjust the host (tests
+    /// add interceptors or listeners).
+    ///
+    /// # Errors
+    /// As [`bind`](Self::bind).
+    pub async fn bind_with(
+        config: ServerConfig,
+        configure: impl FnOnce(HostBuilder) -> HostBuilder,
+    ) -> Result<Self, ServerError> {
+        let listener = TcpListener::bind(&config.listen).await.map_err(|source| {
+            let addr = config.listen.clone();
+            match source.kind() {
+                std::io::ErrorKind::AddrInUse => ServerError::AddressInUse { addr },
+                _ => ServerError::Bind { addr, source },
+            }
+        })?;
+        let local_addr = listener.local_addr().map_err(|source| ServerError::Bind {
+            addr: config.listen.clone(),
+            source,
+        })?;
+        let (builder, data) = host_builder(&config.storage)?;
+        let host = configure(builder).build().map_err(ServerError::Host)?;
+        let stopping = CancellationToken::new();
+        let api = TaskApi::builder(host.clone())
+            .downloadable::<CreateZipFromFiles>()
+            .config(config.api)
+            .build();
+        let router = api
+            .merge(dashboard::router())
+            .layer(axum::middleware::from_fn_with_state(
+                stopping.clone(),
+                sse_cut::end_streams_on_shutdown,
+            ));
+        Ok(Self {
+            listener,
+            local_addr,
+            router,
+            host,
+            grace: config.shutdown_grace,
+            stopping,
+            _data: data,
+        })
+    }
+
+    /// The address the server listens on (the port chosen when asked for
+    /// port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The dashboard's URL, e.g. `http://127.0.0.1:8080/` (the loopback
+    /// address when listening on every interface).
+    pub fn dashboard_url(&self) -> String {
+        let mut addr = self.local_addr;
+        if addr.ip().is_unspecified() {
+            addr.set_ip(match addr.ip() {
+                IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
+                IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::LOCALHOST),
+            });
+        }
+        format!("http://{addr}/")
+    }
+
+    /// The task host.
+    pub fn host(&self) -> &Host {
+        &self.host
+    }
+
+    /// Serves until `shutdown` completes, then stops gracefully: no new
+    /// connections, event streams end, running tasks reach a step boundary
+    /// (`Host::shutdown`), open requests get the configured grace.
+    ///
+    /// # Errors
+    /// [`ServerError::Serve`] when serving fails.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServerError> {
+        let Self {
+            listener,
+            router,
+            host,
+            grace,
+            stopping,
+            _data,
+            ..
+        } = self;
+        let signal = stopping.clone();
+        let serve = axum::serve(listener, router).with_graceful_shutdown(async move {
+            shutdown.await;
+            signal.cancel();
+        });
+        let mut server = tokio::spawn(serve.into_future());
+        tokio::select! {
+            ended = &mut server => {
+                host.shutdown().await;
+                return joined(ended);
+            }
+            () = stopping.cancelled() => {}
+        }
+        tracing::info!("shutting down: no new connections; waiting for running tasks to reach a step boundary");
+        host.shutdown().await;
+        match tokio::time::timeout(grace, &mut server).await {
+            Ok(ended) => joined(ended)?,
+            Err(_) => {
+                tracing::warn!(?grace, "closing the requests still open after the grace period");
+                server.abort();
+            }
+        }
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+fn joined(ended: Result<std::io::Result<()>, tokio::task::JoinError>) -> Result<(), ServerError> {
+    match ended {
+        Ok(result) => result.map_err(ServerError::Serve),
+        Err(error) => Err(ServerError::Serve(std::io::Error::other(error))),
+    }
+}
+
+/// The InProcess host of CreateZipFromFiles on the chosen storage, logging
+/// every task event.
+fn host_builder(storage: &Storage) -> Result<(HostBuilder, Option<tempfile::TempDir>), ServerError> {
+    let builder = Host::builder()
+        .register(CreateZipFromFiles)
+        .in_process()
+        .on_event(|event| match &event.kind {
+            EventKind::StepProgress { .. } => tracing::debug!(task = %event.task_id, event = ?event.kind),
+            kind => tracing::info!(task = %event.task_id, event = ?kind, "task event"),
+        });
+    let (root, temp) = match storage {
+        Storage::InMemory => return Ok((builder, None)),
+        Storage::Directory(dir) => (dir.clone(), None),
+        Storage::Temporary => {
+            let temp = tempfile::Builder::new()
+                .prefix("dtask-demo-")
+                .tempdir()
+                .map_err(|e| ServerError::Storage(e.into()))?;
+            (temp.path().to_path_buf(), Some(temp))
+        }
+    };
+    let store = LocalFileSystemStore::new(root.join("objects")).map_err(|e| ServerError::Storage(e.into()))?;
+    tracing::info!(dir = %root.display(), "files are kept in a local directory");
+    Ok((builder.storage(store).scratch_root(root.join("scratch")), temp))
+}
