@@ -54,3 +54,9 @@ fn json_serializer() {
 fn json_codec() {
     conformance::serializer::run_all(&Codec::new(Format::Json));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn namespaced_memory_queue() {
+    let queue = dtask_core::infra::NamespacedQueue::new("ns", MemoryQueue::new());
+    conformance::queue::run_all(Arc::new(queue.clone()), Arc::new(queue)).await;
+}

@@ -3,6 +3,9 @@
 pub use dtask_core::*;
 pub use dtask_macros::task;
 
+#[cfg(feature = "distributed")]
+pub mod distributed;
+
 /// The most used items, for `use dtask::prelude::*;`.
 pub mod prelude {
     pub use dtask_core::{

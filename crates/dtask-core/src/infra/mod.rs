@@ -16,6 +16,7 @@
 
 mod idempotency;
 mod lock;
+mod namespace;
 mod progress;
 mod queue;
 mod state;
@@ -23,6 +24,7 @@ mod storage;
 
 pub use idempotency::{IdempotencyRecord, IdempotencyStore};
 pub use lock::{DistributedLock, LockGuard, LockLease};
+pub use namespace::NamespacedQueue;
 pub use progress::{ProgressPage, ProgressQuery, ProgressStream, ProgressTracker};
 pub use queue::{Acknowledger, Delivery, DeliveryStream, MessageHeaders, QueueConsumer, QueueMessage, QueuePublisher};
 pub use state::{SagaStateStore, StoredState};
