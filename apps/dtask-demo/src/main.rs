@@ -27,8 +27,22 @@ struct Args {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Runs the HTTP API and the dashboard (the default).
+    /// Runs the HTTP API, the dashboard and the workers (the default), in
+    /// either mode.
     Serve(ServeArgs),
+    /// Runs the HTTP API and the dashboard only (Distributed mode): it runs
+    /// the Api steps and hands tasks to the workers.
+    Api(ServeArgs),
+    /// Runs a worker only (Distributed mode): consumes the queue and runs
+    /// the Worker steps.
+    Worker {
+        /// Distributed-mode options.
+        #[command(flatten)]
+        deploy: cli::deploy::DeployArgs,
+        /// How many tasks this worker runs at once.
+        #[arg(long, env = "DTASK_WORKER_CONCURRENCY", default_value_t = 8)]
+        concurrency: usize,
+    },
     /// Uploads FILE... to a running server, follows the task, downloads
     /// the archive. Ctrl-C cancels the task.
     Submit {
@@ -73,13 +87,16 @@ struct ServeArgs {
     /// removed when the server stops).
     #[arg(long, env = "DTASK_DATA_DIR", value_name = "DIR")]
     data_dir: Option<PathBuf>,
+    /// The mode and, in Distributed mode, the services.
+    #[command(flatten)]
+    deploy: cli::deploy::DeployArgs,
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
     let command = args.command.unwrap_or(Command::Serve(args.serve));
-    let default_level = if matches!(command, Command::Serve(_)) {
+    let default_level = if matches!(command, Command::Serve(_) | Command::Api(_) | Command::Worker { .. }) {
         "info"
     } else {
         "warn"
@@ -90,7 +107,9 @@ async fn main() -> ExitCode {
         .with_ansi(std::io::stderr().is_terminal())
         .init();
     let result = match command {
-        Command::Serve(serve) => cli::serve(serve.listen, serve.in_memory, serve.data_dir).await,
+        Command::Serve(serve) => cli::serve(serve.listen, serve.in_memory, serve.data_dir, serve.deploy, false).await,
+        Command::Api(api) => cli::serve(api.listen, api.in_memory, api.data_dir, api.deploy, true).await,
+        Command::Worker { deploy, concurrency } => cli::worker(deploy, concurrency).await,
         Command::Submit { files, server, output } => cli::submit(files, server, output).await,
         Command::Zip {
             files,

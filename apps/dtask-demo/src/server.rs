@@ -23,7 +23,7 @@ use std::time::Duration;
 use axum::Router;
 use dtask::fs::LocalFileSystemStore;
 use dtask::host::HostBuilder;
-use dtask::{EventKind, Host};
+use dtask::{EventKind, Host, Infrastructure, KernelSettings, Mode};
 use dtask_http::{ApiConfig, TaskApi};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -58,6 +58,21 @@ pub struct ServerConfig {
     /// How long a shutdown waits for open requests (downloads, uploads)
     /// before closing them (default 10 s). Event streams end at once.
     pub shutdown_grace: Duration,
+    /// Distributed mode: the connected infrastructure (`storage` is then
+    /// unused). `None`: InProcess mode.
+    pub distributed: Option<Distributed>,
+}
+
+/// How a server runs in Distributed mode.
+#[derive(Debug, Clone)]
+pub struct Distributed {
+    /// The services, connected (see `dtask::distributed`).
+    pub infrastructure: Infrastructure,
+    /// Whether this process runs workers too (`serve`) or only the API
+    /// (`api`).
+    pub run_workers: bool,
+    /// The kernel's settings (lock lifetime...).
+    pub kernel: KernelSettings,
 }
 
 impl Default for ServerConfig {
@@ -67,6 +82,7 @@ impl Default for ServerConfig {
             storage: Storage::default(),
             api: ApiConfig::default(),
             shutdown_grace: Duration::from_secs(10),
+            distributed: None,
         }
     }
 }
@@ -145,7 +161,7 @@ impl DemoServer {
             addr: config.listen.clone(),
             source,
         })?;
-        let (builder, data) = host_builder(&config.storage)?;
+        let (builder, data) = host_builder(&config)?;
         let host = configure(builder).build().map_err(ServerError::Host)?;
         let stopping = CancellationToken::new();
         let api = TaskApi::builder(host.clone())
@@ -245,15 +261,27 @@ fn joined(ended: Result<std::io::Result<()>, tokio::task::JoinError>) -> Result<
 
 /// The InProcess host of CreateZipFromFiles on the chosen storage, logging
 /// every task event.
-fn host_builder(storage: &Storage) -> Result<(HostBuilder, Option<tempfile::TempDir>), ServerError> {
-    let builder = Host::builder()
+/// A host builder serving CreateZipFromFiles that logs every event.
+pub fn logged_host_builder() -> HostBuilder {
+    Host::builder()
         .register(CreateZipFromFiles)
-        .in_process()
         .on_event(|event| match &event.kind {
             EventKind::StepProgress { .. } => tracing::debug!(task = %event.task_id, event = ?event.kind),
             kind => tracing::info!(task = %event.task_id, event = ?kind, "task event"),
-        });
-    let (root, temp) = match storage {
+        })
+}
+
+fn host_builder(config: &ServerConfig) -> Result<(HostBuilder, Option<tempfile::TempDir>), ServerError> {
+    if let Some(distributed) = &config.distributed {
+        let builder = logged_host_builder()
+            .mode(Mode::Distributed)
+            .infrastructure(distributed.infrastructure.clone())
+            .kernel_settings(distributed.kernel.clone())
+            .run_workers(distributed.run_workers);
+        return Ok((builder, None));
+    }
+    let builder = logged_host_builder().in_process();
+    let (root, temp) = match &config.storage {
         Storage::InMemory => return Ok((builder, None)),
         Storage::Directory(dir) => (dir.clone(), None),
         Storage::Temporary => {

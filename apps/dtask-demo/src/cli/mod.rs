@@ -1,12 +1,15 @@
 //! The demo's commands.
 
+pub(crate) mod deploy;
 mod serve;
 mod signals;
 mod submit;
 mod view;
+mod worker;
 
 pub(crate) use serve::serve;
 pub(crate) use submit::submit;
+pub(crate) use worker::worker;
 
 use std::path::{Path, PathBuf};
 

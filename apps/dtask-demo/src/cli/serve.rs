@@ -3,12 +3,29 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use dtask_demo::server::{DemoServer, ServerConfig, Storage};
+use dtask_demo::server::{DemoServer, Distributed, ServerConfig, Storage};
 
+use super::deploy::{DeployArgs, ModeArg};
 use super::signals;
 
-/// Runs the server until Ctrl-C or SIGTERM.
-pub(crate) async fn serve(listen: String, in_memory: bool, data_dir: Option<PathBuf>) -> anyhow::Result<()> {
+/// Runs the server until Ctrl-C or SIGTERM: the API with workers (`serve`,
+/// either mode) or without (`api`, Distributed mode).
+pub(crate) async fn serve(
+    listen: String,
+    in_memory: bool,
+    data_dir: Option<PathBuf>,
+    deploy: DeployArgs,
+    api_only: bool,
+) -> anyhow::Result<()> {
+    let distributed = if api_only || deploy.mode == ModeArg::Distributed {
+        Some(Distributed {
+            infrastructure: deploy.connect().await?,
+            run_workers: !api_only,
+            kernel: deploy.kernel(),
+        })
+    } else {
+        None
+    };
     let storage = match (in_memory, data_dir) {
         (true, _) => Storage::InMemory,
         (false, Some(dir)) => Storage::Directory(dir),
@@ -20,6 +37,7 @@ pub(crate) async fn serve(listen: String, in_memory: bool, data_dir: Option<Path
     let server = DemoServer::bind(ServerConfig {
         listen,
         storage,
+        distributed,
         ..ServerConfig::default()
     })
     .await?;

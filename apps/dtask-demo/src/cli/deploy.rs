@@ -1,0 +1,116 @@
+//! The deployment options shared by `serve`, `api` and `worker`: the mode
+//! and, in Distributed mode, where the services are.
+
+use std::time::Duration;
+
+use anyhow::bail;
+use clap::ValueEnum;
+use dtask::distributed::{DistributedOptions, QueueKind};
+use dtask::{Infrastructure, KernelSettings, Task};
+use dtask_demo::CreateZipFromFiles;
+
+/// Which mode a process runs in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum ModeArg {
+    /// Everything in this process, in memory.
+    InProcess,
+    /// Through RabbitMQ or Redis Streams, S3 and Redis.
+    Distributed,
+}
+
+/// Which broker carries the hand-offs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum QueueArg {
+    /// RabbitMQ.
+    Rabbitmq,
+    /// Redis Streams.
+    RedisStreams,
+}
+
+/// Flags with environment fallbacks.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct DeployArgs {
+    /// The mode.
+    #[arg(long, env = "DTASK_MODE", value_enum, default_value = "in-process")]
+    pub(crate) mode: ModeArg,
+    /// The broker (Distributed mode).
+    #[arg(long, env = "DTASK_QUEUE", value_enum, default_value = "rabbitmq")]
+    queue: QueueArg,
+    /// The RabbitMQ URL.
+    #[arg(
+        long,
+        env = "DTASK_AMQP_URL",
+        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
+    )]
+    amqp_url: String,
+    /// The Redis URL; several, comma-separated, form a RedLock quorum.
+    #[arg(
+        long,
+        env = "DTASK_REDIS_URL",
+        default_value = "redis://127.0.0.1:6379",
+        value_delimiter = ','
+    )]
+    redis_url: Vec<String>,
+    /// The S3 endpoint (MinIO, s3s-fs; AWS: https://s3.REGION.amazonaws.com).
+    #[arg(long, env = "DTASK_S3_ENDPOINT", default_value = "http://127.0.0.1:9000")]
+    s3_endpoint: String,
+    /// The S3 region.
+    #[arg(long, env = "DTASK_S3_REGION", default_value = "us-east-1")]
+    s3_region: String,
+    /// The S3 access key.
+    #[arg(long, env = "DTASK_S3_ACCESS_KEY", default_value = "minioadmin")]
+    s3_access_key: String,
+    /// The S3 secret key.
+    #[arg(
+        long,
+        env = "DTASK_S3_SECRET_KEY",
+        default_value = "minioadmin",
+        hide_env_values = true
+    )]
+    s3_secret_key: String,
+    /// A prefix for queue names, so deployments can share a broker.
+    #[arg(long, env = "DTASK_NAMESPACE")]
+    namespace: Option<String>,
+    /// How long a worker's lock on a task lasts without renewal.
+    #[arg(long, env = "DTASK_LOCK_TTL_SECS", default_value_t = 30)]
+    lock_ttl_secs: u64,
+    /// How long a dead worker's Redis Streams messages wait before another
+    /// worker reclaims them.
+    #[arg(long, env = "DTASK_VISIBILITY_TIMEOUT_SECS", default_value_t = 30)]
+    visibility_timeout_secs: u64,
+}
+
+impl DeployArgs {
+    /// Connects every service of Distributed mode; a clear one-line error
+    /// naming the service that cannot be reached.
+    pub(crate) async fn connect(&self) -> anyhow::Result<Infrastructure> {
+        if self.mode != ModeArg::Distributed {
+            bail!("this needs Distributed mode (--mode distributed or DTASK_MODE=distributed)");
+        }
+        let queue = match self.queue {
+            QueueArg::Rabbitmq => QueueKind::RabbitMq,
+            QueueArg::RedisStreams => QueueKind::RedisStreams,
+        };
+        let mut options = DistributedOptions::new(queue)
+            .amqp_url(self.amqp_url.clone())
+            .redis_urls(self.redis_url.clone())
+            .s3_endpoint(&self.s3_endpoint, &self.s3_access_key, &self.s3_secret_key)
+            .s3_region(self.s3_region.clone());
+        if let Some(namespace) = &self.namespace {
+            options = options.namespace(namespace.clone());
+        }
+        let streams = dtask::distributed::dtask_redis_streams::RedisStreamsConfig::new(self.redis_url[0].clone())
+            .with_visibility_timeout(Duration::from_secs(self.visibility_timeout_secs.max(1)));
+        options.streams = Some(streams);
+        let buckets = CreateZipFromFiles::definition().buckets();
+        Ok(options.connect(&buckets).await?)
+    }
+
+    /// The kernel settings these flags choose.
+    pub(crate) fn kernel(&self) -> KernelSettings {
+        KernelSettings {
+            lock_ttl: Duration::from_secs(self.lock_ttl_secs.max(1)),
+            ..KernelSettings::default()
+        }
+    }
+}

@@ -1,0 +1,196 @@
+//! [`AmqpConfig`]: where RabbitMQ is and how [`AmqpQueue`](crate::AmqpQueue)
+//! uses it.
+
+use std::time::Duration;
+
+/// The URL of a RabbitMQ on this machine with its default user and vhost.
+pub const DEFAULT_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+
+/// How an [`AmqpQueue`](crate::AmqpQueue) connects to RabbitMQ and uses it.
+///
+/// Start from [`AmqpConfig::new`] (or [`Default`], which points at a local
+/// RabbitMQ) and change what you need, field by field or with the `with_`
+/// methods:
+///
+/// ```
+/// use std::time::Duration;
+/// use dtask_amqp::AmqpConfig;
+///
+/// let config = AmqpConfig::new("amqp://user:secret@rabbit.internal:5672/%2f")
+///     .with_prefetch(32)
+///     .with_max_deliveries(10)
+///     .with_connection_name("billing-worker");
+/// assert_eq!(config.confirm_timeout, Duration::from_secs(10));
+/// ```
+///
+/// Every process that declares a queue must use the same
+/// [`max_deliveries`](Self::max_deliveries): RabbitMQ refuses to declare a
+/// queue again with other arguments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct AmqpConfig {
+    /// The AMQP URL, e.g. `amqp://guest:guest@127.0.0.1:5672/%2f` (the vhost
+    /// `/` is written `%2f`).
+    pub url: String,
+    /// How many unacknowledged deliveries each consumer stream may hold
+    /// (`basic.qos`). Default 16.
+    pub prefetch: u16,
+    /// How many times a message may be returned to its queue (nacked, or
+    /// left unsettled by a consumer that went away) before the broker
+    /// dead-letters it to `{queue}.dead-letter` instead: the quorum queue's
+    /// `x-delivery-limit`. A message is delivered at most
+    /// `max_deliveries + 1` times. Default 5.
+    pub max_deliveries: u32,
+    /// The connection's name, shown by `rabbitmqctl list_connections` and
+    /// the management UI. Default `dtask`.
+    pub connection_name: String,
+    /// How long [`AmqpQueue::connect`](crate::AmqpQueue::connect) waits for
+    /// the broker before failing. Default 5 s.
+    pub connect_timeout: Duration,
+    /// The first pause before reconnecting after the connection is lost;
+    /// it doubles after each failed attempt. Default 100 ms.
+    pub reconnect_initial_backoff: Duration,
+    /// The longest pause between two reconnection attempts. Default 10 s.
+    pub reconnect_max_backoff: Duration,
+    /// How long a publish waits for the connection to come back before it
+    /// fails. Default 30 s.
+    pub reconnect_timeout: Duration,
+    /// How long a publish waits for the broker to confirm the message
+    /// before it fails. Default 10 s.
+    pub confirm_timeout: Duration,
+}
+
+impl AmqpConfig {
+    /// The defaults, with the broker at `url`.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            prefetch: 16,
+            max_deliveries: 5,
+            connection_name: "dtask".into(),
+            connect_timeout: Duration::from_secs(5),
+            reconnect_initial_backoff: Duration::from_millis(100),
+            reconnect_max_backoff: Duration::from_secs(10),
+            reconnect_timeout: Duration::from_secs(30),
+            confirm_timeout: Duration::from_secs(10),
+        }
+    }
+
+    /// Sets [`prefetch`](Self::prefetch) (at least 1 is used).
+    #[must_use]
+    pub fn with_prefetch(mut self, prefetch: u16) -> Self {
+        self.prefetch = prefetch;
+        self
+    }
+
+    /// Sets [`max_deliveries`](Self::max_deliveries).
+    #[must_use]
+    pub fn with_max_deliveries(mut self, max_deliveries: u32) -> Self {
+        self.max_deliveries = max_deliveries;
+        self
+    }
+
+    /// Sets [`connection_name`](Self::connection_name).
+    #[must_use]
+    pub fn with_connection_name(mut self, name: impl Into<String>) -> Self {
+        self.connection_name = name.into();
+        self
+    }
+
+    /// Sets [`connect_timeout`](Self::connect_timeout).
+    #[must_use]
+    pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Sets [`reconnect_initial_backoff`](Self::reconnect_initial_backoff)
+    /// and [`reconnect_max_backoff`](Self::reconnect_max_backoff).
+    #[must_use]
+    pub fn with_reconnect_backoff(mut self, initial: Duration, max: Duration) -> Self {
+        self.reconnect_initial_backoff = initial;
+        self.reconnect_max_backoff = max;
+        self
+    }
+
+    /// Sets [`reconnect_timeout`](Self::reconnect_timeout).
+    #[must_use]
+    pub fn with_reconnect_timeout(mut self, timeout: Duration) -> Self {
+        self.reconnect_timeout = timeout;
+        self
+    }
+
+    /// Sets [`confirm_timeout`](Self::confirm_timeout).
+    #[must_use]
+    pub fn with_confirm_timeout(mut self, timeout: Duration) -> Self {
+        self.confirm_timeout = timeout;
+        self
+    }
+
+    /// The URL with its password replaced by `***`, fit for logs and error
+    /// messages.
+    pub fn redacted_url(&self) -> String {
+        redact(&self.url)
+    }
+}
+
+impl Default for AmqpConfig {
+    /// The defaults, with the broker at [`DEFAULT_URL`].
+    fn default() -> Self {
+        Self::new(DEFAULT_URL)
+    }
+}
+
+/// `url` with the password of its user info (if any) replaced by `***`.
+fn redact(url: &str) -> String {
+    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
+        return url.to_owned();
+    };
+    let authority_end = url[scheme_end..].find('/').map_or(url.len(), |i| scheme_end + i);
+    let Some(at) = url[scheme_end..authority_end].rfind('@').map(|i| scheme_end + i) else {
+        return url.to_owned();
+    };
+    match url[scheme_end..at].find(':').map(|i| scheme_end + i) {
+        Some(colon) => format!("{}:***{}", &url[..colon], &url[at..]),
+        None => url.to_owned(),
+    }
+}
+
+/// The backoff before reconnection attempt `attempt` (0 for the first):
+/// `initial` doubled each time, at most `max`.
+pub(crate) fn backoff(config: &AmqpConfig, attempt: u32) -> Duration {
+    let factor = 2u32.saturating_pow(attempt.min(20));
+    config
+        .reconnect_initial_backoff
+        .saturating_mul(factor)
+        .min(config.reconnect_max_backoff)
+}
+
+/// The instant `timeout` from now; about thirty years from now for longer
+/// timeouts (which mean "forever" and would overflow).
+pub(crate) fn deadline_after(timeout: Duration) -> tokio::time::Instant {
+    const FOREVER: Duration = Duration::from_secs(30 * 365 * 24 * 60 * 60);
+    tokio::time::Instant::now() + timeout.min(FOREVER)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_password_is_redacted() {
+        assert_eq!(redact(DEFAULT_URL), "amqp://guest:***@127.0.0.1:5672/%2f");
+        assert_eq!(redact("amqp://u:p@h"), "amqp://u:***@h");
+        assert_eq!(redact("amqp://127.0.0.1:1"), "amqp://127.0.0.1:1");
+        assert_eq!(redact("amqp://user@host/%2f"), "amqp://user@host/%2f");
+        assert_eq!(redact("not a url"), "not a url");
+    }
+
+    #[test]
+    fn the_backoff_doubles_up_to_its_cap() {
+        let config = AmqpConfig::default();
+        let pauses: Vec<_> = (0..10).map(|n| backoff(&config, n).as_millis()).collect();
+        assert_eq!(pauses, [100, 200, 400, 800, 1600, 3200, 6400, 10_000, 10_000, 10_000]);
+        assert_eq!(backoff(&config, u32::MAX), Duration::from_secs(10));
+    }
+}

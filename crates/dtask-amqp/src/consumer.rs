@@ -1,0 +1,198 @@
+//! Consuming: a delivery stream that survives reconnections, and the
+//! acknowledger of each delivery.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use dtask_core::Result;
+use dtask_core::infra::{Acknowledger, Delivery, DeliveryStream};
+use futures::StreamExt;
+use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions, BasicRejectOptions};
+use lapin::types::{FieldTable, ShortString};
+use lapin::{Acker, Channel, Consumer};
+
+use crate::config::{backoff, deadline_after};
+use crate::error::{AmqpError, client};
+use crate::session::Session;
+use crate::supervisor::Supervisor;
+use crate::{message, topology};
+
+/// One `basic.consume` on a channel of its own.
+struct Subscription {
+    channel: Arc<Channel>,
+    consumer: Consumer,
+}
+
+/// What the delivery stream carries from one item to the next.
+struct State {
+    supervisor: Arc<Supervisor>,
+    queue: String,
+    subscription: Option<Subscription>,
+}
+
+/// Starts consuming `queue`: declares it, subscribes once (so that an
+/// error surfaces here), and returns a stream that subscribes again after
+/// any failure.
+pub(crate) async fn consume(supervisor: Arc<Supervisor>, queue: &str) -> Result<DeliveryStream> {
+    topology::queue_name(queue)?;
+    let deadline = deadline_after(supervisor.config().reconnect_timeout);
+    let session = supervisor.session(deadline).await?;
+    let subscription = subscribe(&supervisor, &session, queue).await?;
+    let state = State {
+        supervisor,
+        queue: queue.to_owned(),
+        subscription: Some(subscription),
+    };
+    Ok(futures::stream::unfold(state, next).boxed())
+}
+
+/// Opens a channel, declares the queue, sets the prefetch and subscribes.
+async fn subscribe(supervisor: &Supervisor, session: &Session, queue: &str) -> Result<Subscription> {
+    let config = supervisor.config();
+    let channel = session.connection.create_channel().await.map_err(client)?;
+    topology::declare(&channel, queue, config.max_deliveries).await?;
+    channel
+        .basic_qos(config.prefetch.max(1), BasicQosOptions::default())
+        .await
+        .map_err(client)?;
+    // Named after the connection, when the name fits.
+    let id = uuid::Uuid::new_v4().simple();
+    let tag = ShortString::try_new(format!("{}-{id}", config.connection_name))
+        .unwrap_or_else(|_| ShortString::from(format!("dtask-{id}")));
+    let consumer = channel
+        .basic_consume(queue.into(), tag, BasicConsumeOptions::default(), FieldTable::default())
+        .await
+        .map_err(client)?;
+    Ok(Subscription {
+        channel: Arc::new(channel),
+        consumer,
+    })
+}
+
+/// Subscribes again, as long as it takes.
+async fn resubscribe(supervisor: &Supervisor, queue: &str) -> Subscription {
+    let mut attempt = 0u32;
+    loop {
+        let session = supervisor.session_eventually().await;
+        match subscribe(supervisor, &session, queue).await {
+            Ok(subscription) => {
+                tracing::info!(queue, generation = session.generation, "consuming again");
+                return subscription;
+            }
+            Err(error) => {
+                tracing::warn!(queue, attempt, %error, "cannot consume; trying again");
+                supervisor.nudge();
+                tokio::time::sleep(backoff(supervisor.config(), attempt)).await;
+                attempt = attempt.saturating_add(1);
+            }
+        }
+    }
+}
+
+/// The next delivery. Never ends: a consumer that fails or is cancelled
+/// by the broker is replaced.
+async fn next(mut state: State) -> Option<(Result<Delivery>, State)> {
+    loop {
+        let Some(subscription) = state.subscription.as_mut() else {
+            state.subscription = Some(resubscribe(&state.supervisor, &state.queue).await);
+            continue;
+        };
+        match subscription.consumer.next().await {
+            Some(Ok(delivery)) => {
+                if let Some(delivery) = convert(delivery, &subscription.channel, &state.queue).await {
+                    return Some((Ok(delivery), state));
+                }
+            }
+            Some(Err(error)) => {
+                tracing::warn!(queue = %state.queue, %error, "the consumer failed; consuming again");
+                state.subscription = None;
+                state.supervisor.nudge();
+            }
+            None => {
+                tracing::warn!(queue = %state.queue, "the broker cancelled the consumer; consuming again");
+                state.subscription = None;
+            }
+        }
+    }
+}
+
+/// The delivery of a dtask message; `None` for a message that is not one,
+/// which is rejected (and so dead-lettered).
+async fn convert(delivery: lapin::message::Delivery, channel: &Arc<Channel>, queue: &str) -> Option<Delivery> {
+    let lapin::message::Delivery {
+        properties,
+        data,
+        acker,
+        ..
+    } = delivery;
+    match message::decode(&properties, data) {
+        Ok((message, count)) => {
+            let acker = AmqpAcker {
+                acker,
+                channel: Arc::clone(channel),
+                settled: false,
+            };
+            Some(Delivery::new(message, count, Box::new(acker)))
+        }
+        Err(error) => {
+            tracing::warn!(queue, %error, "rejecting a message that dtask cannot read; it goes to the dead-letter queue");
+            let _ = acker.reject(BasicRejectOptions { requeue: false }).await;
+            None
+        }
+    }
+}
+
+/// Settles one delivery on the channel it came on; nacks it in the
+/// background when dropped unsettled.
+struct AmqpAcker {
+    acker: Acker,
+    /// Keeps the channel open until the delivery is settled, even when
+    /// its stream is gone.
+    channel: Arc<Channel>,
+    settled: bool,
+}
+
+fn requeue() -> BasicNackOptions {
+    BasicNackOptions {
+        multiple: false,
+        requeue: true,
+    }
+}
+
+#[async_trait]
+impl Acknowledger for AmqpAcker {
+    async fn ack(mut self: Box<Self>) -> Result<()> {
+        self.settled = true;
+        match self.acker.ack(BasicAckOptions::default()).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(AmqpError::DeliveryChannelClosed.into()),
+            Err(error) => Err(client(error)),
+        }
+    }
+
+    async fn nack(mut self: Box<Self>) -> Result<()> {
+        self.settled = true;
+        match self.acker.nack(requeue()).await {
+            Ok(_) => Ok(()),
+            // A closed channel hands its deliveries back: that is a nack.
+            Err(_) if self.acker.poisoned() || !self.channel.status().connected() => Ok(()),
+            Err(error) => Err(client(error)),
+        }
+    }
+}
+
+impl Drop for AmqpAcker {
+    fn drop(&mut self) {
+        if self.settled || !self.acker.usable() {
+            return;
+        }
+        // Without a runtime, the message comes back when the channel closes.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let (acker, channel) = (self.acker.clone(), Arc::clone(&self.channel));
+            runtime.spawn(async move {
+                let _ = acker.nack(requeue()).await;
+                drop(channel);
+            });
+        }
+    }
+}

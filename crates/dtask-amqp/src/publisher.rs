@@ -1,0 +1,167 @@
+//! Publishing: one persistent message, confirmed by the broker, retried
+//! across reconnections.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use bytes::Bytes;
+use dtask_core::infra::QueueMessage;
+use dtask_core::{Error, Result};
+use lapin::options::BasicPublishOptions;
+use lapin::types::ShortString;
+use lapin::{BasicProperties, Confirmation, ErrorKind, PublisherConfirm};
+use tokio::time::Instant;
+
+use crate::config::{backoff, deadline_after};
+use crate::error::{AmqpError, client};
+use crate::session::Session;
+use crate::supervisor::Supervisor;
+use crate::{message, topology};
+
+/// How many times one publish is tried on a connection that stays up
+/// (each failure closed the publisher channel, which is then reopened).
+const MAX_ATTEMPTS_WHILE_CONNECTED: u32 = 5;
+
+/// How one attempt ended, when it did not succeed.
+enum Failure {
+    /// The connection or the channel broke: try again.
+    Broken(Error),
+    /// The queue does not exist (deleted since it was declared): declare
+    /// it again and try again.
+    Unroutable,
+    /// The broker answered no, or not in time: give up.
+    Fatal(Error),
+}
+
+/// Publishes `message` to `queue` and waits for the broker's confirmation,
+/// waiting up to [`reconnect_timeout`](crate::AmqpConfig::reconnect_timeout)
+/// for a lost connection to come back.
+pub(crate) async fn publish(supervisor: &Supervisor, queue: &str, message: &QueueMessage) -> Result<()> {
+    let name = topology::queue_name(queue)?;
+    let (properties, body) = message::encode(message)?;
+    let config = supervisor.config();
+    let deadline = deadline_after(config.reconnect_timeout);
+    let (mut broken, mut unroutable) = (0u32, 0u32);
+    loop {
+        let session = supervisor.session(deadline).await?;
+        let error = match attempt(supervisor, &session, queue, &name, &properties, &body).await {
+            Ok(()) => return Ok(()),
+            Err(Failure::Fatal(error)) => return Err(error),
+            Err(Failure::Unroutable) => {
+                session.forget(queue);
+                unroutable += 1;
+                if unroutable > 1 {
+                    return Err(AmqpError::Unroutable {
+                        queue: queue.to_owned(),
+                    }
+                    .into());
+                }
+                continue;
+            }
+            Err(Failure::Broken(error)) => error,
+        };
+        supervisor.nudge();
+        broken += 1;
+        if Instant::now() >= deadline || (session.is_connected() && broken >= MAX_ATTEMPTS_WHILE_CONNECTED) {
+            return Err(error);
+        }
+        tracing::debug!(queue, %error, attempt = broken, "publishing failed; trying again");
+        tokio::time::sleep(backoff(config, broken - 1).min(deadline.saturating_duration_since(Instant::now()))).await;
+    }
+}
+
+async fn attempt(
+    supervisor: &Supervisor,
+    session: &Session,
+    queue: &str,
+    name: &ShortString,
+    properties: &BasicProperties,
+    body: &Bytes,
+) -> Result<(), Failure> {
+    let config = supervisor.config();
+    if let Err(error) = session.declare(queue, config.max_deliveries).await {
+        // A refusal on a live connection is the broker's answer.
+        return Err(if session.is_connected() {
+            Failure::Fatal(error)
+        } else {
+            Failure::Broken(error)
+        });
+    }
+    let channel = session.publisher().await.map_err(|e| Failure::Broken(client(e)))?;
+    let options = BasicPublishOptions {
+        // Returned, rather than silently dropped, when the queue is gone.
+        mandatory: true,
+        ..BasicPublishOptions::default()
+    };
+    // The timeout covers sending too: a connection blocked by the broker
+    // (memory or disk alarm) holds the message back.
+    let timeout = config.confirm_timeout;
+    let deadline = deadline_after(timeout);
+    let timed_out = || Failure::Fatal(timed_out_error(queue, timeout));
+    let sending = channel.basic_publish(ShortString::from(""), name.clone(), options, body, properties.clone());
+    let confirm = match tokio::time::timeout_at(deadline, sending).await {
+        Ok(Ok(confirm)) => confirm,
+        Ok(Err(error)) => return Err(Failure::Broken(client(error))),
+        Err(_) => return Err(timed_out()),
+    };
+    match tokio::time::timeout_at(deadline, Confirm(Some(confirm))).await {
+        Ok(Ok(Confirmation::Ack(None))) => Ok(()),
+        Ok(Ok(Confirmation::Ack(Some(_)))) => Err(Failure::Unroutable),
+        Ok(Ok(Confirmation::Nack(_))) => Err(Failure::Fatal(
+            AmqpError::Nacked {
+                queue: queue.to_owned(),
+            }
+            .into(),
+        )),
+        // Every publisher channel is in confirm mode: only a channel that
+        // the broker replaced under us can answer this.
+        Ok(Ok(Confirmation::NotRequested)) => Err(Failure::Broken(Error::backend(
+            crate::error::BACKEND,
+            "the publisher channel is not in confirm mode",
+        ))),
+        Ok(Err(error)) => Err(Failure::Broken(client(error))),
+        // A connection lost before the confirmation: send it again.
+        Err(_) if !session.is_connected() => Err(Failure::Broken(timed_out_error(queue, timeout))),
+        Err(_) => Err(timed_out()),
+    }
+}
+
+fn timed_out_error(queue: &str, timeout: std::time::Duration) -> Error {
+    AmqpError::ConfirmTimeout {
+        queue: queue.to_owned(),
+        timeout,
+    }
+    .into()
+}
+
+/// A confirmation being awaited. One abandoned (a timeout, a cancelled
+/// publish) is awaited in the background: dropped unresolved, lapin would
+/// keep it until `wait_for_confirms`, which nobody calls on the shared
+/// channel.
+struct Confirm(Option<PublisherConfirm>);
+
+impl Future for Confirm {
+    type Output = lapin::Result<Confirmation>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let Some(confirm) = self.0.as_mut() else {
+            return Poll::Ready(Err(ErrorKind::FutureCompleted.into()));
+        };
+        let confirmation = ready!(Pin::new(confirm).poll(cx));
+        self.0 = None;
+        Poll::Ready(confirmation)
+    }
+}
+
+impl Drop for Confirm {
+    fn drop(&mut self) {
+        if let Some(confirm) = self.0.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(async move {
+                let _ = confirm.await;
+            });
+        }
+    }
+}

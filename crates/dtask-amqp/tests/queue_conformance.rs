@@ -1,0 +1,19 @@
+//! The queue conformance suite of dtask-core, unchanged, against RabbitMQ.
+//!
+//! `back_pressure` is not run: RabbitMQ queues are unbounded, so a publish
+//! never waits for room (see the crate docs).
+
+mod support;
+
+use std::sync::Arc;
+
+use dtask_core::conformance;
+use support::RecordingQueue;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn amqp_queue_passes_the_queue_conformance_suite() {
+    let queue = RecordingQueue::new(support::connect().await);
+    conformance::queue::run_all(Arc::new(queue.clone()), Arc::new(queue.clone())).await;
+    let deleted = queue.delete_all().await;
+    assert!(deleted >= 7, "the suite used {deleted} queues");
+}
