@@ -145,11 +145,15 @@ impl ControlClient {
             tracing::debug!(bucket, endpoint = %self.config.endpoint_label(), "created bucket");
             return Ok(());
         }
-        if answer.code == "BucketAlreadyExists" {
+        if answer.code == "BucketAlreadyExists" || answer.status.is_server_error() {
             // Created meanwhile by someone else: ours to use if we can see it
-            // (servers such as s3s-fs answer this to their own account too).
+            // (servers such as s3s-fs answer this to their own account too,
+            // and a 500 when two processes create the same bucket at once).
             return match self.head_bucket(bucket).await? {
                 BucketState::Exists => Ok(()),
+                BucketState::Missing if answer.status.is_server_error() => {
+                    Err(self.rejected(format!("creation of bucket `{bucket}`"), answer))
+                }
                 BucketState::Missing => Err(S3Error::BucketTaken {
                     bucket: bucket.to_owned(),
                     endpoint: self.config.endpoint_label(),
