@@ -100,7 +100,8 @@ pub struct KernelSettings {
     pub progress_interval: Duration,
     /// The time limit of one compensation attempt.
     pub compensation_timeout: Duration,
-    /// Where steps get their scratch directories.
+    /// Where steps get their scratch directories (default: `dtask/<pid>`
+    /// in the system temporary directory).
     pub scratch_root: PathBuf,
 }
 
@@ -111,7 +112,8 @@ impl Default for KernelSettings {
             cancel_grace: Duration::from_secs(5),
             progress_interval: Duration::from_millis(100),
             compensation_timeout: Duration::from_secs(300),
-            scratch_root: std::env::temp_dir().join("dtask"),
+            // Per process: processes of one machine never share a task's scratch directory.
+            scratch_root: std::env::temp_dir().join("dtask").join(std::process::id().to_string()),
         }
     }
 }

@@ -121,7 +121,7 @@ async fn handle_delivery<T: Task>(rt: &Runtime, task: &T, delivery: Delivery) {
     if (resumed || !local)
         && let Ok(Some(progress)) = rt.infra.progress.get(task_id).await
     {
-        run.recorder().raise_revision(progress.revision);
+        run.recorder().catch_up(&progress);
         if progress.cancel_requested {
             control.stop(StopReason::Cancelled);
         }

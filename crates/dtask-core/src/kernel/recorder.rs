@@ -73,11 +73,17 @@ impl<'r> Recorder<'r> {
         f(&self.lock())
     }
 
-    /// Raises the revision counter to at least `revision`, so that writes
-    /// after a resume are not taken for stale ones.
-    pub(crate) fn raise_revision(&self, revision: u64) {
+    /// Catches up with what the tracker saw after the last saved state (a
+    /// worker that died mid-step recorded its attempt there only): the
+    /// revision counter, so later writes are not taken for stale ones, and
+    /// each step's attempt count, so attempts add up across workers and a
+    /// step that kills every worker runs out of retries.
+    pub(crate) fn catch_up(&self, tracked: &TaskProgress) {
         let mut progress = self.lock();
-        progress.revision = progress.revision.max(revision);
+        progress.revision = progress.revision.max(tracked.revision);
+        for (state, seen) in progress.steps.iter_mut().zip(&tracked.steps) {
+            state.attempts = state.attempts.max(seen.attempts);
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, TaskProgress> {

@@ -1,0 +1,189 @@
+//! Distributed mode end to end with separate OS processes: one `api`, two
+//! `worker`s, the real broker (RabbitMQ, then Redis Streams), Redis and an
+//! S3 server. Twenty zips checked byte for byte; a cancellation across
+//! processes that leaves no object behind; a worker killed with SIGKILL in
+//! the middle of CreateZipArchive whose task completes on another worker,
+//! resumed from its snapshot.
+
+mod cluster;
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use cluster::{Broker, Cluster};
+use dtask::distributed::dtask_s3::{S3Config, S3ObjectStore};
+use dtask::infra::ObjectStore;
+use dtask::{StepStatus, TaskProgress, TaskStatus};
+use dtask_demo::client::{ApiClient, Submitted};
+
+/// Deterministic bytes that deflate cannot shrink much.
+fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed | 1;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 24) as u8
+        })
+        .collect()
+}
+
+fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).expect("test data is written");
+    path
+}
+
+/// Follows a task's SSE stream to its end; returns the last snapshot.
+async fn finish(client: &ApiClient, task: &Submitted) -> TaskProgress {
+    let mut follower = client.follow(&task.links.stream);
+    let mut last = None;
+    while let Some(progress) = follower.next().await.expect("the stream stays readable") {
+        last = Some(progress);
+    }
+    last.expect("at least one snapshot")
+}
+
+/// Follows a task until `ready` holds for a snapshot.
+async fn until(client: &ApiClient, task: &Submitted, ready: impl Fn(&TaskProgress) -> bool) -> TaskProgress {
+    let mut follower = client.follow(&task.links.stream);
+    while let Some(progress) = follower.next().await.expect("the stream stays readable") {
+        if ready(&progress) {
+            return progress;
+        }
+        assert!(!progress.is_terminal(), "ended before the awaited state: {progress:?}");
+    }
+    panic!("the stream ended");
+}
+
+fn zip_running(progress: &TaskProgress) -> bool {
+    let zip = &progress.steps[1];
+    zip.status == StepStatus::Running && zip.fraction.is_some_and(|f| f > 0.0)
+}
+
+async fn download_entries(client: &ApiClient, task: &Submitted, dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let output = dir.join(format!("{}.zip", task.task_id));
+    let link = &task.links.download;
+    client.download(link, &output).await.expect("the archive downloads");
+    let mut archive = zip::ZipArchive::new(std::fs::File::open(&output).expect("the archive")).expect("a zip");
+    let mut entries = Vec::new();
+    for i in 0..archive.len() {
+        let mut entry = archive.by_index(i).expect("an entry");
+        let mut content = Vec::new();
+        entry.read_to_end(&mut content).expect("entry bytes");
+        entries.push((entry.name().expect("a name").into_owned(), content));
+    }
+    entries
+}
+
+async fn objects_left(store: &S3ObjectStore, task_id: &str) -> usize {
+    let mut left = 0;
+    for bucket in ["incoming-files", "processed-files"] {
+        left += store.list(bucket, task_id).await.expect("list").len();
+    }
+    left
+}
+
+async fn run_cluster(broker: Broker) {
+    let cluster = Cluster::new(broker);
+    let (_api, url) = cluster.api();
+    let mut worker_a = cluster.worker();
+    let mut worker_b = cluster.worker();
+    let client = ApiClient::new(&url).expect("a client");
+    let store = S3ObjectStore::connect(
+        S3Config::endpoint(&cluster.s3.endpoint, "minioadmin", "minioadmin"),
+        &[],
+    )
+    .await
+    .expect("the S3 server");
+    let dir = tempfile::tempdir().expect("a temporary directory");
+
+    // Twenty tasks, all checked byte for byte.
+    let mut submitted = Vec::new();
+    for i in 0..20u64 {
+        let small = write(dir.path(), &format!("note-{i}.txt"), format!("task {i}\n").as_bytes());
+        let big = write(
+            dir.path(),
+            &format!("data-{i}.bin"),
+            &noise(200_000 + i as usize * 10_000, i),
+        );
+        let task = client
+            .submit_zip(&[small, big], Some(&format!("t{i}.zip")))
+            .await
+            .expect("submitted");
+        submitted.push((i, task));
+    }
+    for (i, task) in &submitted {
+        let last = finish(&client, task).await;
+        assert_eq!(last.status, TaskStatus::Completed, "task {i}: {:?}", last.error);
+        let entries = download_entries(&client, task, dir.path()).await;
+        let expected = [
+            (format!("note-{i}.txt"), format!("task {i}\n").into_bytes()),
+            (format!("data-{i}.bin"), noise(200_000 + *i as usize * 10_000, *i)),
+        ];
+        assert_eq!(entries.len(), 2, "task {i}");
+        for ((name, content), (expected_name, expected_content)) in entries.iter().zip(&expected) {
+            assert_eq!(name, expected_name);
+            assert!(content == expected_content, "task {i}: {name} differs");
+        }
+    }
+
+    // A cancellation sent to the API process stops the worker's step; its
+    // compensation deletes the Api step's uploads from S3.
+    let large = write(dir.path(), "large.bin", &noise(120 * 1024 * 1024, 99));
+    let task = client
+        .submit_zip(std::slice::from_ref(&large), Some("big.zip"))
+        .await
+        .expect("submitted");
+    until(&client, &task, zip_running).await;
+    let asked = Instant::now();
+    client.cancel(&task.links.cancel).await.expect("cancel accepted");
+    let cancelled = until(&client, &task, |p| p.steps[1].status != StepStatus::Running).await;
+    assert!(
+        asked.elapsed() < Duration::from_secs(2),
+        "the step's token fired in {:?}",
+        asked.elapsed()
+    );
+    assert_ne!(cancelled.steps[1].status, StepStatus::Completed);
+    let last = finish(&client, &task).await;
+    assert_eq!(last.status, TaskStatus::Cancelled, "{:?}", last.error);
+    assert_eq!(objects_left(&store, &task.task_id).await, 0, "no object is left behind");
+
+    // A worker killed with SIGKILL in the middle of CreateZipArchive: the
+    // task completes on another worker, resumed from its snapshot.
+    worker_b.kill_hard();
+    let task = client
+        .submit_zip(std::slice::from_ref(&large), Some("again.zip"))
+        .await
+        .expect("submitted");
+    until(&client, &task, zip_running).await;
+    let _worker_c = cluster.worker();
+    worker_a.kill_hard();
+    let killed = Instant::now();
+    let retried = until(&client, &task, |p| p.steps[1].attempts >= 2).await;
+    let waited = killed.elapsed();
+    let last = finish(&client, &task).await;
+    assert_eq!(last.status, TaskStatus::Completed, "{:?}", last.error);
+    assert_eq!(last.steps[0].attempts, 1, "the upload step was not run again");
+    assert_eq!(last.steps[1].attempts, 2, "one attempt per worker");
+    assert_eq!(retried.steps[1].status, StepStatus::Running);
+    assert!(
+        waited >= Duration::from_millis(1500),
+        "the second worker waited for the dead worker's lock to expire (waited {waited:?})"
+    );
+    let entries = download_entries(&client, &task, dir.path()).await;
+    assert_eq!(entries.len(), 1);
+    assert!(entries[0].1 == noise(120 * 1024 * 1024, 99), "the archive is intact");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_on_rabbitmq() {
+    run_cluster(Broker::RabbitMq).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_on_redis_streams() {
+    run_cluster(Broker::RedisStreams).await;
+}
