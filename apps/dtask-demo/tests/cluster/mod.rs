@@ -39,12 +39,14 @@ impl S3Server {
             .spawn()
             .expect("s3s-fs starts");
         let address = format!("127.0.0.1:{port}");
+        // Owned from here: dropping the server (also on a panic) stops it.
+        let server = Self {
+            endpoint: format!("http://{address}"),
+            own: Some((child, data)),
+        };
         for _ in 0..100 {
             if TcpStream::connect(&address).is_ok() {
-                return Self {
-                    endpoint: format!("http://{address}"),
-                    own: Some((child, data)),
-                };
+                return server;
             }
             std::thread::sleep(Duration::from_millis(100));
         }
