@@ -119,6 +119,9 @@ impl<T: Task> SagaRun<'_, T> {
         let view = self.data.clone();
         let tokens: Vec<CancellationToken> = members.iter().map(|_| self.control.token().child_token()).collect();
         let priors: Vec<u32> = members.iter().map(|&i| self.prior_attempts(i)).collect();
+        // Built field by field rather than with `self.env()`: the members
+        // borrow these fields while completed members' data is written into
+        // `self.data`.
         let env = StepEnv {
             rt: self.rt,
             task: self.task,
