@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use cluster::{Broker, Cluster};
+use dtask::distributed::dtask_amqp::{AmqpConfig, AmqpQueue};
+use dtask::distributed::dtask_redis_streams::{RedisStreamsConfig, RedisStreamsQueue};
 use dtask::distributed::dtask_s3::{S3Config, S3ObjectStore};
 use dtask::infra::ObjectStore;
 use dtask::{StepStatus, TaskProgress, TaskStatus};
@@ -88,7 +90,7 @@ async fn objects_left(store: &S3ObjectStore, task_id: &str) -> usize {
 
 async fn run_cluster(broker: Broker) {
     let cluster = Cluster::new(broker);
-    let (_api, url) = cluster.api();
+    let (api, url) = cluster.api();
     let mut worker_a = cluster.worker();
     let mut worker_b = cluster.worker();
     let client = ApiClient::new(&url).expect("a client");
@@ -159,7 +161,7 @@ async fn run_cluster(broker: Broker) {
         .await
         .expect("submitted");
     until(&client, &task, zip_running).await;
-    let _worker_c = cluster.worker();
+    let worker_c = cluster.worker();
     worker_a.kill_hard();
     let killed = Instant::now();
     let retried = until(&client, &task, |p| p.steps[1].attempts >= 2).await;
@@ -176,6 +178,27 @@ async fn run_cluster(broker: Broker) {
     let entries = download_entries(&client, &task, dir.path()).await;
     assert_eq!(entries.len(), 1);
     assert!(entries[0].1 == noise(120 * 1024 * 1024, 99), "the archive is intact");
+    drop((worker_c, api));
+    remove_queue(&cluster).await;
+}
+
+/// Deletes the run's queue from the shared broker.
+async fn remove_queue(cluster: &Cluster) {
+    let queue = format!("{}.file-processing", cluster.namespace);
+    match cluster.broker {
+        Broker::RabbitMq => {
+            let amqp = AmqpQueue::connect(AmqpConfig::new("amqp://guest:guest@127.0.0.1:5672/%2f"))
+                .await
+                .expect("RabbitMQ");
+            amqp.delete(&queue).await.expect("the test queue is deleted");
+        }
+        Broker::RedisStreams => {
+            let streams = RedisStreamsQueue::connect(RedisStreamsConfig::new("redis://127.0.0.1:6379"))
+                .await
+                .expect("Redis");
+            streams.delete_queue(&queue).await.expect("the test stream is deleted");
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
