@@ -1,0 +1,198 @@
+//! `dtask-bench`: the benchmark runner of dtask. It runs the sections of
+//! issue 5's benchmarks that exist (InProcess, Distributed, large files),
+//! each beside its raw baseline, and prints one table, then the same
+//! table as markdown. It measures and prints; it asserts nothing.
+//!
+//! ```text
+//! cargo run --release -p dtask-bench                              # every section
+//! cargo run --release -p dtask-bench -- --sections in-process --n 20000
+//! cargo run --release -p dtask-bench -- --help
+//! ```
+
+mod distributed;
+mod inprocess;
+mod large_files;
+mod measure;
+mod stats;
+mod table;
+mod task;
+
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use distributed::deploy::{Broker, Endpoints};
+use table::{Row, Table};
+
+/// Runs the dtask benchmarks and prints one table.
+#[derive(Debug, Parser)]
+#[command(name = "dtask-bench", about, args_conflicts_with_subcommands = true)]
+struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// A worker process of the Distributed section (started by the
+    /// benchmark itself).
+    #[command(hide = true)]
+    Worker(distributed::worker::WorkerArgs),
+}
+
+/// A section of the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Section {
+    /// InProcess throughput and latency (item 2).
+    InProcess,
+    /// Distributed throughput and latency (item 3).
+    Distributed,
+    /// A 1 GiB zip through S3 (item 4).
+    LargeFiles,
+}
+
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    /// The sections to run (the large-files one takes about a minute).
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "in-process,distributed,large-files"
+    )]
+    sections: Vec<Section>,
+    /// How long one case may take, in seconds.
+    #[arg(long, default_value_t = 300)]
+    timeout_secs: u64,
+    /// Runs of each throughput case and raw baseline; the table shows the
+    /// run of median rate and lists every run's rate.
+    #[arg(long, default_value_t = 3)]
+    repeat: usize,
+
+    /// InProcess: tasks per throughput case.
+    #[arg(long, default_value_t = 100_000)]
+    n: usize,
+    /// InProcess: tasks of the one-at-a-time latency case.
+    #[arg(long, default_value_t = 2_000)]
+    latency_n: usize,
+    /// InProcess: tasks in flight in the throughput cases.
+    #[arg(long, default_value_t = 256)]
+    window: usize,
+    /// InProcess: concurrent submit loops.
+    #[arg(long, default_value_t = 1)]
+    submitters: usize,
+    /// InProcess: the host's worker concurrency.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// InProcess: tokio worker thread counts to run on.
+    #[arg(long, value_delimiter = ',', default_value = "1,2")]
+    threads: Vec<usize>,
+
+    /// Distributed: tasks (and raw messages) per case.
+    #[arg(long, default_value_t = 3_000)]
+    dist_n: usize,
+    /// Distributed: tasks in flight.
+    #[arg(long, default_value_t = 128)]
+    dist_window: usize,
+    /// Distributed: concurrent submit loops.
+    #[arg(long, default_value_t = 32)]
+    dist_submitters: usize,
+    /// Distributed: each worker's concurrency (and RabbitMQ prefetch).
+    #[arg(long, default_value_t = 64)]
+    dist_concurrency: usize,
+    /// Distributed: the brokers.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "redis-streams,rabbitmq")]
+    brokers: Vec<Broker>,
+    /// Distributed: worker processes of the separate-process cases (0
+    /// skips them).
+    #[arg(long, default_value_t = 1)]
+    worker_processes: usize,
+
+    /// Large files: total input size in MiB.
+    #[arg(long, default_value_t = 1024)]
+    large_mib: u64,
+    /// Large files: how many input files.
+    #[arg(long, default_value_t = 8)]
+    large_file_count: usize,
+    /// Large files: the broker.
+    #[arg(long, value_enum, default_value = "rabbitmq")]
+    large_broker: Broker,
+
+    /// Distributed: keep each case's Redis keys and queues (for
+    /// inspection) instead of deleting them.
+    #[arg(long)]
+    keep: bool,
+
+    /// Where the services are.
+    #[command(flatten)]
+    endpoints: Endpoints,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    // dtask logs what goes wrong (a worker loop that cannot consume, a
+    // lost lock) as tracing events: show warnings on stderr.
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    match args.command {
+        Some(Command::Worker(worker)) => {
+            let runtime = tokio::runtime::Runtime::new()?;
+            runtime.block_on(distributed::worker::run(worker))
+        }
+        None => run(args.run),
+    }
+}
+
+fn run(args: RunArgs) -> anyhow::Result<()> {
+    let timeout = Duration::from_secs(args.timeout_secs);
+    let mut table = Table::default();
+    let mut placeholder = Row::new("1 Serializers", "JSON / MessagePack / Protobuf: encode, decode, size");
+    placeholder.notes = "not built yet (issue 5, item 1): the serializer rows go here".to_owned();
+    table.push(placeholder);
+    let wants = |section| args.sections.contains(&section);
+    if wants(Section::InProcess) {
+        let settings = inprocess::InProcessSettings {
+            n: args.n,
+            latency_n: args.latency_n,
+            window: args.window,
+            submitters: args.submitters,
+            concurrency: args.concurrency,
+            threads: args.threads.clone(),
+            timeout,
+            repeat: args.repeat,
+        };
+        inprocess::run(&settings, &mut table)?;
+    }
+    if wants(Section::Distributed) {
+        let settings = distributed::DistributedSettings {
+            n: args.dist_n,
+            window: args.dist_window,
+            submitters: args.dist_submitters,
+            concurrency: args.dist_concurrency,
+            brokers: args.brokers.clone(),
+            worker_processes: args.worker_processes,
+            endpoints: args.endpoints.clone(),
+            timeout,
+            keep: args.keep,
+            repeat: args.repeat,
+        };
+        distributed::run(&settings, &mut table)?;
+    }
+    if wants(Section::LargeFiles) {
+        let settings = large_files::LargeFilesSettings {
+            total_mib: args.large_mib,
+            files: args.large_file_count,
+            broker: args.large_broker,
+            endpoints: args.endpoints.clone(),
+            timeout: Duration::from_secs(args.timeout_secs.max(900)),
+        };
+        large_files::run(&settings, &mut table)?;
+    }
+    println!("{}", table.text());
+    println!("{}", table.markdown());
+    Ok(())
+}
