@@ -47,11 +47,18 @@ pub(crate) async fn run_queue(
     concurrency: usize,
     tracker: TaskTracker,
 ) {
-    let mut deliveries = match rt.infra.consumer.consume(queue).await {
-        Ok(deliveries) => deliveries,
-        Err(error) => {
-            tracing::error!(queue, %error, "cannot consume the queue; this worker loop stops");
-            return;
+    let mut pause = Duration::from_millis(100);
+    let mut deliveries = loop {
+        match rt.infra.consumer.consume(queue).await {
+            Ok(deliveries) => break deliveries,
+            Err(error) => {
+                tracing::warn!(queue, %error, retry_in_ms = pause.as_millis() as u64, "cannot consume the queue yet");
+                tokio::select! {
+                    () = tokio::time::sleep(pause) => {}
+                    () = rt.shutdown.cancelled() => return,
+                }
+                pause = (pause * 2).min(Duration::from_secs(10));
+            }
         }
     };
     let slots = Arc::new(Semaphore::new(concurrency.max(1)));
@@ -231,6 +238,11 @@ async fn newest_snapshot<T: Task>(rt: &Runtime, task_id: TaskId, handed_off: Sag
 
 pub(crate) async fn remove_scratch(rt: &Runtime, task_id: TaskId) {
     let dir = rt.scratch_dir(task_id);
+    // Most tasks never create one: a cheap check spares them a hop to the
+    // blocking pool on every completion.
+    if !dir.exists() {
+        return;
+    }
     match tokio::fs::remove_dir_all(&dir).await {
         Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
             tracing::warn!(%task_id, %error, dir = %dir.display(), "could not remove the scratch directory");
