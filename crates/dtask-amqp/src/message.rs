@@ -2,14 +2,18 @@
 //!
 //! The body is the payload's bytes, as they are. The properties say the
 //! rest: `delivery_mode` 2 (persistent), `content_type` after the format
-//! (`application/json` for JSON), `message_id`, and the headers
-//! `dtask-message-id`, `dtask-task-id`, `dtask-task-name` and
-//! `dtask-format`. On delivery, quorum queues add `x-delivery-count` (the
+//! (`application/json`, `application/msgpack`, `application/x-protobuf`),
+//! `message_id`, and the headers `dtask-message-id`, `dtask-task-id`,
+//! `dtask-task-name`, `dtask-format` (`json`, `msgpack`, `protobuf`) and
+//! `dtask-schema-version` (the saga state schema the body was written with,
+//! as text). A message whose format is unknown or whose schema is newer than
+//! this build reads is not a message this worker can run: the consumer
+//! rejects it to the dead-letter queue. On delivery, quorum queues add `x-delivery-count` (the
 //! number of earlier deliveries, absent on the first).
 
 use bytes::Bytes;
 use dtask_core::infra::QueueMessage;
-use dtask_core::{Error, Format, Payload, Result, TaskId};
+use dtask_core::{Error, Format, Payload, Result, SCHEMA_VERSION, TaskId};
 use lapin::BasicProperties;
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use uuid::Uuid;
@@ -22,6 +26,8 @@ pub const TASK_ID_HEADER: &str = "dtask-task-id";
 pub const TASK_NAME_HEADER: &str = "dtask-task-name";
 /// The header holding the payload's [`Format`].
 pub const FORMAT_HEADER: &str = "dtask-format";
+/// The header holding the schema version of the payload (absent: 1).
+pub const SCHEMA_VERSION_HEADER: &str = "dtask-schema-version";
 /// The header quorum queues set to the number of earlier deliveries.
 pub const DELIVERY_COUNT_HEADER: &str = "x-delivery-count";
 
@@ -49,10 +55,11 @@ pub(crate) fn encode(message: &QueueMessage) -> Result<(BasicProperties, Bytes)>
     headers.insert(MESSAGE_ID_HEADER.into(), long_string(&message_id));
     headers.insert(TASK_ID_HEADER.into(), long_string(&message.task_id.to_string()));
     headers.insert(TASK_NAME_HEADER.into(), long_string(&message.task_name));
-    headers.insert(FORMAT_HEADER.into(), long_string(&format_name(format)?));
+    headers.insert(FORMAT_HEADER.into(), long_string(format.name()));
+    headers.insert(SCHEMA_VERSION_HEADER.into(), long_string(&SCHEMA_VERSION.to_string()));
     let properties = BasicProperties::default()
         .with_delivery_mode(PERSISTENT)
-        .with_content_type(ShortString::from(content_type(format)))
+        .with_content_type(ShortString::from(format.content_type()))
         .with_message_id(ShortString::from(message_id))
         .with_headers(headers);
     Ok((properties, bytes))
@@ -71,6 +78,7 @@ pub(crate) fn decode(properties: &BasicProperties, body: Vec<u8>) -> Result<(Que
     let task_id: TaskId = parse(headers, TASK_ID_HEADER)?;
     let task_name = text(headers, TASK_NAME_HEADER)?.to_owned();
     let format = parse_format(text(headers, FORMAT_HEADER)?)?;
+    check_schema_version(headers)?;
     let message = QueueMessage {
         id,
         task_id,
@@ -96,25 +104,29 @@ pub(crate) fn delivery_count(headers: &FieldTable) -> u32 {
     earlier.saturating_add(1)
 }
 
-/// The MIME type of a payload in `format`.
-fn content_type(format: Format) -> &'static str {
-    match format {
-        Format::Json => "application/json",
-        _ => "application/octet-stream",
-    }
-}
-
-/// `format` as its serde name (`json`).
-fn format_name(format: Format) -> Result<String> {
-    match serde_json::to_value(format) {
-        Ok(serde_json::Value::String(name)) => Ok(name),
-        _ => Err(Error::invalid("payload", format!("the format {format} has no name"))),
-    }
-}
-
 fn parse_format(name: &str) -> Result<Format> {
-    serde_json::from_value(serde_json::Value::String(name.to_owned()))
-        .map_err(|_| malformed(FORMAT_HEADER, &format!("unknown format `{name}`")))
+    name.parse()
+        .map_err(|e: dtask_core::codec::UnknownFormat| malformed(FORMAT_HEADER, &e.to_string()))
+}
+
+/// Accepts a message written with this build's schema or an older one.
+fn check_schema_version(headers: &FieldTable) -> Result<()> {
+    let version = match text(headers, SCHEMA_VERSION_HEADER) {
+        Ok(version) => version,
+        Err(_) if !headers.contains_key(SCHEMA_VERSION_HEADER) => return Ok(()),
+        Err(error) => return Err(error),
+    };
+    match version.parse::<u32>() {
+        Ok(found) if found <= SCHEMA_VERSION => Ok(()),
+        Ok(found) => Err(malformed(
+            SCHEMA_VERSION_HEADER,
+            &format!("schema version {found} is newer than this build reads ({SCHEMA_VERSION})"),
+        )),
+        Err(_) => Err(malformed(
+            SCHEMA_VERSION_HEADER,
+            &format!("`{version}` is not a version"),
+        )),
+    }
 }
 
 fn long_string(value: &str) -> AMQPValue {
@@ -192,5 +204,57 @@ mod tests {
     fn foreign_messages_are_named_as_such() {
         let error = decode(&BasicProperties::default(), Vec::new()).unwrap_err();
         assert!(error.to_string().contains("dtask-message-id"), "{error}");
+    }
+
+    #[test]
+    fn every_format_names_itself_in_the_headers_and_content_type() {
+        for format in Format::ALL {
+            let payload = Codec::new(format).encode(&serde_json::json!({"n": 1})).unwrap();
+            let sent = QueueMessage::new(TaskId::new(), "Resize", payload);
+            let (properties, body) = encode(&sent).unwrap();
+            assert_eq!(
+                properties.content_type().as_ref().map(ShortString::as_str),
+                Some(format.content_type())
+            );
+            let headers = properties.headers().as_ref().unwrap();
+            assert_eq!(text(headers, FORMAT_HEADER).unwrap(), format.name());
+            assert_eq!(
+                text(headers, SCHEMA_VERSION_HEADER).unwrap(),
+                SCHEMA_VERSION.to_string()
+            );
+            let (received, _) = decode(&properties, body.to_vec()).unwrap();
+            assert_eq!(received.payload.encoded().unwrap().0, format);
+        }
+    }
+
+    fn with_header(name: &str, value: &str) -> BasicProperties {
+        let (properties, _) = encode(&message()).unwrap();
+        let mut headers = properties.headers().clone().unwrap();
+        headers.insert(name.into(), long_string(value));
+        properties.with_headers(headers)
+    }
+
+    #[test]
+    fn unknown_formats_and_newer_schemas_are_refused_with_the_reason() {
+        let error = decode(&with_header(FORMAT_HEADER, "avro"), Vec::new()).unwrap_err();
+        assert!(
+            error.to_string().contains("unknown serialization format `avro`"),
+            "{error}"
+        );
+        let newer = (SCHEMA_VERSION + 1).to_string();
+        let error = decode(&with_header(SCHEMA_VERSION_HEADER, &newer), Vec::new()).unwrap_err();
+        assert!(error.to_string().contains("is newer than this build reads"), "{error}");
+        let mut headers = with_header(FORMAT_HEADER, "json")
+            .headers()
+            .clone()
+            .unwrap()
+            .inner()
+            .clone();
+        headers.remove(SCHEMA_VERSION_HEADER);
+        let properties = BasicProperties::default().with_headers(FieldTable::from(headers));
+        assert!(
+            decode(&properties, Vec::new()).is_ok(),
+            "an absent version is version 1"
+        );
     }
 }

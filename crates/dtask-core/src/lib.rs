@@ -27,7 +27,10 @@ pub mod testing;
 #[cfg(feature = "test-suite")]
 pub mod conformance;
 
-pub use codec::{Codec, Format, JsonSerializer, Payload, SagaStateSerializer};
+pub use codec::{
+    Codec, Format, JsonSerializer, MessagePackSerializer, Payload, ProtobufSerializer, SCHEMA_VERSION,
+    SagaStateSerializer,
+};
 pub use error::{BoxError, Error, Result};
 pub use event::{EventKind, TaskEvent};
 pub use files::{DownloadedFiles, Files, IncomingFile, LocalFile, StoredObject, StoredObjects};

@@ -2,11 +2,12 @@
 
 use std::sync::Arc;
 
+use dtask_core::codec::NestedEncoding;
 use dtask_core::conformance;
 use dtask_core::memory::{
     MemoryIdempotencyStore, MemoryLock, MemoryObjectStore, MemoryProgressTracker, MemoryQueue, MemoryStateStore,
 };
-use dtask_core::{Codec, Format, JsonSerializer};
+use dtask_core::{Codec, Format, JsonSerializer, MessagePackSerializer, ProtobufSerializer};
 
 #[tokio::test]
 async fn memory_object_store() {
@@ -51,8 +52,25 @@ fn json_serializer() {
 }
 
 #[test]
-fn json_codec() {
-    conformance::serializer::run_all(&Codec::new(Format::Json));
+fn message_pack_serializer() {
+    conformance::serializer::run_all(&MessagePackSerializer);
+}
+
+#[test]
+fn protobuf_serializer_with_json_nested_values() {
+    conformance::serializer::run_all(&ProtobufSerializer::default());
+}
+
+#[test]
+fn protobuf_serializer_with_message_pack_nested_values() {
+    conformance::serializer::run_all(&ProtobufSerializer::with_nested(NestedEncoding::MessagePack));
+}
+
+#[test]
+fn codec_in_every_format() {
+    for format in Format::ALL {
+        conformance::serializer::run_all(&Codec::new(format));
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -22,6 +22,8 @@ pub(crate) enum Mode {
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Format {
     Json,
+    MessagePack,
+    Protobuf,
 }
 
 /// `host = ...`.

@@ -1,8 +1,8 @@
 //! A [`QueueMessage`] as a stream entry: its fields, and reading them back
 //! from Redis replies.
 //!
-//! An entry holds `message_id`, `task_id`, `task_name`, `format` and
-//! `payload` (the encoded bytes, binary-safe), plus `deliveries` (how many
+//! An entry holds `message_id`, `task_id`, `task_name`, `format`,
+//! `schema_version` and `payload` (the encoded bytes, binary-safe), plus `deliveries` (how many
 //! times the message was delivered before this entry was added; absent
 //! means 0) on a copy re-added by a nack. A dead-lettered copy adds
 //! `reason` and `source_id` (the id of the entry it was moved from).
@@ -10,10 +10,8 @@
 use std::str::FromStr;
 
 use dtask_core::infra::QueueMessage;
-use dtask_core::{Error, Format, Payload, Result, TaskId};
+use dtask_core::{Error, Format, Payload, Result, SCHEMA_VERSION, TaskId};
 use redis::Value;
-use serde::Deserialize;
-use serde::de::value::{Error as ValueError, StrDeserializer};
 use uuid::Uuid;
 
 /// The field holding [`QueueMessage::id`].
@@ -22,8 +20,10 @@ pub const MESSAGE_ID: &str = "message_id";
 pub const TASK_ID: &str = "task_id";
 /// The field holding [`QueueMessage::task_name`].
 pub const TASK_NAME: &str = "task_name";
-/// The field holding the payload's [`Format`] (`json`).
+/// The field holding the payload's [`Format`] (`json`, `msgpack`, `protobuf`).
 pub const FORMAT: &str = "format";
+/// The field holding the schema version of the payload (absent: 1).
+pub const SCHEMA_VERSION_FIELD: &str = "schema_version";
 /// The field holding the payload's bytes.
 pub const PAYLOAD: &str = "payload";
 /// The field counting the deliveries before this entry was added.
@@ -69,8 +69,20 @@ impl RawEntry {
         let task_id = TaskId::from_str(text(TASK_ID)?).map_err(|e| format!("field `{TASK_ID}`: {e}"))?;
         let task_name = text(TASK_NAME)?.to_owned();
         let format_name = text(FORMAT)?;
-        let format = Format::deserialize(StrDeserializer::<ValueError>::new(format_name))
-            .map_err(|_| format!("field `{FORMAT}`: unknown format `{format_name}`"))?;
+        let format: Format = format_name.parse().map_err(|e| format!("field `{FORMAT}`: {e}"))?;
+        if let Some(version) = self.field(SCHEMA_VERSION_FIELD) {
+            let version = std::str::from_utf8(version).unwrap_or("?");
+            match version.parse::<u32>() {
+                Ok(found) if found <= SCHEMA_VERSION => {}
+                Ok(found) => {
+                    return Err(format!(
+                        "field `{SCHEMA_VERSION_FIELD}`: schema version {found} is newer than this build reads \
+                         ({SCHEMA_VERSION})"
+                    ));
+                }
+                Err(_) => return Err(format!("field `{SCHEMA_VERSION_FIELD}`: `{version}` is not a version")),
+            }
+        }
         let bytes = self
             .field(PAYLOAD)
             .ok_or_else(|| format!("missing field `{PAYLOAD}`"))?;
@@ -110,7 +122,9 @@ pub(crate) fn xadd(key: &str, max_len: usize, queue: &str, message: &QueueMessag
         .arg(TASK_NAME)
         .arg(&message.task_name)
         .arg(FORMAT)
-        .arg(format.to_string())
+        .arg(format.name())
+        .arg(SCHEMA_VERSION_FIELD)
+        .arg(SCHEMA_VERSION)
         .arg(PAYLOAD)
         .arg(&bytes[..]);
     Ok(cmd)
@@ -276,7 +290,17 @@ mod tests {
                 *value = b"yaml".to_vec();
             }
         }
-        assert_eq!(entry.decode().unwrap_err(), "field `format`: unknown format `yaml`");
+        assert_eq!(
+            entry.decode().unwrap_err(),
+            "field `format`: unknown serialization format `yaml`: expected json, msgpack or protobuf"
+        );
+        let mut newer = entry_of(&message);
+        for (field, value) in &mut newer.fields {
+            if field == SCHEMA_VERSION_FIELD.as_bytes() {
+                *value = (SCHEMA_VERSION + 1).to_string().into_bytes();
+            }
+        }
+        assert!(newer.decode().unwrap_err().contains("is newer than this build reads"));
         entry.fields.push((DELIVERIES.into(), b"3".to_vec()));
         assert_eq!(entry.prior_deliveries(), 3);
     }

@@ -1,19 +1,27 @@
 //! Checks for [`SagaStateSerializer`] implementations.
 //!
-//! Serializers are synchronous, so these checks are plain functions.
+//! Serializers are synchronous, so these checks are plain functions. They
+//! round-trip the shapes that trip serializers up, as plain values, inside
+//! a whole saga state, and in a progress snapshot that has been through
+//! every kind of transition.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
+use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use crate::codec::{Format, SagaStateSerializer};
+use crate::codec::{Format, SCHEMA_VERSION, SagaStateSerializer};
 use crate::error::{Error, Result};
-use crate::event::{EventKind, TaskEvent};
+use crate::event::{EventKind, StepRef, TaskEvent};
 use crate::id::TaskId;
-use crate::progress::TaskProgress;
-use crate::task::{Mode, StepHost, TaskDefinition};
+use crate::kernel::SagaSnapshot;
+use crate::progress::{ConditionSnapshot, ObservedValue, TaskProgress};
+use crate::task::{
+    DataUpdate, Mode, RetryPolicy, StepContext, StepDefinition, StepError, StepHost, StepKind, Task, TaskDefinition,
+};
 
 /// A saga state with the shapes that trip serializers up.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -50,6 +58,22 @@ enum Kind {
     Named { field: String },
 }
 
+const STEP_RETRY: RetryPolicy = RetryPolicy::task_default(2);
+
+const fn step(name: &'static str, order: u32, host: StepHost, group: Option<usize>) -> StepDefinition {
+    StepDefinition {
+        name,
+        order,
+        kind: StepKind::Custom,
+        host,
+        group,
+        retry: STEP_RETRY,
+        timeout: None,
+        condition: None,
+        compensable: true,
+    }
+}
+
 static DEFINITION: TaskDefinition = TaskDefinition {
     name: "ConformanceTask",
     queue: "dtask-conformance",
@@ -58,17 +82,77 @@ static DEFINITION: TaskDefinition = TaskDefinition {
     mode: Mode::InProcess,
     format: Format::Json,
     cancellable: true,
-    steps: &[],
+    steps: &[
+        step("Receive", 1, StepHost::Api, None),
+        step("Transform", 2, StepHost::Worker, None),
+        step("Publish", 3, StepHost::Worker, None),
+    ],
     groups: &[],
 };
 
-/// Runs every check of this module against `serializer`.
-pub fn run_all(serializer: &impl SagaStateSerializer) {
-    round_trips_a_saga_state(serializer);
-    round_trips_a_progress_snapshot(serializer);
-    garbage_is_a_codec_error(serializer);
+/// The data of [`ConformanceTask`]: one optional field per step, as the
+/// DSL generates it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SampleData {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    receive: Option<Sample>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    transform: Option<Vec<Kind>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    publish: Option<String>,
 }
 
+/// A task whose request, data and response hold the awkward shapes. It
+/// never runs: only its saga state is serialized.
+struct ConformanceTask;
+
+impl Task for ConformanceTask {
+    type Request = Sample;
+    type Response = Sample;
+    type Data = SampleData;
+
+    fn definition() -> &'static TaskDefinition {
+        &DEFINITION
+    }
+
+    fn run_step<'a>(
+        &'a self,
+        _step: usize,
+        _cx: &'a StepContext,
+        _request: &'a Sample,
+        _data: &'a SampleData,
+    ) -> BoxFuture<'a, Result<DataUpdate<SampleData>, StepError>> {
+        Box::pin(async { Err(StepError::permanent("the conformance task never runs")) })
+    }
+
+    fn compensate_step<'a>(
+        &'a self,
+        _step: usize,
+        _cx: &'a StepContext,
+        _request: &'a Sample,
+        _data: &'a SampleData,
+    ) -> BoxFuture<'a, Result<(), StepError>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    fn evaluate_condition(_step: usize, _request: &Sample, _data: &SampleData) -> Option<ConditionSnapshot> {
+        None
+    }
+
+    fn response(&self, request: &Sample, _data: &SampleData) -> Result<Sample, StepError> {
+        Ok(request.clone())
+    }
+}
+
+/// Runs every check of this module against `serializer`.
+pub fn run_all(serializer: &impl SagaStateSerializer) {
+    round_trips_a_value(serializer);
+    round_trips_a_saga_state(serializer);
+    round_trips_a_progress_snapshot(serializer);
+    refuses_a_newer_schema(serializer);
+    garbage_is_a_codec_error(serializer);
+}
 fn sample() -> Sample {
     let leaf = |name: &str| Node {
         name: name.to_owned(),
@@ -109,15 +193,11 @@ where
         .unwrap_or_else(|e| panic!("{what}: deserialize: {e}"))
 }
 
-/// A nested state with an absent optional field, enums, vectors, maps,
+/// A nested value with an absent optional field, enums, vectors, maps,
 /// non-ASCII text and extreme integers comes back equal.
-pub fn round_trips_a_saga_state(serializer: &impl SagaStateSerializer) {
+pub fn round_trips_a_value(serializer: &impl SagaStateSerializer) {
     let value = sample();
-    assert_eq!(
-        round_trip(serializer, &value, "saga state"),
-        value,
-        "saga state round trip"
-    );
+    assert_eq!(round_trip(serializer, &value, "value"), value, "value round trip");
     if serializer.format() == Format::Json {
         let bytes = serializer.serialize(&value).expect("serialize");
         let text = std::str::from_utf8(&bytes).expect("JSON is UTF-8");
@@ -126,25 +206,142 @@ pub fn round_trips_a_saga_state(serializer: &impl SagaStateSerializer) {
     }
 }
 
-/// A progress snapshot, as trackers store it, comes back equal.
-pub fn round_trips_a_progress_snapshot(serializer: &impl SagaStateSerializer) {
+/// A progress snapshot that has been through steps on both hosts, a
+/// condition, retries, reported progress, cancellation and compensation.
+fn eventful_progress() -> TaskProgress {
     let now = OffsetDateTime::now_utc();
-    let now = now.replace_millisecond(now.millisecond()).unwrap_or(now);
     let mut progress = TaskProgress::new(TaskId::new(), &DEFINITION, now);
+    let step = |index: usize| StepRef {
+        index,
+        name: DEFINITION.steps[index].name,
+    };
+    let condition = ConditionSnapshot {
+        expression: "data.receive.is_some()".to_owned(),
+        observed: vec![ObservedValue {
+            path: "data.receive".to_owned(),
+            value: "Some(..)".to_owned(),
+        }],
+        holds: true,
+    };
     let kinds = [
+        EventKind::Submitted,
+        EventKind::Started { host: StepHost::Api },
+        EventKind::StepStarted {
+            step: step(0),
+            attempt: 1,
+        },
+        EventKind::StepCompleted {
+            step: step(0),
+            attempt: 1,
+        },
+        EventKind::HandedOff {
+            queue: DEFINITION.queue,
+        },
         EventKind::Started { host: StepHost::Worker },
+        EventKind::ConditionHeld {
+            step: step(1),
+            condition,
+        },
+        EventKind::StepStarted {
+            step: step(1),
+            attempt: 1,
+        },
+        EventKind::StepFailed {
+            step: step(1),
+            attempt: 1,
+            error: "connection reset — ünïcode".to_owned(),
+            retry_in: Some(Duration::from_millis(200)),
+        },
+        EventKind::StepStarted {
+            step: step(1),
+            attempt: 2,
+        },
+        EventKind::StepProgress {
+            step: step(1),
+            fraction: 0.375,
+            message: Some("3 of 8 files".to_owned()),
+        },
         EventKind::CancellationRequested,
         EventKind::Cancelled,
     ];
-    for kind in kinds {
+    for (i, kind) in kinds.into_iter().enumerate() {
         progress.apply(&TaskEvent {
             task_id: progress.task_id,
-            at: now,
+            at: now + Duration::from_nanos(1_000_001 * i as u64),
             kind,
         });
     }
-    let back = round_trip(serializer, &progress, "progress snapshot");
+    progress
+}
+
+/// A progress snapshot, as trackers store it and as the saga state carries
+/// it, comes back equal, to the nanosecond.
+pub fn round_trips_a_progress_snapshot(serializer: &impl SagaStateSerializer) {
+    let progress = eventful_progress();
+    let bytes = serializer
+        .serialize_progress(&progress)
+        .unwrap_or_else(|e| panic!("progress snapshot: serialize: {e}"));
+    let back = serializer
+        .deserialize_progress(&bytes)
+        .unwrap_or_else(|e| panic!("progress snapshot: deserialize: {e}"));
     assert_eq!(back, progress, "progress snapshot round trip");
+}
+
+fn saga_state() -> SagaSnapshot<ConformanceTask> {
+    let progress = eventful_progress();
+    SagaSnapshot {
+        schema_version: SCHEMA_VERSION,
+        request: Arc::new(sample()),
+        data: SampleData {
+            receive: Some(sample()),
+            transform: Some(vec![Kind::Plain, Kind::Pair(0, String::new())]),
+            publish: None,
+        },
+        response: Some(sample()),
+        deadline: progress.created_at + Duration::from_secs(60),
+        progress,
+    }
+}
+
+fn assert_same_state(back: &SagaSnapshot<ConformanceTask>, sent: &SagaSnapshot<ConformanceTask>, what: &str) {
+    assert_eq!(back.schema_version, sent.schema_version, "{what}: schema version");
+    assert_eq!(back.request, sent.request, "{what}: request");
+    assert_eq!(back.data, sent.data, "{what}: data");
+    assert_eq!(back.progress, sent.progress, "{what}: progress");
+    assert_eq!(back.response, sent.response, "{what}: response");
+    assert_eq!(back.deadline, sent.deadline, "{what}: deadline");
+}
+
+/// A whole saga state (request, data with a step absent, progress,
+/// response, deadline) comes back equal, with and without a response.
+pub fn round_trips_a_saga_state(serializer: &impl SagaStateSerializer) {
+    let mut state = saga_state();
+    for what in ["completed saga state", "running saga state"] {
+        let bytes = serializer
+            .serialize_state(&state)
+            .unwrap_or_else(|e| panic!("{what}: serialize: {e}"));
+        let back = serializer
+            .deserialize_state::<ConformanceTask>(&bytes)
+            .unwrap_or_else(|e| panic!("{what}: deserialize: {e}"));
+        assert_same_state(&back, &state, what);
+        state.response = None;
+    }
+}
+
+/// A saga state written with a newer schema is refused with
+/// [`Error::Codec`], naming the version.
+pub fn refuses_a_newer_schema(serializer: &impl SagaStateSerializer) {
+    let mut state = saga_state();
+    state.schema_version = SCHEMA_VERSION + 1;
+    let bytes = serializer.serialize_state(&state).expect("serialize");
+    let result = serializer.deserialize_state::<ConformanceTask>(&bytes);
+    let text = result.as_ref().map(|_| ()).map_err(ToString::to_string);
+    assert_codec_error(result, serializer.format(), "newer schema");
+    let text = text.unwrap_err();
+    assert!(
+        text.contains(&format!("schema version {}", SCHEMA_VERSION + 1)),
+        "{text}"
+    );
 }
 
 fn assert_codec_error<T: std::fmt::Debug>(result: Result<T>, expected: Format, what: &str) {
@@ -165,4 +362,17 @@ pub fn garbage_is_a_codec_error(serializer: &impl SagaStateSerializer) {
     assert_codec_error(serializer.deserialize::<Sample>(truncated), format, "truncated");
     let other = serializer.serialize(&vec![1u32, 2, 3]).expect("serialize");
     assert_codec_error(serializer.deserialize::<Sample>(&other), format, "another type");
+    assert_codec_error(
+        serializer.deserialize_state::<ConformanceTask>(garbage),
+        format,
+        "garbage saga state",
+    );
+    assert_codec_error(serializer.deserialize_progress(garbage), format, "garbage progress");
+    let state = serializer.serialize_state(&saga_state()).expect("serialize");
+    let truncated = &state[..state.len() / 2];
+    assert_codec_error(
+        serializer.deserialize_state::<ConformanceTask>(truncated),
+        format,
+        "truncated saga state",
+    );
 }

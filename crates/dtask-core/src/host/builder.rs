@@ -14,7 +14,7 @@ use tokio_util::task::TaskTracker;
 use super::runtime::{EventListener, Infrastructure, KernelSettings, Runtime, StepInterceptor};
 use super::worker::{self, ErasedTask, Registered};
 use super::{Host, HostInner, RegisteredTask};
-use crate::codec::{Codec, Format};
+use crate::codec::Format;
 use crate::error::{Error, Result};
 use crate::event::TaskEvent;
 use crate::infra::{
@@ -121,8 +121,10 @@ impl HostBuilder {
         self.mode(Mode::InProcess)
     }
 
-    /// Chooses the serializer of messages and snapshots, overriding the
-    /// tasks' declared format.
+    /// Chooses the serializer of every task's messages and snapshots,
+    /// overriding the format each task declares (`serialization = ...` in
+    /// the DSL). Readers need no such setting: every payload names its
+    /// format, so workers read whatever the API side wrote.
     #[must_use]
     pub fn serializer(mut self, format: Format) -> Self {
         self.format = Some(format);
@@ -278,10 +280,6 @@ impl HostBuilder {
     /// with services missing.
     pub fn build(self) -> Result<Host> {
         let mode = self.resolve_mode()?;
-        let format = self
-            .format
-            .or_else(|| self.tasks.first().map(|t| t.definition.format))
-            .unwrap_or_default();
         let infra = self.resolve_infrastructure(mode)?;
         let mut typed = HashMap::new();
         let mut erased: HashMap<&'static str, Arc<dyn ErasedTask>> = HashMap::new();
@@ -304,7 +302,7 @@ impl HostBuilder {
         }
         let rt = Arc::new(Runtime {
             infra,
-            codec: Codec::new(format),
+            format_override: self.format,
             serialize: mode == Mode::Distributed || self.serialize_in_process,
             settings: self.settings,
             listeners: self.listeners,

@@ -35,7 +35,6 @@ use crate::error::{Error, Result};
 use crate::event::TaskEvent;
 use crate::id::TaskId;
 use crate::infra::{ProgressPage, ProgressQuery, ProgressStream};
-use crate::kernel::SagaSnapshot;
 use crate::progress::TaskProgress;
 use crate::task::{Mode, Task, TaskDefinition};
 use runtime::Runtime;
@@ -170,7 +169,7 @@ impl Host {
                     .load(task_id)
                     .await?
                     .ok_or_else(|| Error::not_found(format!("saga state of task {task_id}")))?;
-                stored.payload.decode::<SagaSnapshot<T>>()?.response
+                stored.payload.decode_state::<T>()?.response
             }
             _ => None,
         };

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
-use crate::codec::{Codec, Payload};
+use crate::codec::{Codec, Format, Payload};
 use crate::error::Result;
 use crate::event::TaskEvent;
 use crate::id::TaskId;
@@ -120,7 +120,8 @@ impl Default for KernelSettings {
 
 pub(crate) struct Runtime {
     pub(crate) infra: Infrastructure,
-    pub(crate) codec: Codec,
+    /// The serializer chosen for every task, overriding their declared formats.
+    pub(crate) format_override: Option<Format>,
     pub(crate) serialize: bool,
     pub(crate) settings: KernelSettings,
     pub(crate) listeners: Vec<EventListener>,
@@ -140,9 +141,15 @@ impl Runtime {
         }
     }
 
+    /// The serializer of `T`'s messages and snapshots: the host's choice,
+    /// or the format `T` declares.
+    pub(crate) fn codec<T: Task>(&self) -> Codec {
+        Codec::new(self.format_override.unwrap_or(T::definition().format))
+    }
+
     pub(crate) fn encode<T: Task>(&self, snapshot: SagaSnapshot<T>) -> Result<Payload> {
         if self.serialize {
-            self.codec.encode(&snapshot)
+            self.codec::<T>().encode_state(&snapshot)
         } else {
             Ok(Payload::in_memory(snapshot))
         }

@@ -48,6 +48,7 @@ impl Host {
         rt.publish_event(&submitted);
 
         let snapshot = SagaSnapshot::<T> {
+            schema_version: crate::codec::SCHEMA_VERSION,
             request: Arc::new(request),
             data: T::Data::default(),
             progress,

@@ -102,7 +102,7 @@ pub(crate) async fn run_queue(
 
 async fn handle_delivery<T: Task>(rt: &Runtime, task: &T, delivery: Delivery) {
     let task_id = delivery.message().task_id;
-    let handed_off: SagaSnapshot<T> = match delivery.message().payload.decode() {
+    let handed_off: SagaSnapshot<T> = match delivery.message().payload.decode_state() {
         Ok(snapshot) => snapshot,
         Err(error) => {
             tracing::error!(%task_id, %error, "undecodable worker message; dropping it");
@@ -226,7 +226,7 @@ async fn newest_snapshot<T: Task>(rt: &Runtime, task_id: TaskId, handed_off: Sag
             return handed_off;
         }
     };
-    match stored.payload.decode::<SagaSnapshot<T>>() {
+    match stored.payload.decode_state::<T>() {
         Ok(snapshot) if snapshot.progress.revision >= handed_off.progress.revision => snapshot,
         Ok(_) => handed_off,
         Err(error) => {

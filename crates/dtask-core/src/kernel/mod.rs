@@ -97,6 +97,7 @@ impl<'r, T: Task> SagaRun<'r, T> {
     /// The saga state now.
     pub(crate) fn snapshot(&self) -> SagaSnapshot<T> {
         SagaSnapshot {
+            schema_version: crate::codec::SCHEMA_VERSION,
             request: Arc::clone(&self.request),
             data: self.data.clone(),
             progress: self.recorder.snapshot(),

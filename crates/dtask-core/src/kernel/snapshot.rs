@@ -18,6 +18,11 @@ use crate::task::Task;
 #[derive(Serialize, Deserialize)]
 #[serde(bound = "", rename_all = "camelCase")]
 pub struct SagaSnapshot<T: Task> {
+    /// The version of the schema it was written with
+    /// ([`SCHEMA_VERSION`](crate::codec::SCHEMA_VERSION) when this build
+    /// wrote it; 1 when absent). Readers refuse a newer one.
+    #[serde(default = "first_version")]
+    pub schema_version: u32,
     /// The request (its files already consumed by the API side).
     pub request: Arc<T::Request>,
     /// Every step's typed output so far.
@@ -32,6 +37,10 @@ pub struct SagaSnapshot<T: Task> {
     pub deadline: OffsetDateTime,
 }
 
+const fn first_version() -> u32 {
+    1
+}
+
 fn none<R>() -> Option<R> {
     None
 }
@@ -39,6 +48,7 @@ fn none<R>() -> Option<R> {
 impl<T: Task> Clone for SagaSnapshot<T> {
     fn clone(&self) -> Self {
         Self {
+            schema_version: self.schema_version,
             request: Arc::clone(&self.request),
             data: self.data.clone(),
             progress: self.progress.clone(),

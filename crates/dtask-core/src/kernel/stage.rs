@@ -71,7 +71,7 @@ impl<T: Task> SagaRun<'_, T> {
         if !self.rt.serialize {
             return Ok(());
         }
-        let Err(error) = self.rt.codec.serialize(&self.data) else {
+        let Err(error) = self.rt.codec::<T>().serialize(&self.data) else {
             return Ok(());
         };
         let error = StepError::permanent(format!(

@@ -22,6 +22,8 @@ pub(super) fn definition(task: &Task) -> TokenStream {
     };
     let format = match task.format {
         Format::Json => quote!(Json),
+        Format::MessagePack => quote!(MessagePack),
+        Format::Protobuf => quote!(Protobuf),
     };
     let steps = task.steps.iter().map(|step| step_definition(task, step));
     let groups = task.groups.iter().map(group_definition);

@@ -39,7 +39,18 @@ fn task_arg(args: &mut TaskArgs, key: TaskKey, input: ParseStream<'_>) -> syn::R
             args.mode = Some(value::choice(input, name, &options)?.value);
         }
         TaskKey::Serialization => {
-            args.format = Some(value::choice(input, name, &[("Json", Format::Json)])?.value);
+            args.format = Some(
+                value::choice(
+                    input,
+                    name,
+                    &[
+                        ("Json", Format::Json),
+                        ("MessagePack", Format::MessagePack),
+                        ("Protobuf", Format::Protobuf),
+                    ],
+                )?
+                .value,
+            );
         }
         TaskKey::Cancellable => args.cancellable = value::flag(input, name)?,
     }

@@ -14,7 +14,7 @@ pub struct Req {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Resp;
 
-#[dtask::task(name = "Keys", request = Req, response = Resp, mode = Local, serialization = MessagePack, cancellable = "yes", retries = 3)]
+#[dtask::task(name = "Keys", request = Req, response = Resp, mode = Local, serialization = Protobuff, cancellable = "yes", retries = 3)]
 #[custom_step(Work, order = 1, bucket = "b", output = u32)]
 #[file_upload(Upload, order = 2, bucket = 3, source = work)]
 #[retry(Work, backoff = Quadratic, jitter = Ful, on_exhausted = Retry)]

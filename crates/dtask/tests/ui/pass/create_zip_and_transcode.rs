@@ -48,7 +48,7 @@ pub struct ZipArchive {
     max_retries = 2,
     timeout_secs = 600,
     mode = InProcess,
-    serialization = Json,
+    serialization = MessagePack,
     cancellable,
 )]
 #[file_upload(UploadSourceFiles, order = 1, bucket = "incoming-files", source = request.files)]

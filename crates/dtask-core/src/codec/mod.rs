@@ -1,0 +1,339 @@
+//! The saga state serializers: how worker messages, snapshots and step data
+//! become bytes, and the [`Payload`] that carries them without serializing
+//! in InProcess mode.
+//!
+//! Three formats ship ([`Format`]): JSON (the default, readable), MessagePack
+//! (smaller and faster, named fields) and Protobuf (the schema in the
+//! `dtask-proto` crate, for readers in other languages). Every encoded
+//! payload says its format, and every saga state carries a
+//! [`SCHEMA_VERSION`], so a reader never guesses.
+
+mod json;
+mod msgpack;
+mod payload;
+mod protobuf;
+
+use std::fmt;
+use std::str::FromStr;
+
+use bytes::Bytes;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::kernel::SagaSnapshot;
+use crate::progress::TaskProgress;
+use crate::task::Task;
+
+pub use json::JsonSerializer;
+pub use msgpack::MessagePackSerializer;
+pub use payload::Payload;
+pub use protobuf::{NestedEncoding, ProtobufSerializer};
+
+/// The version of the saga state schema this build writes, and the newest it
+/// reads. Written into every snapshot (and, by the remote queues, beside
+/// every message); a reader refuses a newer one with [`Error::Codec`].
+pub const SCHEMA_VERSION: u32 = dtask_proto::SCHEMA_VERSION;
+
+/// A wire format for worker messages, step data and snapshots.
+///
+/// Its text form (`json`, `msgpack`, `protobuf`) is what the transports
+/// write beside a message and what [`FromStr`] reads:
+///
+/// ```
+/// use dtask_core::Format;
+///
+/// let format: Format = "msgpack".parse().unwrap();
+/// assert_eq!(format, Format::MessagePack);
+/// assert_eq!(format.to_string(), "msgpack");
+/// assert_eq!(Format::Protobuf.content_type(), "application/x-protobuf");
+/// assert!("yaml".parse::<Format>().is_err());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum Format {
+    /// JSON through `serde_json`: human-readable, the default.
+    #[default]
+    #[serde(rename = "json")]
+    Json,
+    /// MessagePack through `rmp-serde`, with named fields so that a field
+    /// added or removed by a newer version is survivable.
+    #[serde(rename = "msgpack")]
+    MessagePack,
+    /// Protocol Buffers through `prost`: the framework's own types as the
+    /// typed messages of `dtask-proto`, a task's data as a declared nested
+    /// encoding.
+    #[serde(rename = "protobuf")]
+    Protobuf,
+}
+
+impl Format {
+    /// Every format, in the order of their introduction.
+    pub const ALL: [Self; 3] = [Self::Json, Self::MessagePack, Self::Protobuf];
+
+    /// The name transports write beside a message.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Json => "json",
+            Self::MessagePack => "msgpack",
+            Self::Protobuf => "protobuf",
+        }
+    }
+
+    /// The MIME type of a body in this format.
+    pub const fn content_type(self) -> &'static str {
+        match self {
+            Self::Json => "application/json",
+            Self::MessagePack => "application/msgpack",
+            Self::Protobuf => "application/x-protobuf",
+        }
+    }
+}
+
+impl fmt::Display for Format {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A format name that is none of `json`, `msgpack` and `protobuf`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown serialization format `{0}`: expected json, msgpack or protobuf")]
+pub struct UnknownFormat(pub String);
+
+impl FromStr for Format {
+    type Err = UnknownFormat;
+
+    /// Reads a format name, ignoring ASCII case; `messagepack` and `proto`
+    /// are accepted too.
+    fn from_str(name: &str) -> Result<Self, UnknownFormat> {
+        match name.to_ascii_lowercase().as_str() {
+            "json" => Ok(Self::Json),
+            "msgpack" | "messagepack" => Ok(Self::MessagePack),
+            "protobuf" | "proto" => Ok(Self::Protobuf),
+            _ => Err(UnknownFormat(name.to_owned())),
+        }
+    }
+}
+
+/// Turns typed values into bytes and back.
+///
+/// [`serialize`](Self::serialize) and [`deserialize`](Self::deserialize)
+/// take any serde value (a task's request, step data, response). The
+/// framework's own wire objects, the saga state and the progress snapshot,
+/// go through [`serialize_state`](Self::serialize_state) and
+/// [`serialize_progress`](Self::serialize_progress), which a schema-bound
+/// format (Protobuf) writes as its typed messages; the other formats use
+/// serde for them too. [`Codec`] picks an implementation at run time.
+pub trait SagaStateSerializer: Send + Sync + fmt::Debug + 'static {
+    /// The format this serializer writes.
+    fn format(&self) -> Format;
+
+    /// Encodes `value`.
+    ///
+    /// # Errors
+    /// [`Error::Codec`] when the value cannot be represented.
+    fn serialize<T: Serialize + ?Sized>(&self, value: &T) -> Result<Bytes>;
+
+    /// Decodes a `T` from `bytes`.
+    ///
+    /// # Errors
+    /// [`Error::Codec`] when the bytes are not a valid `T`.
+    fn deserialize<T: DeserializeOwned>(&self, bytes: &[u8]) -> Result<T>;
+
+    /// Encodes a saga state (the body of a worker message, a snapshot).
+    ///
+    /// # Errors
+    /// [`Error::Codec`] when a part cannot be represented.
+    fn serialize_state<T: Task>(&self, state: &SagaSnapshot<T>) -> Result<Bytes> {
+        self.serialize(state)
+    }
+
+    /// Decodes a saga state, refusing one written with a newer
+    /// [`SCHEMA_VERSION`].
+    ///
+    /// # Errors
+    /// [`Error::Codec`] when the bytes are not a saga state of `T`.
+    fn deserialize_state<T: Task>(&self, bytes: &[u8]) -> Result<SagaSnapshot<T>> {
+        let state: SagaSnapshot<T> = self.deserialize(bytes)?;
+        check_schema_version(self.format(), state.schema_version)?;
+        Ok(state)
+    }
+
+    /// Encodes a progress snapshot.
+    ///
+    /// # Errors
+    /// [`Error::Codec`] when it cannot be represented.
+    fn serialize_progress(&self, progress: &TaskProgress) -> Result<Bytes> {
+        self.serialize(progress)
+    }
+
+    /// Decodes a progress snapshot.
+    ///
+    /// # Errors
+    /// [`Error::Codec`] when the bytes are not one.
+    fn deserialize_progress(&self, bytes: &[u8]) -> Result<TaskProgress> {
+        self.deserialize(bytes)
+    }
+}
+
+/// A saga state written with a schema newer than this build reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the saga state was written with schema version {found}; this build reads versions up to {SCHEMA_VERSION}")]
+pub struct NewerSchema {
+    /// The version the state was written with.
+    pub found: u32,
+}
+
+pub(crate) fn check_schema_version(format: Format, found: u32) -> Result<()> {
+    if found > SCHEMA_VERSION {
+        return Err(codec_error(format, NewerSchema { found }));
+    }
+    Ok(())
+}
+
+pub(crate) fn codec_error(format: Format, source: impl Into<crate::error::BoxError>) -> Error {
+    Error::Codec {
+        format,
+        source: source.into(),
+    }
+}
+
+/// A serializer chosen at run time from a [`Format`].
+///
+/// ```
+/// use dtask_core::{Codec, Format, SagaStateSerializer};
+///
+/// let codec = Codec::new(Format::MessagePack);
+/// let bytes = codec.serialize(&vec![1u32, 2, 3]).unwrap();
+/// assert_eq!(codec.deserialize::<Vec<u32>>(&bytes).unwrap(), [1, 2, 3]);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Codec {
+    format: Format,
+}
+
+macro_rules! dispatch {
+    ($format:expr, $serializer:ident => $call:expr) => {
+        match $format {
+            Format::Json => {
+                let $serializer = JsonSerializer;
+                $call
+            }
+            Format::MessagePack => {
+                let $serializer = MessagePackSerializer;
+                $call
+            }
+            Format::Protobuf => {
+                let $serializer = ProtobufSerializer::default();
+                $call
+            }
+        }
+    };
+}
+
+impl Codec {
+    /// The codec for `format`.
+    pub const fn new(format: Format) -> Self {
+        Self { format }
+    }
+
+    /// The format it writes.
+    pub const fn format(self) -> Format {
+        self.format
+    }
+
+    /// Encodes any serde value into a [`Payload::Encoded`].
+    ///
+    /// # Errors
+    /// [`Error::Codec`] when the value cannot be represented.
+    pub fn encode<T: Serialize + ?Sized>(self, value: &T) -> Result<Payload> {
+        let bytes = self.serialize(value)?;
+        Ok(Payload::Encoded {
+            format: self.format,
+            bytes,
+        })
+    }
+
+    /// Encodes a saga state into a [`Payload::Encoded`].
+    ///
+    /// # Errors
+    /// [`Error::Codec`] when a part cannot be represented.
+    pub fn encode_state<T: Task>(self, state: &SagaSnapshot<T>) -> Result<Payload> {
+        let bytes = self.serialize_state(state)?;
+        Ok(Payload::Encoded {
+            format: self.format,
+            bytes,
+        })
+    }
+}
+
+impl SagaStateSerializer for Codec {
+    fn format(&self) -> Format {
+        self.format
+    }
+
+    fn serialize<T: Serialize + ?Sized>(&self, value: &T) -> Result<Bytes> {
+        dispatch!(self.format, s => s.serialize(value))
+    }
+
+    fn deserialize<T: DeserializeOwned>(&self, bytes: &[u8]) -> Result<T> {
+        dispatch!(self.format, s => s.deserialize(bytes))
+    }
+
+    fn serialize_state<T: Task>(&self, state: &SagaSnapshot<T>) -> Result<Bytes> {
+        dispatch!(self.format, s => s.serialize_state(state))
+    }
+
+    fn deserialize_state<T: Task>(&self, bytes: &[u8]) -> Result<SagaSnapshot<T>> {
+        dispatch!(self.format, s => s.deserialize_state(bytes))
+    }
+
+    fn serialize_progress(&self, progress: &TaskProgress) -> Result<Bytes> {
+        dispatch!(self.format, s => s.serialize_progress(progress))
+    }
+
+    fn deserialize_progress(&self, bytes: &[u8]) -> Result<TaskProgress> {
+        dispatch!(self.format, s => s.deserialize_progress(bytes))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn format_names_round_trip_through_text_and_serde() {
+        for format in Format::ALL {
+            assert_eq!(format.name().parse::<Format>(), Ok(format));
+            let json = serde_json::to_string(&format).unwrap();
+            assert_eq!(json, format!("\"{}\"", format.name()));
+            assert_eq!(serde_json::from_str::<Format>(&json).unwrap(), format);
+        }
+        assert_eq!("MessagePack".parse::<Format>(), Ok(Format::MessagePack));
+        assert_eq!("proto".parse::<Format>(), Ok(Format::Protobuf));
+        let error = "avro".parse::<Format>().unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "unknown serialization format `avro`: expected json, msgpack or protobuf"
+        );
+    }
+
+    #[test]
+    fn a_newer_schema_is_a_codec_error_that_names_both_versions() {
+        let error = check_schema_version(Format::Json, SCHEMA_VERSION + 1).unwrap_err();
+        assert!(matches!(
+            error,
+            Error::Codec {
+                format: Format::Json,
+                ..
+            }
+        ));
+        let text = error.to_string();
+        assert!(
+            text.contains(&format!("schema version {}", SCHEMA_VERSION + 1)),
+            "{text}"
+        );
+        assert!(check_schema_version(Format::Json, SCHEMA_VERSION).is_ok());
+    }
+}
