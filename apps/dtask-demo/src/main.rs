@@ -5,6 +5,7 @@
 //! cargo run --release -- submit FILE... -o OUT.zip      # zip through the server, with live progress
 //! cargo run --release -- zip FILE... --output OUT.zip   # zip in this process, no server
 //! cargo run --release -- demo                           # zip a few sample files and list the archive
+//! cargo run --release -- reconcile --mode distributed --dry-run   # list orphaned objects
 //! ```
 
 mod cli;
@@ -73,6 +74,20 @@ enum Command {
     /// Zips a few generated sample files in this process and lists the
     /// archive.
     Demo,
+    /// Deletes the objects of failed, cancelled, compensated and unknown
+    /// tasks from the task buckets (Distributed mode) and prints what it
+    /// deleted; see docs/reconciliation.md.
+    Reconcile {
+        /// Distributed-mode options.
+        #[command(flatten)]
+        deploy: cli::deploy::DeployArgs,
+        /// Print what would be deleted; delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Objects written less than this many seconds ago are kept.
+        #[arg(long, default_value_t = 3600)]
+        grace_secs: u64,
+    },
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -90,6 +105,9 @@ struct ServeArgs {
     /// The mode and, in Distributed mode, the services.
     #[command(flatten)]
     deploy: cli::deploy::DeployArgs,
+    /// The periodic reconciliation (Distributed mode).
+    #[command(flatten)]
+    reconcile: cli::reconcile::ScheduleArgs,
 }
 
 #[tokio::main]
@@ -107,8 +125,18 @@ async fn main() -> ExitCode {
         .with_ansi(std::io::stderr().is_terminal())
         .init();
     let result = match command {
-        Command::Serve(serve) => cli::serve(serve.listen, serve.in_memory, serve.data_dir, serve.deploy, false).await,
-        Command::Api(api) => cli::serve(api.listen, api.in_memory, api.data_dir, api.deploy, true).await,
+        Command::Serve(serve) => {
+            cli::serve(
+                serve.listen,
+                serve.in_memory,
+                serve.data_dir,
+                serve.deploy,
+                serve.reconcile,
+                false,
+            )
+            .await
+        }
+        Command::Api(api) => cli::serve(api.listen, api.in_memory, api.data_dir, api.deploy, api.reconcile, true).await,
         Command::Worker { deploy, concurrency } => cli::worker(deploy, concurrency).await,
         Command::Submit { files, server, output } => cli::submit(files, server, output).await,
         Command::Zip {
@@ -117,6 +145,11 @@ async fn main() -> ExitCode {
             in_memory,
         } => cli::zip(files, output, in_memory).await,
         Command::Demo => cli::demo().await,
+        Command::Reconcile {
+            deploy,
+            dry_run,
+            grace_secs,
+        } => cli::reconcile(deploy, dry_run, grace_secs).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

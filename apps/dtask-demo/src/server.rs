@@ -23,7 +23,7 @@ use std::time::Duration;
 use axum::Router;
 use dtask::fs::LocalFileSystemStore;
 use dtask::host::HostBuilder;
-use dtask::{EventKind, Host, Infrastructure, KernelSettings, Mode};
+use dtask::{EventKind, Format, Host, Infrastructure, KernelSettings, Mode};
 use dtask_http::{ApiConfig, TaskApi};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -61,6 +61,10 @@ pub struct ServerConfig {
     /// Distributed mode: the connected infrastructure (`storage` is then
     /// unused). `None`: InProcess mode.
     pub distributed: Option<Distributed>,
+    /// The wire format of messages and snapshots, overriding the task's
+    /// declared one (`DTASK_SERIALIZER`). In InProcess mode nothing is
+    /// serialized, so it changes nothing there.
+    pub serializer: Option<Format>,
 }
 
 /// How a server runs in Distributed mode.
@@ -83,6 +87,7 @@ impl Default for ServerConfig {
             api: ApiConfig::default(),
             shutdown_grace: Duration::from_secs(10),
             distributed: None,
+            serializer: None,
         }
     }
 }
@@ -272,15 +277,19 @@ pub fn logged_host_builder() -> HostBuilder {
 }
 
 fn host_builder(config: &ServerConfig) -> Result<(HostBuilder, Option<tempfile::TempDir>), ServerError> {
+    let mut builder = logged_host_builder();
+    if let Some(format) = config.serializer {
+        builder = builder.serializer(format);
+    }
     if let Some(distributed) = &config.distributed {
-        let builder = logged_host_builder()
+        let builder = builder
             .mode(Mode::Distributed)
             .infrastructure(distributed.infrastructure.clone())
             .kernel_settings(distributed.kernel.clone())
             .run_workers(distributed.run_workers);
         return Ok((builder, None));
     }
-    let builder = logged_host_builder().in_process();
+    let builder = builder.in_process();
     let (root, temp) = match &config.storage {
         Storage::InMemory => return Ok((builder, None)),
         Storage::Directory(dir) => (dir.clone(), None),

@@ -88,8 +88,7 @@ async fn objects_left(store: &S3ObjectStore, task_id: &str) -> usize {
     left
 }
 
-async fn run_cluster(broker: Broker) {
-    let cluster = Cluster::new(broker);
+async fn run_cluster(cluster: Cluster) {
     let (api, url) = cluster.api();
     let mut worker_a = cluster.worker();
     let mut worker_b = cluster.worker();
@@ -201,12 +200,15 @@ async fn remove_queue(cluster: &Cluster) {
     }
 }
 
+// Between them the two runs use every serializer, and the API and the
+// workers of a run write different ones.
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_cluster_on_rabbitmq() {
-    run_cluster(Broker::RabbitMq).await;
+async fn a_cluster_on_rabbitmq_protobuf_hand_offs_json_snapshots() {
+    run_cluster(Cluster::new(Broker::RabbitMq).serializers("protobuf", "json")).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_cluster_on_redis_streams() {
-    run_cluster(Broker::RedisStreams).await;
+async fn a_cluster_on_redis_streams_msgpack_hand_offs_protobuf_snapshots() {
+    run_cluster(Cluster::new(Broker::RedisStreams).serializers("msgpack", "protobuf")).await;
 }

@@ -7,9 +7,11 @@ use async_trait::async_trait;
 use dtask_core::Result;
 use dtask_core::infra::{Acknowledger, Delivery, DeliveryStream};
 use futures::StreamExt;
-use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions, BasicRejectOptions};
-use lapin::types::{FieldTable, ShortString};
-use lapin::{Acker, Channel, Consumer};
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions, BasicRejectOptions,
+};
+use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::{Acker, BasicProperties, Channel, Consumer};
 
 use crate::config::{backoff, deadline_after};
 use crate::error::{AmqpError, client};
@@ -127,9 +129,17 @@ async fn convert(delivery: lapin::message::Delivery, channel: &Arc<Channel>, que
     } = delivery;
     match message::decode(&properties, data) {
         Ok((message, count)) => {
+            let body = message
+                .payload
+                .encoded()
+                .map(|(_, bytes)| bytes.clone())
+                .unwrap_or_default();
             let acker = AmqpAcker {
                 acker,
                 channel: Arc::clone(channel),
+                queue: queue.to_owned(),
+                properties,
+                body,
                 settled: false,
             };
             Some(Delivery::new(message, count, Box::new(acker)))
@@ -149,6 +159,11 @@ struct AmqpAcker {
     /// Keeps the channel open until the delivery is settled, even when
     /// its stream is gone.
     channel: Arc<Channel>,
+    /// The queue it came from, and the message as delivered: what a dead
+    /// letter republishes.
+    queue: String,
+    properties: BasicProperties,
+    body: bytes::Bytes,
     settled: bool,
 }
 
@@ -178,6 +193,45 @@ impl Acknowledger for AmqpAcker {
             Err(_) if self.acker.poisoned() || !self.channel.status().connected() => Ok(()),
             Err(error) => Err(client(error)),
         }
+    }
+
+    /// Publishes the message to the dead-letter queue with `reason`, then
+    /// acks it (on one channel, so the broker sees the publish first).
+    /// When the publish fails the message is nacked and comes back.
+    async fn dead_letter(mut self: Box<Self>, reason: &str) -> Result<()> {
+        tracing::warn!(queue = %self.queue, reason, "moving a message to the dead-letter queue");
+        if let Err(error) = self.publish_dead_letter(reason).await {
+            self.settled = true;
+            let _ = self.acker.nack(requeue()).await;
+            return Err(error);
+        }
+        self.ack().await
+    }
+}
+
+impl AmqpAcker {
+    /// Publishes the message, with `reason` in the
+    /// [`DEAD_LETTER_REASON_HEADER`](message::DEAD_LETTER_REASON_HEADER),
+    /// to the queue's dead-letter queue through the dead-letter exchange.
+    async fn publish_dead_letter(&self, reason: &str) -> Result<()> {
+        let mut headers = self.properties.headers().clone().unwrap_or_default();
+        headers.insert(
+            message::DEAD_LETTER_REASON_HEADER.into(),
+            AMQPValue::LongString(LongString::from(reason)),
+        );
+        let properties = self.properties.clone().with_headers(headers);
+        let routing_key = topology::dead_letter_queue(&self.queue);
+        self.channel
+            .basic_publish(
+                topology::DEAD_LETTER_EXCHANGE.into(),
+                routing_key.as_str().into(),
+                BasicPublishOptions::default(),
+                &self.body,
+                properties,
+            )
+            .await
+            .map_err(client)?;
+        Ok(())
     }
 }
 

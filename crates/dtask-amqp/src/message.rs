@@ -28,6 +28,8 @@ pub const TASK_NAME_HEADER: &str = "dtask-task-name";
 pub const FORMAT_HEADER: &str = "dtask-format";
 /// The header holding the schema version of the payload (absent: 1).
 pub const SCHEMA_VERSION_HEADER: &str = "dtask-schema-version";
+/// The header a dead-lettered message carries: why it was moved.
+pub const DEAD_LETTER_REASON_HEADER: &str = "dtask-dead-letter-reason";
 /// The header quorum queues set to the number of earlier deliveries.
 pub const DELIVERY_COUNT_HEADER: &str = "x-delivery-count";
 

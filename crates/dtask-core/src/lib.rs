@@ -21,6 +21,7 @@ pub mod infra;
 mod kernel;
 pub mod memory;
 pub mod progress;
+pub mod reconcile;
 pub mod task;
 pub mod testing;
 

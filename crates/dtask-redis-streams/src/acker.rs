@@ -136,6 +136,18 @@ impl Acknowledger for RedisAcker {
             .nack(&self.id, self.message_id, self.deliveries, "nacked")
             .await
     }
+
+    /// Moves the entry to the dead-letter stream with `reason` (one script
+    /// call, as a nack on the last allowed delivery).
+    async fn dead_letter(mut self: Box<Self>, reason: &str) -> Result<()> {
+        self.settled = true;
+        self.ctx.release(&self.id);
+        let settlement = Settlement::DeadLetter {
+            deliveries: self.deliveries,
+            reason: reason.to_owned(),
+        };
+        self.ctx.settle(&self.id, self.message_id, &settlement).await
+    }
 }
 
 impl Drop for RedisAcker {

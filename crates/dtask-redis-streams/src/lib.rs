@@ -22,5 +22,7 @@ pub use stats::RedisStreamsStats;
 /// The field names of a queue's stream entries, for tools that read the
 /// streams (or the dead-letter streams) directly.
 pub mod fields {
-    pub use crate::entry::{DELIVERIES, FORMAT, MESSAGE_ID, PAYLOAD, REASON, SOURCE_ID, TASK_ID, TASK_NAME};
+    pub use crate::entry::{
+        DELIVERIES, FORMAT, MESSAGE_ID, PAYLOAD, REASON, SCHEMA_VERSION_FIELD, SOURCE_ID, TASK_ID, TASK_NAME,
+    };
 }

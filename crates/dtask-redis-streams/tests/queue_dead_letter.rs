@@ -128,7 +128,7 @@ async fn malformed_entries_are_dead_lettered_and_never_yielded() {
         reasons,
         [
             "malformed entry: missing field `message_id`",
-            "malformed entry: field `format`: unknown format `yaml`"
+            "malformed entry: field `format`: unknown serialization format `yaml`: expected json, msgpack or protobuf"
         ]
     );
     assert!(dead.iter().all(|d| d.message.is_none() && d.deliveries == 1));

@@ -87,6 +87,7 @@ fn after_reserve(task_id: TaskId) -> SagaSnapshot<PlaceOrder> {
         progress.apply(&TaskEvent { task_id, at: now, kind });
     }
     SagaSnapshot {
+        schema_version: dtask::SCHEMA_VERSION,
         request: Arc::new(OrderRequest {
             item: "resumed".into(),
             ..OrderRequest::default()

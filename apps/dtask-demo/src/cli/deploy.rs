@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::bail;
 use clap::ValueEnum;
 use dtask::distributed::{DistributedOptions, QueueKind};
-use dtask::{Infrastructure, KernelSettings, Task};
+use dtask::{Format, Infrastructure, KernelSettings, Task};
 use dtask_demo::CreateZipFromFiles;
 
 /// Which mode a process runs in.
@@ -78,6 +78,11 @@ pub(crate) struct DeployArgs {
     /// worker reclaims them.
     #[arg(long, env = "DTASK_VISIBILITY_TIMEOUT_SECS", default_value_t = 30)]
     visibility_timeout_secs: u64,
+    /// The wire format of messages and snapshots this process writes
+    /// (`json`, `msgpack` or `protobuf`); the task's declared format when
+    /// unset. Readers need no setting: every message names its format.
+    #[arg(long, env = "DTASK_SERIALIZER")]
+    pub(crate) serializer: Option<Format>,
 }
 
 impl DeployArgs {

@@ -1,12 +1,14 @@
 //! The demo's commands.
 
 pub(crate) mod deploy;
+pub(crate) mod reconcile;
 mod serve;
 mod signals;
 mod submit;
 mod view;
 mod worker;
 
+pub(crate) use reconcile::reconcile;
 pub(crate) use serve::serve;
 pub(crate) use submit::submit;
 pub(crate) use worker::worker;

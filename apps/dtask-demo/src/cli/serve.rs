@@ -4,8 +4,10 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use dtask_demo::server::{DemoServer, Distributed, ServerConfig, Storage};
+use tokio_util::sync::CancellationToken;
 
 use super::deploy::{DeployArgs, ModeArg};
+use super::reconcile::ScheduleArgs;
 use super::signals;
 
 /// Runs the server until Ctrl-C or SIGTERM: the API with workers (`serve`,
@@ -15,6 +17,7 @@ pub(crate) async fn serve(
     in_memory: bool,
     data_dir: Option<PathBuf>,
     deploy: DeployArgs,
+    reconcile: ScheduleArgs,
     api_only: bool,
 ) -> anyhow::Result<()> {
     let distributed = if api_only || deploy.mode == ModeArg::Distributed {
@@ -26,6 +29,9 @@ pub(crate) async fn serve(
     } else {
         None
     };
+    // Distributed mode only: InProcess progress dies with the process, so
+    // after a restart every task would look unknown.
+    let reconciled = distributed.as_ref().map(|d| d.infrastructure.clone());
     let storage = match (in_memory, data_dir) {
         (true, _) => Storage::InMemory,
         (false, Some(dir)) => Storage::Directory(dir),
@@ -38,10 +44,13 @@ pub(crate) async fn serve(
         listen,
         storage,
         distributed,
+        serializer: deploy.serializer,
         ..ServerConfig::default()
     })
     .await?;
     tracing::info!(addr = %server.local_addr(), "listening");
+    let stop_reconciling = CancellationToken::new();
+    let reconciler = reconciled.and_then(|infrastructure| reconcile.spawn(&infrastructure, stop_reconciling.clone()));
     let mut stdout = std::io::stdout().lock();
     writeln!(stdout, "Dashboard: {}", server.dashboard_url())?;
     let url = server.dashboard_url();
@@ -52,6 +61,11 @@ pub(crate) async fn serve(
     )?;
     stdout.flush()?;
     drop(stdout);
-    server.run(shutdown).await?;
+    let served = server.run(shutdown).await;
+    stop_reconciling.cancel();
+    if let Some(reconciler) = reconciler {
+        let _ = reconciler.await;
+    }
+    served?;
     Ok(())
 }

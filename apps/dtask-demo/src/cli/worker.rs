@@ -11,7 +11,11 @@ use super::signals;
 pub(crate) async fn worker(deploy: DeployArgs, concurrency: usize) -> anyhow::Result<()> {
     let shutdown = signals::shutdown()?;
     let infrastructure = deploy.connect().await?;
-    let host = logged_host_builder()
+    let mut builder = logged_host_builder();
+    if let Some(format) = deploy.serializer {
+        builder = builder.serializer(format);
+    }
+    let host = builder
         .mode(Mode::Distributed)
         .infrastructure(infrastructure)
         .kernel_settings(deploy.kernel())

@@ -127,6 +127,10 @@ pub(crate) struct Cluster {
     pub(crate) broker: Broker,
     pub(crate) namespace: String,
     pub(crate) s3: S3Server,
+    /// The `DTASK_SERIALIZER` of the API process (the hand-off's format).
+    pub(crate) api_format: &'static str,
+    /// The `DTASK_SERIALIZER` of the workers (the snapshots' format).
+    pub(crate) worker_format: &'static str,
 }
 
 impl Cluster {
@@ -139,7 +143,18 @@ impl Cluster {
             broker,
             namespace: format!("e2e-{}", uuid_like()),
             s3: S3Server::find_or_start(),
+            api_format: "json",
+            worker_format: "json",
         }
+    }
+
+    /// The API process writes `api` (`json`, `msgpack`, `protobuf`), the
+    /// workers write `worker`: every reader follows the format a message
+    /// or snapshot names.
+    pub(crate) fn serializers(mut self, api: &'static str, worker: &'static str) -> Self {
+        self.api_format = api;
+        self.worker_format = worker;
+        self
     }
 
     fn command(&self, args: &[&str]) -> Command {
@@ -185,7 +200,7 @@ impl Cluster {
 
     /// Starts the API process; returns it and its base URL.
     pub(crate) fn api(&self) -> (Process, String) {
-        let process = self.start(&["api", "--listen", "127.0.0.1:0"]);
+        let process = self.start(&["api", "--listen", "127.0.0.1:0", "--serializer", self.api_format]);
         let url = process
             .first_line
             .strip_prefix("Dashboard: ")
@@ -197,7 +212,7 @@ impl Cluster {
 
     /// Starts a worker process.
     pub(crate) fn worker(&self) -> Process {
-        let process = self.start(&["worker", "--concurrency", "4"]);
+        let process = self.start(&["worker", "--concurrency", "4", "--serializer", self.worker_format]);
         assert!(process.first_line.starts_with("Worker ready"), "{}", process.first_line);
         process
     }

@@ -155,9 +155,20 @@ pub trait SagaStateSerializer: Send + Sync + fmt::Debug + 'static {
     /// # Errors
     /// [`Error::Codec`] when the bytes are not a saga state of `T`.
     fn deserialize_state<T: Task>(&self, bytes: &[u8]) -> Result<SagaSnapshot<T>> {
-        let state: SagaSnapshot<T> = self.deserialize(bytes)?;
-        check_schema_version(self.format(), state.schema_version)?;
-        Ok(state)
+        match self.deserialize::<SagaSnapshot<T>>(bytes) {
+            Ok(state) => {
+                check_schema_version(self.format(), state.schema_version)?;
+                Ok(state)
+            }
+            Err(error) => {
+                // A newer schema may not decode as this one at all: name the
+                // version rather than the first field that differs.
+                if let Ok(probe) = self.deserialize::<SchemaProbe>(bytes) {
+                    check_schema_version(self.format(), probe.schema_version)?;
+                }
+                Err(error)
+            }
+        }
     }
 
     /// Encodes a progress snapshot.
@@ -175,6 +186,13 @@ pub trait SagaStateSerializer: Send + Sync + fmt::Debug + 'static {
     fn deserialize_progress(&self, bytes: &[u8]) -> Result<TaskProgress> {
         self.deserialize(bytes)
     }
+}
+
+/// The schema version of a saga state that did not decode.
+#[derive(Deserialize)]
+struct SchemaProbe {
+    #[serde(rename = "schemaVersion", default)]
+    schema_version: u32,
 }
 
 /// A saga state written with a schema newer than this build reads.

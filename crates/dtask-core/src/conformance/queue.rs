@@ -26,6 +26,8 @@ pub async fn run_all(publisher: Arc<dyn QueuePublisher>, consumer: Arc<dyn Queue
     fifo_for_one_consumer(publisher, consumer).await;
     ack_removes(publisher, consumer).await;
     nack_redelivers(publisher, consumer).await;
+    dead_letter_is_not_redelivered(publisher, consumer).await;
+    every_format_travels(publisher, consumer).await;
     dropped_delivery_is_redelivered(publisher, consumer).await;
     consumers_share_a_queue(publisher, consumer).await;
     queues_are_isolated(publisher, consumer).await;
@@ -141,6 +143,50 @@ pub async fn nack_redelivers(publisher: &dyn QueuePublisher, consumer: &dyn Queu
     let delivery = next(&mut stream, "nack: after the ack").await;
     assert_carries(&delivery, &sentinel, "a redelivered, acked message came back");
     ack(delivery).await;
+}
+
+/// A dead-lettered message is not delivered again: the next delivery is
+/// a message published after it.
+pub async fn dead_letter_is_not_redelivered(publisher: &dyn QueuePublisher, consumer: &dyn QueueConsumer) {
+    let queue = queue_name();
+    let (poison, sentinel) = (message(1), message(2));
+    publish(publisher, &queue, &poison).await;
+    let mut stream = consume(consumer, &queue).await;
+    let delivery = next(&mut stream, "dead letter: first delivery").await;
+    assert_carries(&delivery, &poison, "dead letter: first delivery");
+    delivery
+        .dead_letter("conformance: this message cannot be processed")
+        .await
+        .expect("dead_letter failed");
+    publish(publisher, &queue, &sentinel).await;
+    let delivery = next(&mut stream, "dead letter: after it").await;
+    assert_carries(&delivery, &sentinel, "a dead-lettered message came back");
+    ack(delivery).await;
+}
+
+/// Payloads in every [`Format`] arrive with their format and bytes intact.
+pub async fn every_format_travels(publisher: &dyn QueuePublisher, consumer: &dyn QueueConsumer) {
+    let queue = queue_name();
+    let body = serde_json::json!({ "n": 7, "text": "héllo" });
+    let sent: Vec<QueueMessage> = Format::ALL
+        .iter()
+        .map(|format| {
+            let payload = Codec::new(*format).encode(&body).expect("encoding a test payload");
+            QueueMessage::new(TaskId::new(), "ConformanceTask", payload)
+        })
+        .collect();
+    for message in &sent {
+        publish(publisher, &queue, message).await;
+    }
+    let mut stream = consume(consumer, &queue).await;
+    for expected in &sent {
+        let delivery = next(&mut stream, "formats").await;
+        let format = delivery.message().payload.encoded().map(|(f, _)| f);
+        assert_carries(&delivery, expected, &format!("a {format:?} payload"));
+        let value: serde_json::Value = delivery.message().payload.decode().expect("decoding the payload");
+        assert_eq!(value, body, "a {format:?} payload decodes to what was sent");
+        ack(delivery).await;
+    }
 }
 
 /// A delivery dropped without being settled is delivered again.

@@ -11,6 +11,7 @@ use crate::infra::{SagaStateStore, StoredState};
 /// Runs every check of this module against `store`.
 pub async fn run_all(store: &dyn SagaStateStore) {
     save_and_load(store).await;
+    every_format_is_kept(store).await;
     save_replaces(store).await;
     missing_is_none(store).await;
     delete_is_idempotent(store).await;
@@ -64,6 +65,24 @@ pub async fn save_and_load(store: &dyn SagaStateStore) {
     save(store, task_id, saved.clone()).await;
     assert_same(load(store, task_id).await, &saved, "load after save");
     delete(store, task_id).await;
+}
+
+/// A snapshot in each [`Format`] loads back in that format, bytes intact
+/// (binary formats included).
+pub async fn every_format_is_kept(store: &dyn SagaStateStore) {
+    let body = serde_json::json!({ "step": "any", "raw": [0, 255, 128] });
+    for format in Format::ALL {
+        let task_id = TaskId::new();
+        let payload = Codec::new(format).encode(&body).expect("encoding a test payload");
+        let saved = StoredState { fence: 0, payload };
+        save(store, task_id, saved.clone()).await;
+        assert_same(
+            load(store, task_id).await,
+            &saved,
+            &format!("load of a {format} snapshot"),
+        );
+        delete(store, task_id).await;
+    }
 }
 
 /// A second save replaces the snapshot.

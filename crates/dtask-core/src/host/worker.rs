@@ -84,12 +84,16 @@ pub(crate) async fn run_queue(
             }
         };
         let Some(task) = tasks.get(delivery.message().task_name.as_str()).cloned() else {
-            tracing::error!(
-                queue,
-                task_name = %delivery.message().task_name,
-                "no task of this name is registered on this worker; dropping the message"
+            // Every worker of a queue serves all of its tasks, so no other
+            // worker would do better: keep the message for an operator.
+            let reason = format!(
+                "no task named `{}` is registered on the workers of queue `{queue}`",
+                delivery.message().task_name
             );
-            let _ = delivery.ack().await;
+            tracing::error!(queue, task_name = %delivery.message().task_name, "{reason}; dead-lettering the message");
+            if let Err(error) = delivery.dead_letter(&reason).await {
+                tracing::warn!(queue, %error, "could not dead-letter the message; it will be delivered again");
+            }
             continue;
         };
         let rt = Arc::clone(&rt);
@@ -105,8 +109,12 @@ async fn handle_delivery<T: Task>(rt: &Runtime, task: &T, delivery: Delivery) {
     let handed_off: SagaSnapshot<T> = match delivery.message().payload.decode_state() {
         Ok(snapshot) => snapshot,
         Err(error) => {
-            tracing::error!(%task_id, %error, "undecodable worker message; dropping it");
-            let _ = delivery.ack().await;
+            // Decoding again would fail again: keep it for an operator.
+            let reason = format!("cannot read the saga state of `{}`: {error}", T::definition().name);
+            tracing::error!(%task_id, "{reason}; dead-lettering the message");
+            if let Err(error) = delivery.dead_letter(&reason).await {
+                tracing::warn!(%task_id, %error, "could not dead-letter the message; it will be delivered again");
+            }
             return;
         }
     };

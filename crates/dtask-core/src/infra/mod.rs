@@ -26,7 +26,9 @@ pub use idempotency::{IdempotencyRecord, IdempotencyStore};
 pub use lock::{DistributedLock, LockGuard, LockLease};
 pub use namespace::NamespacedQueue;
 pub use progress::{ProgressPage, ProgressQuery, ProgressStream, ProgressTracker};
-pub use queue::{Acknowledger, Delivery, DeliveryStream, MessageHeaders, QueueConsumer, QueueMessage, QueuePublisher};
+pub use queue::{
+    Acknowledger, DeadLetter, Delivery, DeliveryStream, MessageHeaders, QueueConsumer, QueueMessage, QueuePublisher,
+};
 pub use state::{SagaStateStore, StoredState};
 pub use storage::{
     ByteStream, GetResult, ObjectMeta, ObjectStore, ObjectStoreExt, clamp_range, stream_bytes, validate_bucket,

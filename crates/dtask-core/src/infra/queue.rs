@@ -55,6 +55,17 @@ pub struct MessageHeaders {
     pub task_name: String,
 }
 
+/// A message moved to a dead-letter queue, and why.
+#[derive(Debug, Clone)]
+pub struct DeadLetter {
+    /// The message as it was published.
+    pub message: QueueMessage,
+    /// How many times it had been delivered.
+    pub deliveries: u32,
+    /// Why it was moved.
+    pub reason: String,
+}
+
 /// Publishes messages to named queues.
 ///
 /// # Cancel safety
@@ -95,6 +106,11 @@ pub trait Acknowledger: Send + Sync + 'static {
     async fn ack(self: Box<Self>) -> Result<()>;
     /// The message was not processed: deliver it again.
     async fn nack(self: Box<Self>) -> Result<()>;
+    /// The message can never be processed (it cannot be decoded, or it was
+    /// written by a newer version): move it to the queue's dead-letter
+    /// queue with `reason`, where an operator can read it, instead of
+    /// delivering it again.
+    async fn dead_letter(self: Box<Self>, reason: &str) -> Result<()>;
 }
 
 /// A message received from a queue, to be settled with [`ack`](Self::ack)
@@ -140,6 +156,15 @@ impl Delivery {
     /// A backend error; brokers redeliver unsettled messages anyway.
     pub async fn nack(self) -> Result<()> {
         self.acker.nack().await
+    }
+
+    /// Moves the message to the dead-letter queue with `reason`: it will not
+    /// be delivered again.
+    ///
+    /// # Errors
+    /// As the backend reports; the message is then delivered again.
+    pub async fn dead_letter(self, reason: &str) -> Result<()> {
+        self.acker.dead_letter(reason).await
     }
 }
 

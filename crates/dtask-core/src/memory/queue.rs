@@ -1,9 +1,9 @@
 //! [`MemoryQueue`]: named in-process work queues with back-pressure and
 //! redelivery.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use async_channel::{Receiver, Sender};
 use async_trait::async_trait;
@@ -11,10 +11,12 @@ use futures::StreamExt;
 
 use super::{read_lock, write_lock};
 use crate::error::{Error, Result};
-use crate::infra::{Acknowledger, Delivery, DeliveryStream, QueueConsumer, QueueMessage, QueuePublisher};
+use crate::infra::{Acknowledger, DeadLetter, Delivery, DeliveryStream, QueueConsumer, QueueMessage, QueuePublisher};
 
 /// The capacity of each queue made by [`MemoryQueue::new`].
 const DEFAULT_CAPACITY: usize = 100;
+/// How many dead letters a queue keeps (the oldest are dropped first).
+const DEAD_LETTERS_KEPT: usize = 10_000;
 
 /// A message waiting in a queue, with how many times it was delivered.
 struct Envelope {
@@ -29,6 +31,7 @@ struct Channel {
     ready_rx: Receiver<Envelope>,
     redeliver_tx: Sender<Envelope>,
     redeliver_rx: Receiver<Envelope>,
+    dead_letters: Mutex<VecDeque<DeadLetter>>,
 }
 
 impl Channel {
@@ -40,7 +43,20 @@ impl Channel {
             ready_rx,
             redeliver_tx,
             redeliver_rx,
+            dead_letters: Mutex::new(VecDeque::new()),
         }
+    }
+
+    fn dead_letter(&self, envelope: Envelope, reason: &str) {
+        let mut dead = self.dead_letters.lock().unwrap_or_else(PoisonError::into_inner);
+        if dead.len() == DEAD_LETTERS_KEPT {
+            dead.pop_front();
+        }
+        dead.push_back(DeadLetter {
+            message: envelope.message,
+            deliveries: envelope.deliveries,
+            reason: reason.to_owned(),
+        });
     }
 
     /// The next message, redeliveries first; `None` once closed (which
@@ -154,6 +170,15 @@ impl MemoryQueue {
         read_lock(&self.inner.queues).get(queue).map_or(0, |c| c.len())
     }
 
+    /// The messages of `queue` moved to its dead letters, oldest first (the
+    /// newest 10,000 are kept).
+    pub fn dead_letters(&self, queue: &str) -> Vec<DeadLetter> {
+        read_lock(&self.inner.queues).get(queue).map_or_else(Vec::new, |c| {
+            let dead = c.dead_letters.lock().unwrap_or_else(PoisonError::into_inner);
+            dead.iter().cloned().collect()
+        })
+    }
+
     /// The channel of `queue`, created on first use.
     fn channel(&self, queue: &str) -> Arc<Channel> {
         if let Some(channel) = read_lock(&self.inner.queues).get(queue) {
@@ -243,6 +268,14 @@ impl Acknowledger for MemoryAcker {
     async fn nack(mut self: Box<Self>) -> Result<()> {
         if let Some(envelope) = self.pending.take() {
             self.channel.requeue(envelope);
+        }
+        Ok(())
+    }
+
+    async fn dead_letter(mut self: Box<Self>, reason: &str) -> Result<()> {
+        if let Some(envelope) = self.pending.take() {
+            tracing::warn!(task_id = %envelope.message.task_id, reason, "message moved to the dead letters");
+            self.channel.dead_letter(envelope, reason);
         }
         Ok(())
     }

@@ -1,0 +1,76 @@
+//! `reconcile`: deletes the objects of failed, cancelled, compensated and
+//! unknown tasks from the task buckets (Distributed mode); and the periodic
+//! run of the same in the `api` and `serve` processes.
+
+use std::time::Duration;
+
+use anyhow::bail;
+use dtask::Infrastructure;
+use dtask::reconcile::{ReconcileMode, Reconciler, spawn_periodic};
+use dtask_demo::CreateZipFromFiles;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::deploy::DeployArgs;
+
+/// The periodic reconciliation of the `api` and `serve` processes in
+/// Distributed mode.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct ScheduleArgs {
+    /// How often to delete orphaned objects, in seconds (Distributed mode;
+    /// 0 disables it).
+    #[arg(
+        long = "reconcile-every-secs",
+        env = "DTASK_RECONCILE_EVERY_SECS",
+        default_value_t = 600
+    )]
+    every_secs: u64,
+    /// Objects written less than this many seconds ago are never deleted.
+    #[arg(
+        long = "reconcile-grace-secs",
+        env = "DTASK_RECONCILE_GRACE_SECS",
+        default_value_t = 3600
+    )]
+    grace_secs: u64,
+}
+
+impl ScheduleArgs {
+    /// Starts the periodic reconciler on `infrastructure` until `shutdown`
+    /// fires; `None` when disabled.
+    pub(crate) fn spawn(&self, infrastructure: &Infrastructure, shutdown: CancellationToken) -> Option<JoinHandle<()>> {
+        if self.every_secs == 0 {
+            tracing::info!("periodic reconciliation disabled");
+            return None;
+        }
+        let every = Duration::from_secs(self.every_secs);
+        let reconciler = reconciler(infrastructure, Duration::from_secs(self.grace_secs));
+        tracing::info!(every_secs = self.every_secs, grace_secs = self.grace_secs, buckets = ?reconciler.buckets(), "periodic reconciliation on");
+        Some(spawn_periodic(reconciler, every, shutdown))
+    }
+}
+
+/// The reconciler of the demo's buckets (those of CreateZipFromFiles).
+fn reconciler(infrastructure: &Infrastructure, grace: Duration) -> Reconciler {
+    Reconciler::from_infrastructure(infrastructure)
+        .with_task::<CreateZipFromFiles>()
+        .with_grace(grace)
+}
+
+/// `reconcile [--dry-run] [--grace-secs N]`: one run, its report on
+/// stdout. Fails when a deletion failed.
+pub(crate) async fn reconcile(deploy: DeployArgs, dry_run: bool, grace_secs: u64) -> anyhow::Result<()> {
+    let infrastructure = deploy.connect().await?;
+    let mode = if dry_run {
+        ReconcileMode::DryRun
+    } else {
+        ReconcileMode::Delete
+    };
+    let report = reconciler(&infrastructure, Duration::from_secs(grace_secs))
+        .run(mode)
+        .await?;
+    println!("{report}");
+    if !report.failed.is_empty() {
+        bail!("{} of the orphans could not be deleted", report.failed.len());
+    }
+    Ok(())
+}
