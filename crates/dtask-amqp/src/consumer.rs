@@ -137,6 +137,7 @@ async fn convert(delivery: lapin::message::Delivery, channel: &Arc<Channel>, que
             let acker = AmqpAcker {
                 acker,
                 channel: Arc::clone(channel),
+                deliveries: count,
                 queue: queue.to_owned(),
                 properties,
                 body,
@@ -159,6 +160,8 @@ struct AmqpAcker {
     /// Keeps the channel open until the delivery is settled, even when
     /// its stream is gone.
     channel: Arc<Channel>,
+    /// How many times it has been delivered, this time included.
+    deliveries: u32,
     /// The queue it came from, and the message as delivered: what a dead
     /// letter republishes.
     queue: String,
@@ -218,6 +221,10 @@ impl AmqpAcker {
         headers.insert(
             message::DEAD_LETTER_REASON_HEADER.into(),
             AMQPValue::LongString(LongString::from(reason)),
+        );
+        headers.insert(
+            message::DEAD_LETTER_DELIVERIES_HEADER.into(),
+            AMQPValue::LongString(LongString::from(self.deliveries.to_string())),
         );
         let properties = self.properties.clone().with_headers(headers);
         let routing_key = topology::dead_letter_queue(&self.queue);

@@ -15,6 +15,7 @@
 
 mod config;
 mod consumer;
+mod dead_letters;
 mod error;
 mod message;
 mod publisher;
@@ -26,8 +27,8 @@ mod topology;
 pub use config::{AmqpConfig, DEFAULT_URL};
 pub use error::AmqpError;
 pub use message::{
-    DEAD_LETTER_REASON_HEADER, DELIVERY_COUNT_HEADER, FORMAT_HEADER, MESSAGE_ID_HEADER, PERSISTENT,
-    SCHEMA_VERSION_HEADER, TASK_ID_HEADER, TASK_NAME_HEADER,
+    DEAD_LETTER_DELIVERIES_HEADER, DEAD_LETTER_REASON_HEADER, DELIVERY_COUNT_HEADER, FORMAT_HEADER, MESSAGE_ID_HEADER,
+    PERSISTENT, SCHEMA_VERSION_HEADER, TASK_ID_HEADER, TASK_NAME_HEADER,
 };
 pub use queue::AmqpQueue;
 pub use topology::{DEAD_LETTER_EXCHANGE, dead_letter_queue};

@@ -30,6 +30,9 @@ pub const FORMAT_HEADER: &str = "dtask-format";
 pub const SCHEMA_VERSION_HEADER: &str = "dtask-schema-version";
 /// The header a dead-lettered message carries: why it was moved.
 pub const DEAD_LETTER_REASON_HEADER: &str = "dtask-dead-letter-reason";
+/// The header a message dead-lettered by a dtask worker carries: how many
+/// times it had been delivered.
+pub const DEAD_LETTER_DELIVERIES_HEADER: &str = "dtask-deliveries";
 /// The header quorum queues set to the number of earlier deliveries.
 pub const DELIVERY_COUNT_HEADER: &str = "x-delivery-count";
 

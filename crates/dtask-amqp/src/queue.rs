@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use dtask_core::Result;
-use dtask_core::infra::{DeliveryStream, QueueConsumer, QueueMessage, QueuePublisher};
+use dtask_core::infra::{DeadLetter, DeliveryStream, QueueConsumer, QueueMessage, QueuePublisher};
 use lapin::options::QueueDeleteOptions;
 
 use crate::config::{AmqpConfig, deadline_after};
@@ -172,5 +172,20 @@ impl QueueConsumer for AmqpQueue {
     /// As [`AmqpQueue::ping`].
     async fn ping(&self) -> Result<()> {
         AmqpQueue::ping(self).await
+    }
+
+    /// Takes up to `limit` messages of `<queue>.dead-letter` without
+    /// acknowledging them and hands them back (see the `dead_letters`
+    /// module). The ids are the messages' `message_id`s. The reason is the
+    /// worker's (`dtask-dead-letter-reason`) or the broker's
+    /// (`x-first-death-reason`, e.g. `delivery_limit`).
+    async fn dead_letters(&self, queue: &str, limit: usize) -> Result<Vec<DeadLetter>> {
+        topology::queue_name(queue)?;
+        crate::dead_letters::list(&*self.session().await?, queue, limit).await
+    }
+
+    async fn remove_dead_letter(&self, queue: &str, id: &str) -> Result<bool> {
+        topology::queue_name(queue)?;
+        crate::dead_letters::remove(&*self.session().await?, queue, id).await
     }
 }

@@ -1,10 +1,11 @@
 //! `dtask-bench`: the benchmark runner of dtask. It runs the sections of
-//! issue 5's benchmarks that exist (InProcess, Distributed, large files),
-//! each beside its raw baseline, and prints one table, then the same
-//! table as markdown. It measures and prints; it asserts nothing.
+//! issue 5's benchmarks (serializers, InProcess, Distributed, large files),
+//! each beside its baseline, and prints one table, then the same table as
+//! markdown. It measures and prints; it asserts nothing.
 //!
 //! ```text
 //! cargo run --release -p dtask-bench                              # every section
+//! cargo run --release -p dtask-bench -- --sections serializers
 //! cargo run --release -p dtask-bench -- --sections in-process --n 20000
 //! cargo run --release -p dtask-bench -- --help
 //! ```
@@ -13,6 +14,7 @@ mod distributed;
 mod inprocess;
 mod large_files;
 mod measure;
+mod serializers;
 mod stats;
 mod table;
 mod task;
@@ -22,7 +24,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use distributed::deploy::{Broker, Endpoints};
-use table::{Row, Table};
+use table::Table;
 
 /// Runs the dtask benchmarks and prints one table.
 #[derive(Debug, Parser)]
@@ -45,6 +47,8 @@ enum Command {
 /// A section of the table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Section {
+    /// JSON, MessagePack and Protobuf on the demo's saga states (item 1).
+    Serializers,
     /// InProcess throughput and latency (item 2).
     InProcess,
     /// Distributed throughput and latency (item 3).
@@ -55,12 +59,13 @@ enum Section {
 
 #[derive(Debug, clap::Args)]
 struct RunArgs {
-    /// The sections to run (the large-files one takes about a minute).
+    /// The sections to run (the serializers take about 5 s, the large-files
+    /// one about a minute).
     #[arg(
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "in-process,distributed,large-files"
+        default_value = "serializers,in-process,distributed,large-files"
     )]
     sections: Vec<Section>,
     /// How long one case may take, in seconds.
@@ -70,6 +75,14 @@ struct RunArgs {
     /// run of median rate and lists every run's rate.
     #[arg(long, default_value_t = 3)]
     repeat: usize,
+
+    /// Serializers: timed batches per case (the median is taken over
+    /// them).
+    #[arg(long, default_value_t = 200)]
+    serializer_samples: usize,
+    /// Serializers: about how long one batch runs, in microseconds.
+    #[arg(long, default_value_t = 1_000)]
+    serializer_batch_us: u64,
 
     /// InProcess: tasks per throughput case.
     #[arg(long, default_value_t = 100_000)]
@@ -150,10 +163,15 @@ fn main() -> anyhow::Result<()> {
 fn run(args: RunArgs) -> anyhow::Result<()> {
     let timeout = Duration::from_secs(args.timeout_secs);
     let mut table = Table::default();
-    let mut placeholder = Row::new("1 Serializers", "JSON / MessagePack / Protobuf: encode, decode, size");
-    placeholder.notes = "not built yet (issue 5, item 1): the serializer rows go here".to_owned();
-    table.push(placeholder);
     let wants = |section| args.sections.contains(&section);
+    if wants(Section::Serializers) {
+        let settings = serializers::SerializerSettings {
+            samples: args.serializer_samples,
+            batch: Duration::from_micros(args.serializer_batch_us),
+            warm_up: Duration::from_millis(50),
+        };
+        serializers::run(&settings, &mut table)?;
+    }
     if wants(Section::InProcess) {
         let settings = inprocess::InProcessSettings {
             n: args.n,

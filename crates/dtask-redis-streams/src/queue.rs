@@ -329,4 +329,30 @@ impl QueueConsumer for RedisStreamsQueue {
     async fn ping(&self) -> Result<()> {
         self.ping_redis().await
     }
+
+    /// The dead-letter stream's entries, as [`dtask_core::infra::DeadLetter`]s
+    /// whose ids are the entry ids.
+    async fn dead_letters(&self, queue: &str, limit: usize) -> Result<Vec<dtask_core::infra::DeadLetter>> {
+        let letters = RedisStreamsQueue::dead_letters(self, queue, limit).await?;
+        Ok(letters
+            .into_iter()
+            .map(|letter| dtask_core::infra::DeadLetter {
+                id: letter.entry_id,
+                message: letter.message,
+                deliveries: letter.deliveries,
+                reason: letter.reason,
+            })
+            .collect())
+    }
+
+    /// `XDEL` of the entry from the dead-letter stream.
+    async fn remove_dead_letter(&self, queue: &str, id: &str) -> Result<bool> {
+        let removed: u64 = redis::cmd("XDEL")
+            .arg(self.shared.config.dead_letter_key(queue))
+            .arg(id)
+            .query_async(&mut self.shared.conn())
+            .await
+            .map_err(backend)?;
+        Ok(removed > 0)
+    }
 }

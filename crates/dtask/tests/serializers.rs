@@ -123,8 +123,11 @@ async fn unreadable_messages_are_dead_lettered_and_the_worker_goes_on() {
         .unwrap();
     assert_eq!(outcome.status(), TaskStatus::Completed);
 
-    let dead = queue.dead_letters("orders");
-    let reasons: Vec<(TaskId, &str)> = dead.iter().map(|d| (d.message.task_id, d.reason.as_str())).collect();
+    let dead = queue.dead_letters("orders", 10).await.unwrap();
+    let reasons: Vec<(TaskId, &str)> = dead
+        .iter()
+        .map(|d| (d.message.as_ref().unwrap().task_id, d.reason.as_str()))
+        .collect();
     assert_eq!(reasons.len(), 3, "{reasons:?}");
     assert_eq!(reasons[0].0, poison[0].task_id);
     assert!(

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use dtask_amqp::{AmqpConfig, AmqpQueue, DEFAULT_URL};
-use dtask_core::infra::{DeliveryStream, QueueConsumer, QueueMessage, QueuePublisher};
+use dtask_core::infra::{DeadLetter, DeliveryStream, QueueConsumer, QueueMessage, QueuePublisher};
 use dtask_core::{Codec, Format, Result, TaskId};
 use lapin::options::BasicGetOptions;
 use lapin::{Channel, Connection, ConnectionProperties};
@@ -156,5 +156,13 @@ impl QueueConsumer for RecordingQueue {
     async fn consume(&self, queue: &str) -> Result<DeliveryStream> {
         self.record(queue);
         self.inner.consume(queue).await
+    }
+
+    async fn dead_letters(&self, queue: &str, limit: usize) -> Result<Vec<DeadLetter>> {
+        self.inner.dead_letters(queue, limit).await
+    }
+
+    async fn remove_dead_letter(&self, queue: &str, id: &str) -> Result<bool> {
+        self.inner.remove_dead_letter(queue, id).await
     }
 }

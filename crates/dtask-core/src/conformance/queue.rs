@@ -145,23 +145,52 @@ pub async fn nack_redelivers(publisher: &dyn QueuePublisher, consumer: &dyn Queu
     ack(delivery).await;
 }
 
-/// A dead-lettered message is not delivered again: the next delivery is
-/// a message published after it.
+/// A dead-lettered message is not delivered again (the next delivery is a
+/// message published after it); it is listed with its reason, intact, and
+/// can be removed.
 pub async fn dead_letter_is_not_redelivered(publisher: &dyn QueuePublisher, consumer: &dyn QueueConsumer) {
+    const REASON: &str = "conformance: this message cannot be processed";
     let queue = queue_name();
     let (poison, sentinel) = (message(1), message(2));
     publish(publisher, &queue, &poison).await;
     let mut stream = consume(consumer, &queue).await;
     let delivery = next(&mut stream, "dead letter: first delivery").await;
     assert_carries(&delivery, &poison, "dead letter: first delivery");
-    delivery
-        .dead_letter("conformance: this message cannot be processed")
-        .await
-        .expect("dead_letter failed");
+    delivery.dead_letter(REASON).await.expect("dead_letter failed");
     publish(publisher, &queue, &sentinel).await;
     let delivery = next(&mut stream, "dead letter: after it").await;
     assert_carries(&delivery, &sentinel, "a dead-lettered message came back");
     ack(delivery).await;
+
+    let dead = within("dead_letters", consumer.dead_letters(&queue, 10))
+        .await
+        .expect("listing dead letters");
+    assert_eq!(dead.len(), 1, "one dead letter: {dead:?}");
+    assert_eq!(dead[0].reason, REASON, "the dead letter's reason");
+    let listed = dead[0].message.as_ref().expect("the dead letter's message");
+    assert_eq!(listed.id, poison.id, "the dead letter is the poison message");
+    assert_eq!(listed.task_id, poison.task_id, "its task id");
+    assert_eq!(
+        listed.payload.encoded().ok(),
+        poison.payload.encoded().ok(),
+        "its payload"
+    );
+    let again = within("dead_letters", consumer.dead_letters(&queue, 10))
+        .await
+        .expect("listing dead letters");
+    assert_eq!(again.len(), 1, "listing leaves the dead letters in place");
+    let removed = within("remove_dead_letter", consumer.remove_dead_letter(&queue, &dead[0].id))
+        .await
+        .expect("removing a dead letter");
+    assert!(removed, "the dead letter was removed");
+    let left = within("dead_letters", consumer.dead_letters(&queue, 10))
+        .await
+        .expect("listing dead letters");
+    assert!(left.is_empty(), "no dead letter is left: {left:?}");
+    let removed = within("remove_dead_letter", consumer.remove_dead_letter(&queue, &dead[0].id))
+        .await
+        .expect("removing a removed dead letter");
+    assert!(!removed, "removing it again finds nothing");
 }
 
 /// Payloads in every [`Format`] arrive with their format and bytes intact.

@@ -5,7 +5,7 @@ use std::fmt;
 
 use async_trait::async_trait;
 
-use super::{DeliveryStream, QueueConsumer, QueueMessage, QueuePublisher};
+use super::{DeadLetter, DeliveryStream, QueueConsumer, QueueMessage, QueuePublisher};
 use crate::error::Result;
 
 /// Wraps a queue backend and prefixes every queue name with
@@ -67,5 +67,13 @@ impl<Q: QueueConsumer> QueueConsumer for NamespacedQueue<Q> {
 
     async fn ping(&self) -> Result<()> {
         self.inner.ping().await
+    }
+
+    async fn dead_letters(&self, queue: &str, limit: usize) -> Result<Vec<DeadLetter>> {
+        self.inner.dead_letters(&self.queue_name(queue), limit).await
+    }
+
+    async fn remove_dead_letter(&self, queue: &str, id: &str) -> Result<bool> {
+        self.inner.remove_dead_letter(&self.queue_name(queue), id).await
     }
 }

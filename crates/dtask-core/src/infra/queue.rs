@@ -58,8 +58,12 @@ pub struct MessageHeaders {
 /// A message moved to a dead-letter queue, and why.
 #[derive(Debug, Clone)]
 pub struct DeadLetter {
-    /// The message as it was published.
-    pub message: QueueMessage,
+    /// The backend's id of the dead letter, for
+    /// [`QueueConsumer::remove_dead_letter`].
+    pub id: String,
+    /// The message as it was published; `None` when the backend could not
+    /// even read its envelope (a message not written by dtask).
+    pub message: Option<QueueMessage>,
     /// How many times it had been delivered.
     pub deliveries: u32,
     /// Why it was moved.
@@ -96,6 +100,31 @@ pub trait QueueConsumer: Send + Sync + fmt::Debug + 'static {
     /// Checks that the broker answers (used by readiness probes).
     async fn ping(&self) -> Result<()> {
         Ok(())
+    }
+
+    /// Up to `limit` messages of `queue`'s dead-letter queue, oldest first,
+    /// left where they are.
+    ///
+    /// # Errors
+    /// [`Error::Unsupported`](crate::Error::Unsupported) for a backend that
+    /// keeps no dead letters (the default); a backend error.
+    async fn dead_letters(&self, queue: &str, limit: usize) -> Result<Vec<DeadLetter>> {
+        let _ = limit;
+        Err(crate::Error::Unsupported(format!(
+            "{self:?} keeps no dead letters for queue `{queue}`"
+        )))
+    }
+
+    /// Deletes the dead letter `id` (a [`DeadLetter::id`]) of `queue`.
+    /// `Ok(false)` when it is not there (any more).
+    ///
+    /// # Errors
+    /// As [`dead_letters`](Self::dead_letters).
+    async fn remove_dead_letter(&self, queue: &str, id: &str) -> Result<bool> {
+        let _ = id;
+        Err(crate::Error::Unsupported(format!(
+            "{self:?} keeps no dead letters for queue `{queue}`"
+        )))
     }
 }
 

@@ -53,7 +53,8 @@ impl Channel {
             dead.pop_front();
         }
         dead.push_back(DeadLetter {
-            message: envelope.message,
+            id: envelope.message.id.to_string(),
+            message: Some(envelope.message),
             deliveries: envelope.deliveries,
             reason: reason.to_owned(),
         });
@@ -170,15 +171,6 @@ impl MemoryQueue {
         read_lock(&self.inner.queues).get(queue).map_or(0, |c| c.len())
     }
 
-    /// The messages of `queue` moved to its dead letters, oldest first (the
-    /// newest 10,000 are kept).
-    pub fn dead_letters(&self, queue: &str) -> Vec<DeadLetter> {
-        read_lock(&self.inner.queues).get(queue).map_or_else(Vec::new, |c| {
-            let dead = c.dead_letters.lock().unwrap_or_else(PoisonError::into_inner);
-            dead.iter().cloned().collect()
-        })
-    }
-
     /// The channel of `queue`, created on first use.
     fn channel(&self, queue: &str) -> Arc<Channel> {
         if let Some(channel) = read_lock(&self.inner.queues).get(queue) {
@@ -228,6 +220,24 @@ impl QueuePublisher for MemoryQueue {
 
 #[async_trait]
 impl QueueConsumer for MemoryQueue {
+    /// The newest 10,000 dead letters are kept.
+    async fn dead_letters(&self, queue: &str, limit: usize) -> Result<Vec<DeadLetter>> {
+        Ok(read_lock(&self.inner.queues).get(queue).map_or_else(Vec::new, |c| {
+            let dead = c.dead_letters.lock().unwrap_or_else(PoisonError::into_inner);
+            dead.iter().take(limit).cloned().collect()
+        }))
+    }
+
+    async fn remove_dead_letter(&self, queue: &str, id: &str) -> Result<bool> {
+        let Some(channel) = read_lock(&self.inner.queues).get(queue).cloned() else {
+            return Ok(false);
+        };
+        let mut dead = channel.dead_letters.lock().unwrap_or_else(PoisonError::into_inner);
+        let before = dead.len();
+        dead.retain(|letter| letter.id != id);
+        Ok(dead.len() < before)
+    }
+
     /// A never-ending stream of the deliveries of `queue`.
     ///
     /// # Cancel safety
