@@ -36,7 +36,8 @@ pub use error::{BoxError, Error, Result};
 pub use event::{EventKind, TaskEvent};
 pub use files::{DownloadedFiles, Files, IncomingFile, LocalFile, StoredObject, StoredObjects};
 pub use host::{
-    CancelOutcome, Host, HostBuilder, Infrastructure, KernelSettings, StepInterceptor, TaskHandle, TaskOutcome,
+    CancelOutcome, Host, HostBuilder, Infrastructure, KernelSettings, QueuedDeadLetter, RetryOutcome, StepInterceptor,
+    TaskHandle, TaskOutcome,
 };
 pub use id::TaskId;
 pub use kernel::SagaSnapshot;

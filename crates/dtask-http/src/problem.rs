@@ -186,6 +186,12 @@ impl From<dtask_core::Error> for Problem {
         match &error {
             Error::NotFound { .. } => kinds::task_not_found(error.to_string()),
             Error::Invalid { .. } => kinds::invalid_request(error.to_string()),
+            Error::Unsupported(_) => Problem::new(
+                StatusCode::NOT_IMPLEMENTED,
+                "not-supported",
+                "Not supported",
+                error.to_string(),
+            ),
             Error::Backend { .. } | Error::Closed { .. } => {
                 tracing::error!(error = %error, "a backend failed");
                 kinds::unavailable(error.to_string())

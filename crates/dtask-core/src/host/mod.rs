@@ -15,6 +15,7 @@
 //! ```
 
 mod builder;
+mod dead_letters;
 mod handle;
 pub(crate) mod runtime;
 mod submit;
@@ -28,6 +29,7 @@ use tokio::sync::broadcast;
 use tokio_util::task::TaskTracker;
 
 pub use builder::HostBuilder;
+pub use dead_letters::{QueuedDeadLetter, RetryOutcome};
 pub use handle::{CancelOutcome, TaskHandle, TaskOutcome};
 pub use runtime::{EventListener, Infrastructure, KernelSettings, StepInterceptor};
 

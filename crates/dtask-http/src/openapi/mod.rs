@@ -32,6 +32,8 @@ pub(crate) fn document(state: &AppState) -> Value {
     paths.insert("/api/tasks/{id}/ws".into(), json!({ "get": websocket() }));
     paths.insert("/api/tasks/{id}/result".into(), json!({ "get": result(state) }));
     paths.insert("/api/tasks/{id}/download".into(), json!({ "get": download() }));
+    paths.insert("/api/tasks/{id}/retry".into(), json!({ "post": retry() }));
+    paths.insert("/api/dead-letters".into(), json!({ "get": dead_letters() }));
     paths.insert("/api/openapi.json".into(), json!({ "get": openapi() }));
     paths.insert("/healthz".into(), json!({ "get": healthz() }));
     paths.insert("/readyz".into(), json!({ "get": readyz() }));
@@ -196,6 +198,40 @@ fn cancel() -> Value {
             "400": problem(BAD_ID),
             "404": problem(NO_TASK),
             "409": problem("The task has already ended (`task-ended`, with `taskStatus`) or is not cancellable (`not-cancellable`)."),
+            "503": problem(UNAVAILABLE)
+        }
+    })
+}
+
+fn retry() -> Value {
+    json!({
+        "operationId": "retryTask",
+        "summary": "Replay a dead-lettered task",
+        "description": "Publishes the task to its queue again with its last saved snapshot and removes its dead letters: a worker resumes it after its last completed step.",
+        "parameters": [param("TaskId")],
+        "responses": {
+            "202": ok_json("The task is back in its queue.", schema_ref("RetryAccepted")),
+            "400": problem(BAD_ID),
+            "404": problem(NO_TASK),
+            "409": problem("The task has already ended (`task-ended`, with `taskStatus`) or has no dead letter (`not-dead-lettered`)."),
+            "501": problem("The queue backend keeps no dead letters."),
+            "503": problem(UNAVAILABLE)
+        }
+    })
+}
+
+fn dead_letters() -> Value {
+    json!({
+        "operationId": "listDeadLetters",
+        "summary": "Messages the workers gave up on",
+        "description": "Up to `limit` dead letters of each task queue, oldest first within a queue: messages delivered too often, or that a worker could not read (unknown format, newer schema, unknown task). Replay one with `POST /api/tasks/{id}/retry`.",
+        "parameters": [
+            { "name": "limit", "in": "query", "required": false, "schema": { "type": "integer", "minimum": 1, "maximum": 1000, "default": 50 } }
+        ],
+        "responses": {
+            "200": ok_json("The dead letters.", schema_ref("DeadLetterPage")),
+            "400": problem("A limit out of range."),
+            "501": problem("The queue backend keeps no dead letters."),
             "503": problem(UNAVAILABLE)
         }
     })

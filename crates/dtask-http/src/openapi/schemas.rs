@@ -36,6 +36,9 @@ pub(super) fn schemas<'a>(endpoints: impl Iterator<Item = &'a std::sync::Arc<End
     schemas.insert("SubmitAccepted".into(), submit_accepted());
     schemas.insert("CancelAccepted".into(), cancel_accepted());
     schemas.insert("TaskPage".into(), task_page());
+    schemas.insert("RetryAccepted".into(), retry_accepted());
+    schemas.insert("DeadLetter".into(), dead_letter());
+    schemas.insert("DeadLetterPage".into(), dead_letter_page());
     schemas.insert("Health".into(), health());
     schemas.insert("Problem".into(), problem());
     for endpoint in endpoints {
@@ -161,6 +164,46 @@ fn cancel_accepted() -> Value {
         "properties": {
             "taskId": { "type": "string", "format": "uuid" },
             "status": { "type": "string", "const": "cancelling" }
+        }
+    })
+}
+
+fn retry_accepted() -> Value {
+    json!({
+        "type": "object",
+        "required": ["taskId", "status"],
+        "properties": {
+            "taskId": { "type": "string", "format": "uuid" },
+            "status": { "type": "string", "const": "requeued" }
+        }
+    })
+}
+
+fn dead_letter() -> Value {
+    let nullable = |schema: Value| json!({ "oneOf": [schema, { "type": "null" }] });
+    json!({
+        "type": "object",
+        "required": ["queue", "id", "taskId", "taskName", "messageId", "deliveries", "reason"],
+        "properties": {
+            "queue": { "type": "string", "description": "The task queue, as the task declares it." },
+            "id": { "type": "string", "description": "The broker's id of the dead letter." },
+            "taskId": nullable(json!({ "type": "string", "format": "uuid" })),
+            "taskName": nullable(json!({ "type": "string" })),
+            "messageId": nullable(json!({ "type": "string", "format": "uuid" })),
+            "deliveries": { "type": "integer", "minimum": 0, "description": "How many times it was delivered." },
+            "reason": { "type": "string", "description": "Why it was moved aside." }
+        },
+        "description": "`taskId`, `taskName` and `messageId` are null when the message could not be read at all."
+    })
+}
+
+fn dead_letter_page() -> Value {
+    json!({
+        "type": "object",
+        "required": ["items", "limit"],
+        "properties": {
+            "items": { "type": "array", "items": schema_ref("DeadLetter") },
+            "limit": { "type": "integer", "minimum": 1, "maximum": 1000 }
         }
     })
 }

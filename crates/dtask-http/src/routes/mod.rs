@@ -2,6 +2,7 @@
 //! endpoint, following its snapshots.
 
 mod cancel;
+mod dead_letters;
 mod download;
 mod health;
 mod list;
@@ -49,6 +50,8 @@ pub(crate) fn router(state: Shared) -> Router {
         .route("/api/tasks/{id}/ws", get(ws::ws))
         .route("/api/tasks/{id}/result", get(result::result))
         .route("/api/tasks/{id}/download", get(download::download))
+        .route("/api/tasks/{id}/retry", post(dead_letters::retry))
+        .route("/api/dead-letters", get(dead_letters::list))
         .route("/api/openapi.json", get(openapi))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))

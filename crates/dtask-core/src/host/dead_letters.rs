@@ -1,0 +1,108 @@
+//! Dead-lettered tasks: listing them, and replaying one from its last
+//! snapshot.
+
+use super::Host;
+use crate::error::{Error, Result};
+use crate::id::TaskId;
+use crate::infra::{DeadLetter, QueueMessage};
+use crate::progress::TaskStatus;
+
+/// How many dead letters a queue is searched through for one task.
+const SEARCH_LIMIT: usize = 10_000;
+
+/// A dead letter of one of the host's task queues.
+#[derive(Debug, Clone)]
+pub struct QueuedDeadLetter {
+    /// The task queue (as the task declares it, without a namespace).
+    pub queue: &'static str,
+    /// The dead letter.
+    pub letter: DeadLetter,
+}
+
+/// What [`Host::retry`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RetryOutcome {
+    /// The task is back in its queue, to resume from its last snapshot.
+    Requeued,
+    /// The task has ended; there is nothing to replay.
+    AlreadyEnded(TaskStatus),
+    /// No dead letter of the task is in its queue's dead letters.
+    NotDeadLettered,
+}
+
+impl Host {
+    /// Up to `limit` dead letters of each queue the host's tasks use, queue
+    /// by queue, oldest first within a queue.
+    ///
+    /// # Errors
+    /// [`Error::Unsupported`] when the queue backend keeps no dead letters;
+    /// a backend error.
+    pub async fn dead_letters(&self, limit: usize) -> Result<Vec<QueuedDeadLetter>> {
+        let mut queues: Vec<&'static str> = self.tasks().map(|t| t.queue).collect();
+        queues.sort_unstable();
+        queues.dedup();
+        let mut all = Vec::new();
+        for queue in queues {
+            let letters = self.inner.rt.infra.consumer.dead_letters(queue, limit).await?;
+            all.extend(letters.into_iter().map(|letter| QueuedDeadLetter { queue, letter }));
+        }
+        Ok(all)
+    }
+
+    /// Replays a dead-lettered task: publishes it to its queue again, with
+    /// its last saga snapshot (or, when none was saved, the dead-lettered
+    /// message's state), and removes its dead letters. A worker then
+    /// resumes it after its last completed step, its delivery count
+    /// starting afresh.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] for an unknown task; [`Error::Invalid`] for a
+    /// task of a type this host does not serve; [`Error::Unsupported`] when
+    /// the queue backend keeps no dead letters; a backend error.
+    pub async fn retry(&self, task_id: TaskId) -> Result<RetryOutcome> {
+        let infra = &self.inner.rt.infra;
+        let progress = infra
+            .progress
+            .get(task_id)
+            .await?
+            .ok_or_else(|| Error::not_found(format!("task {task_id}")))?;
+        if progress.is_terminal() {
+            return Ok(RetryOutcome::AlreadyEnded(progress.status));
+        }
+        let definition = self.tasks().find(|t| t.name == progress.task_name).ok_or_else(|| {
+            Error::invalid(
+                "task",
+                format!("`{}` is not registered on this host", progress.task_name),
+            )
+        })?;
+        let queue = definition.queue;
+        let letters: Vec<DeadLetter> = infra
+            .consumer
+            .dead_letters(queue, SEARCH_LIMIT)
+            .await?
+            .into_iter()
+            .filter(|letter| letter.message.as_ref().is_some_and(|m| m.task_id == task_id))
+            .collect();
+        let Some(newest) = letters.last().and_then(|letter| letter.message.clone()) else {
+            return Ok(RetryOutcome::NotDeadLettered);
+        };
+        let payload = match infra.state.load(task_id).await? {
+            Some(stored) => stored.payload,
+            None => newest.payload,
+        };
+        infra
+            .publisher
+            .publish(queue, QueueMessage::new(task_id, definition.name, payload))
+            .await?;
+        for letter in &letters {
+            if let Err(error) = infra.consumer.remove_dead_letter(queue, &letter.id).await {
+                // The task is requeued; a dead letter left behind is only
+                // listed once too often.
+                tracing::warn!(%task_id, queue, %error, "could not remove a replayed dead letter");
+            }
+        }
+        tracing::info!(%task_id, queue, "dead-lettered task requeued");
+        Ok(RetryOutcome::Requeued)
+    }
+}
