@@ -173,3 +173,42 @@ async fn a_duplicate_delivery_of_an_ended_task_runs_nothing() {
     second.wait().await.unwrap();
     assert_eq!(journal.count("run Reserve"), 2, "the duplicate ran no step");
 }
+
+/// A worker that resumes a task after its deadline (the previous worker
+/// died, the task waited in the queue) does not run the remaining steps:
+/// the deadline travels in the snapshot, so the task times out across
+/// processes and compensates what completed.
+#[tokio::test]
+async fn a_task_resumed_past_its_deadline_times_out_and_compensates() {
+    let journal = Journal::default();
+    let host = TestHost::new(PlaceOrder {
+        journal: journal.clone(),
+    });
+    let infra = host.host().infrastructure();
+    let task_id = TaskId::new();
+    let mut snapshot = after_reserve(task_id);
+    snapshot.deadline = OffsetDateTime::now_utc() - Duration::from_secs(1);
+    infra.progress.init(&snapshot.progress).await.unwrap();
+    let payload = Codec::new(Format::MessagePack).encode_state(&snapshot).unwrap();
+    let mut stream = infra.progress.stream(task_id).await.unwrap();
+    infra
+        .publisher
+        .publish("orders", QueueMessage::new(task_id, "PlaceOrder", payload))
+        .await
+        .unwrap();
+    let mut last = None;
+    while let Some(progress) = stream.next().await {
+        if progress.is_terminal() {
+            last = Some(progress);
+            break;
+        }
+    }
+    let last = last.expect("a terminal snapshot");
+    assert_eq!(last.status, TaskStatus::Compensated, "{:?}", last.error);
+    assert!(
+        last.error.as_deref().is_some_and(|e| e.contains("timed out") || e.contains("timeout")),
+        "{:?}",
+        last.error
+    );
+    assert_eq!(journal.entries(), ["undo Reserve"], "no step runs past the deadline");
+}

@@ -156,6 +156,11 @@ impl<'r, T: Task> SagaRun<'r, T> {
         let remaining: Duration = (self.deadline - OffsetDateTime::now_utc())
             .try_into()
             .unwrap_or(Duration::ZERO);
+        if remaining.is_zero() {
+            // Resumed after the deadline (the deadline travels in the
+            // snapshot): nothing more runs, whatever the timer's timing.
+            self.control.stop(StopReason::TimedOut);
+        }
         let control = Arc::clone(&self.control);
         let timer = async move {
             tokio::time::sleep(remaining).await;
@@ -177,6 +182,10 @@ impl<'r, T: Task> SagaRun<'r, T> {
         for stage in self.def.stages() {
             if self.def.steps[stage.steps[0]].host != host {
                 continue;
+            }
+            if OffsetDateTime::now_utc() >= self.deadline {
+                // Steps that never yield give the timer no chance to fire.
+                self.control.stop(StopReason::TimedOut);
             }
             if let Some(reason) = self.control.reason() {
                 return self.stopped(reason).await;
