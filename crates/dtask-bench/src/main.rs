@@ -10,6 +10,12 @@
 //! cargo run --release -p dtask-bench -- --help
 //! ```
 
+/// mimalloc instead of the system allocator: the saga kernel allocates
+/// small, short-lived values (progress snapshots, events) on every step, and
+/// glibc's malloc was a third of the InProcess profile (BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod distributed;
 mod inprocess;
 mod large_files;

@@ -36,6 +36,17 @@ pub trait SagaStateStore: Send + Sync + fmt::Debug + 'static {
     /// Forgets the task's snapshot (a no-op for an unknown task).
     async fn delete(&self, task_id: TaskId) -> Result<()>;
 
+    /// Told once a task has ended and its final state is saved. A store
+    /// may then let the state go after its retention (until then it serves
+    /// the task's result and downloads). The default keeps it.
+    ///
+    /// # Errors
+    /// A backend error.
+    async fn ended(&self, task_id: TaskId) -> Result<()> {
+        let _ = task_id;
+        Ok(())
+    }
+
     /// Checks that the backend answers (used by readiness probes).
     async fn ping(&self) -> Result<()> {
         Ok(())

@@ -29,7 +29,7 @@ use crate::event::{CompensationReason, EventKind};
 use crate::host::runtime::Runtime;
 use crate::id::TaskId;
 use crate::infra::StoredState;
-use crate::progress::{StepStatus, TaskStatus};
+use crate::progress::{StepStatus, TaskProgress, TaskStatus};
 use crate::task::{OnExhausted, StepError, StepHost, Task, TaskDefinition};
 use attempt::StepEnv;
 
@@ -121,6 +121,11 @@ impl<'r, T: Task> SagaRun<'r, T> {
             payload,
         };
         match self.rt.infra.state.save(self.task_id, state).await {
+            Ok(()) if self.recorder.with(TaskProgress::is_terminal) => {
+                if let Err(error) = self.rt.infra.state.ended(self.task_id).await {
+                    tracing::warn!(task_id = %self.task_id, %error, "could not mark the saga state ended");
+                }
+            }
             Ok(()) => {}
             Err(crate::Error::Fenced { .. }) => {
                 tracing::warn!(task_id = %self.task_id, "fenced out by a newer lock holder; stopping");
