@@ -12,8 +12,10 @@ pub(crate) enum StopReason {
     Cancelled,
     /// Its timeout elapsed: compensate, end as compensated.
     TimedOut,
-    /// This worker lost its lock: stop without settling; the new holder
-    /// carries on.
+    /// Stop without settling and leave the task for redelivery: this
+    /// worker lost its lock (the new holder carries on), or it is shutting
+    /// down and its grace period is over (the task is handed back; see
+    /// [`RunControl::hand_back`]).
     LockLost,
 }
 
@@ -37,6 +39,16 @@ impl RunControl {
         }
         drop(current);
         self.token.cancel();
+    }
+
+    /// Stops the run without settling it, because the host is shutting
+    /// down: the running step's token fires, and the phase ends
+    /// interrupted at once (no compensation), so the worker hands the task
+    /// back for another worker to resume from its last snapshot. The
+    /// kernel treats it as a lost lock: both leave the task to whoever
+    /// takes it next.
+    pub(crate) fn hand_back(&self) {
+        self.stop(StopReason::LockLost);
     }
 
     pub(crate) fn reason(&self) -> Option<StopReason> {

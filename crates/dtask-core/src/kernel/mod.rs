@@ -143,6 +143,13 @@ impl<'r, T: Task> SagaRun<'r, T> {
         self.recorder.write(&progress).await;
     }
 
+    /// Records `kind` and saves the state, leaving the progress write to
+    /// the event that follows at once (see [`Recorder::fold`]).
+    async fn settle_folded(&self, kind: EventKind) {
+        self.recorder.fold(kind);
+        self.save().await;
+    }
+
     fn env(&self) -> StepEnv<'_, T> {
         StepEnv {
             rt: self.rt,
@@ -172,10 +179,12 @@ impl<'r, T: Task> SagaRun<'r, T> {
             control.stop(StopReason::TimedOut);
             std::future::pending::<()>().await;
         };
-        tokio::select! {
+        let end = tokio::select! {
             end = self.run_phase_inner(host) => end,
             () = timer => unreachable!("the timer never completes"),
-        }
+        };
+        self.recorder.flush().await;
+        end
     }
 
     async fn run_phase_inner(&mut self, host: StepHost) -> PhaseEnd {
@@ -183,7 +192,8 @@ impl<'r, T: Task> SagaRun<'r, T> {
             let error = self.recorder.with(|p| p.error.clone()).unwrap_or_default();
             return self.compensate_and_settle(CompensationReason::StepFailed, error).await;
         }
-        self.recorder.record(EventKind::Started { host }).await;
+        // Written with the first step's start, which follows at once.
+        self.recorder.fold(EventKind::Started { host });
         for stage in self.def.stages() {
             if self.def.steps[stage.steps[0]].host != host {
                 continue;

@@ -3,6 +3,7 @@
 //! listeners and written to the progress tracker.
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use time::OffsetDateTime;
 
@@ -16,6 +17,9 @@ pub(crate) struct Recorder<'r> {
     rt: &'r Runtime,
     task_id: TaskId,
     progress: Mutex<TaskProgress>,
+    /// The newest revision written to the tracker: a folded change is
+    /// written by the next write, or by [`Recorder::flush`].
+    written: AtomicU64,
 }
 
 impl<'r> Recorder<'r> {
@@ -23,6 +27,7 @@ impl<'r> Recorder<'r> {
         Self {
             rt,
             task_id: progress.task_id,
+            written: AtomicU64::new(progress.revision),
             progress: Mutex::new(progress),
         }
     }
@@ -44,6 +49,32 @@ impl<'r> Recorder<'r> {
         snapshot
     }
 
+    /// Folds `kind` into the snapshot and tells the listeners, leaving the
+    /// tracker write to the next event, which follows at once (a step
+    /// completed and the next one started: one write instead of two), or
+    /// to [`Recorder::flush`].
+    pub(crate) fn fold(&self, kind: EventKind) {
+        let event = TaskEvent {
+            task_id: self.task_id,
+            at: OffsetDateTime::now_utc(),
+            kind,
+        };
+        self.lock().apply(&event);
+        self.rt.publish_event(&event);
+    }
+
+    /// Writes the snapshot if it holds folded changes not written yet.
+    pub(crate) async fn flush(&self) {
+        let snapshot = {
+            let progress = self.lock();
+            if progress.revision <= self.written.load(Ordering::Acquire) {
+                return;
+            }
+            progress.clone()
+        };
+        self.write(&snapshot).await;
+    }
+
     /// Records `kind`: folds it and writes the snapshot to the tracker.
     pub(crate) async fn record(&self, kind: EventKind) {
         let snapshot = self.apply(kind);
@@ -55,6 +86,7 @@ impl<'r> Recorder<'r> {
     /// write carries every change.
     pub(crate) async fn write(&self, snapshot: &TaskProgress) {
         let tracker = &self.rt.infra.progress;
+        self.written.fetch_max(snapshot.revision, Ordering::AcqRel);
         let result = if snapshot.is_terminal() {
             tracker.complete(snapshot).await
         } else {

@@ -56,12 +56,18 @@ impl<T: Task> SagaRun<'_, T> {
     }
 
     async fn complete_step(&self, index: usize) {
-        let attempt = self.prior_attempts(index);
-        self.settle(EventKind::StepCompleted {
+        let kind = EventKind::StepCompleted {
             step: self.step_ref(index),
-            attempt,
-        })
-        .await;
+            attempt: self.prior_attempts(index),
+        };
+        if self.def.steps[index].group.is_none() {
+            // The next event (the next step's start, or the end) follows at
+            // once and writes this one with it. A group member's completion
+            // is written at once: its siblings may run for long.
+            self.settle_folded(kind).await;
+        } else {
+            self.settle(kind).await;
+        }
     }
 
     /// When the host serializes, checks that the data a step just produced
