@@ -8,7 +8,8 @@ use dtask_core::Result;
 use dtask_core::infra::{Acknowledger, Delivery, DeliveryStream};
 use futures::StreamExt;
 use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions, BasicRejectOptions,
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions,
+    BasicRejectOptions,
 };
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{Acker, BasicProperties, Channel, Consumer};
@@ -30,6 +31,64 @@ struct State {
     supervisor: Arc<Supervisor>,
     queue: String,
     subscription: Option<Subscription>,
+}
+
+impl Drop for State {
+    /// The stream is dropped (a worker stopping): the messages the broker
+    /// pushed ahead to this consumer go back to the queue now.
+    fn drop(&mut self) {
+        if let Some(subscription) = self.subscription.take() {
+            subscription.hand_back_prefetched(&self.queue);
+        }
+    }
+}
+
+/// How long a dropped stream's consumer may take to hand its prefetched
+/// messages back; after that they come back when its channel closes.
+const HAND_BACK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+impl Subscription {
+    /// Cancels the consumer and nacks (requeues) the deliveries the broker
+    /// pushed to it that nobody took, in the background. Without this they
+    /// would stay unacknowledged until the channel closes, which waits for
+    /// the deliveries still being worked on (the channel stays open for
+    /// their acks): a stopping worker would hold them for its whole
+    /// shutdown grace.
+    fn hand_back_prefetched(self, queue: &str) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return; // no runtime: they come back when the connection closes
+        };
+        if !self.channel.status().connected() {
+            return; // the broker requeues them itself
+        }
+        let queue = queue.to_owned();
+        runtime.spawn(async move {
+            let Subscription { channel, mut consumer } = self;
+            if let Err(error) = channel
+                .basic_cancel(consumer.tag(), BasicCancelOptions::default())
+                .await
+            {
+                tracing::debug!(%queue, %error, "cancelling the consumer failed; its messages come back when its channel closes");
+                return;
+            }
+            // After the broker's cancel-ok, the consumer yields what it had
+            // buffered, then ends.
+            let requeue_buffered = async {
+                let mut handed_back = 0u32;
+                while let Some(Ok(delivery)) = consumer.next().await {
+                    if delivery.acker.nack(requeue()).await.is_ok() {
+                        handed_back += 1;
+                    }
+                }
+                handed_back
+            };
+            match tokio::time::timeout(HAND_BACK_TIMEOUT, requeue_buffered).await {
+                Ok(0) => {}
+                Ok(handed_back) => tracing::debug!(%queue, handed_back, "returned the prefetched messages to the queue"),
+                Err(_) => tracing::debug!(%queue, "returning the prefetched messages timed out"),
+            }
+        });
+    }
 }
 
 /// Starts consuming `queue`: declares it, subscribes once (so that an
@@ -100,6 +159,12 @@ async fn next(mut state: State) -> Option<(Result<Delivery>, State)> {
             continue;
         };
         match subscription.consumer.next().await {
+            Some(Ok(delivery)) if !subscription.channel.status().connected() || !delivery.acker.usable() => {
+                // Received before the channel broke: the broker has put the
+                // message back and delivers it again after reconnecting.
+                // Running it now would only repeat work it cannot ack.
+                tracing::debug!(queue = %state.queue, "dropping a delivery of a closed channel; it will come again");
+            }
             Some(Ok(delivery)) => {
                 if let Some(delivery) = convert(delivery, &subscription.channel, &state.queue).await {
                     return Some((Ok(delivery), state));

@@ -206,7 +206,9 @@ async fn a_task_resumed_past_its_deadline_times_out_and_compensates() {
     let last = last.expect("a terminal snapshot");
     assert_eq!(last.status, TaskStatus::Compensated, "{:?}", last.error);
     assert!(
-        last.error.as_deref().is_some_and(|e| e.contains("timed out") || e.contains("timeout")),
+        last.error
+            .as_deref()
+            .is_some_and(|e| e.contains("timed out") || e.contains("timeout")),
         "{:?}",
         last.error
     );

@@ -74,6 +74,11 @@ pub(crate) struct DeployArgs {
     /// How long a worker's lock on a task lasts without renewal.
     #[arg(long, env = "DTASK_LOCK_TTL_SECS", default_value_t = 30)]
     lock_ttl_secs: u64,
+    /// How long a stopping worker (SIGTERM, Ctrl-C) lets its running steps
+    /// finish before cancelling them; either way their tasks are handed
+    /// back to the queue and their locks released.
+    #[arg(long, env = "DTASK_SHUTDOWN_GRACE_SECS", default_value_t = 30)]
+    shutdown_grace_secs: u64,
     /// How long a dead worker's Redis Streams messages wait before another
     /// worker reclaims them.
     #[arg(long, env = "DTASK_VISIBILITY_TIMEOUT_SECS", default_value_t = 30)]
@@ -115,6 +120,7 @@ impl DeployArgs {
     pub(crate) fn kernel(&self) -> KernelSettings {
         KernelSettings {
             lock_ttl: Duration::from_secs(self.lock_ttl_secs.max(1)),
+            shutdown_grace: Duration::from_secs(self.shutdown_grace_secs),
             ..KernelSettings::default()
         }
     }

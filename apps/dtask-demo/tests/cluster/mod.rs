@@ -11,6 +11,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use dtask::TaskProgress;
+use dtask_demo::client::{ApiClient, Submitted};
+
 /// The S3 endpoint: the one `scripts/s3-server start` runs (or
 /// `DTASK_S3_ENDPOINT`), else an `s3s-fs` this test starts.
 pub(crate) struct S3Server {
@@ -102,11 +105,31 @@ pub(crate) enum Broker {
 pub(crate) struct Process {
     pub(crate) child: Child,
     pub(crate) first_line: String,
+    /// Told when the process's stdout closes, which it does when it exits.
+    stdout_closed: mpsc::Receiver<()>,
 }
 
 impl Process {
     pub(crate) fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Sends SIGTERM: the process should stop gracefully.
+    pub(crate) fn terminate(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -TERM {} failed", self.pid());
+    }
+
+    /// Waits up to `within` for the process to exit; its exit status, or
+    /// `None` if it is still running.
+    pub(crate) fn wait_for_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        match self.stdout_closed.recv_timeout(within) {
+            Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => Some(self.child.wait().expect("wait")),
+            Err(mpsc::RecvTimeoutError::Timeout) => None,
+        }
     }
 
     /// SIGKILL: the process dies at once, mid-step, without cleaning up.
@@ -131,6 +154,8 @@ pub(crate) struct Cluster {
     pub(crate) api_format: &'static str,
     /// The `DTASK_SERIALIZER` of the workers (the snapshots' format).
     pub(crate) worker_format: &'static str,
+    /// Variables set on every process, after (so overriding) the defaults.
+    env: Vec<(String, String)>,
 }
 
 impl Cluster {
@@ -145,7 +170,15 @@ impl Cluster {
             s3: S3Server::find_or_start(),
             api_format: "json",
             worker_format: "json",
+            env: Vec::new(),
         }
+    }
+
+    /// Sets `key` to `value` on every process started from now on (e.g.
+    /// `DTASK_LOCK_TTL_SECS`, 3 by default here).
+    pub(crate) fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.to_owned(), value.to_owned()));
+        self
     }
 
     /// The API process writes `api` (`json`, `msgpack`, `protobuf`), the
@@ -174,6 +207,7 @@ impl Cluster {
             .env("DTASK_LOCK_TTL_SECS", "3")
             .env("DTASK_VISIBILITY_TIMEOUT_SECS", "3")
             .env("RUST_LOG", "warn")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         command
@@ -182,20 +216,35 @@ impl Cluster {
     /// Starts a process and waits for its first line on stdout (the
     /// dashboard URL, or "Worker ready").
     fn start(&self, args: &[&str]) -> Process {
-        let mut child = self.command(args).spawn().expect("the demo binary starts");
+        self.start_with(args, &[])
+    }
+
+    /// [`start`](Self::start) with extra environment variables.
+    fn start_with(&self, args: &[&str], env: &[(&str, &str)]) -> Process {
+        let mut child = self
+            .command(args)
+            .envs(env.iter().copied())
+            .spawn()
+            .expect("the demo binary starts");
         let stdout = child.stdout.take().expect("piped stdout");
         let (sender, receiver) = mpsc::channel();
+        let (closed, stdout_closed) = mpsc::channel();
         std::thread::spawn(move || {
             let mut lines = BufReader::new(stdout).lines();
             if let Some(Ok(line)) = lines.next() {
                 let _ = sender.send(line);
             }
             for _ in lines {} // keep the pipe drained
+            let _ = closed.send(());
         });
         let first_line = receiver
             .recv_timeout(Duration::from_secs(60))
             .unwrap_or_else(|_| panic!("`dtask-demo {}` printed nothing", args.join(" ")));
-        Process { child, first_line }
+        Process {
+            child,
+            first_line,
+            stdout_closed,
+        }
     }
 
     /// Starts the API process; returns it and its base URL.
@@ -212,10 +261,119 @@ impl Cluster {
 
     /// Starts a worker process.
     pub(crate) fn worker(&self) -> Process {
-        let process = self.start(&["worker", "--concurrency", "4", "--serializer", self.worker_format]);
+        self.worker_with(&[])
+    }
+
+    /// Starts a worker process with extra environment variables (e.g.
+    /// `DTASK_SHUTDOWN_GRACE_SECS`; `DTASK_WORKER_CONCURRENCY` replaces the
+    /// default concurrency of 4).
+    pub(crate) fn worker_with(&self, env: &[(&str, &str)]) -> Process {
+        let concurrency = env
+            .iter()
+            .find(|(key, _)| *key == "DTASK_WORKER_CONCURRENCY")
+            .map_or("4", |(_, value)| *value);
+        let args = [
+            "worker",
+            "--concurrency",
+            concurrency,
+            "--serializer",
+            self.worker_format,
+        ];
+        let process = self.start_with(&args, env);
         assert!(process.first_line.starts_with("Worker ready"), "{}", process.first_line);
         process
     }
+}
+
+impl Cluster {
+    /// Deletes the run's queue (and its dead-letter queue or stream) from
+    /// the shared broker.
+    pub(crate) async fn remove_queue(&self) {
+        use dtask::distributed::dtask_amqp::{AmqpConfig, AmqpQueue};
+        use dtask::distributed::dtask_redis_streams::{RedisStreamsConfig, RedisStreamsQueue};
+        let queue = format!("{}.file-processing", self.namespace);
+        match self.broker {
+            Broker::RabbitMq => {
+                let amqp = AmqpQueue::connect(AmqpConfig::new("amqp://guest:guest@127.0.0.1:5672/%2f"))
+                    .await
+                    .expect("RabbitMQ");
+                amqp.delete(&queue).await.expect("the test queue is deleted");
+            }
+            Broker::RedisStreams => {
+                let streams = RedisStreamsQueue::connect(RedisStreamsConfig::new("redis://127.0.0.1:6379"))
+                    .await
+                    .expect("Redis");
+                streams.delete_queue(&queue).await.expect("the test stream is deleted");
+            }
+        }
+    }
+}
+
+/// Deterministic bytes that deflate cannot shrink much.
+pub(crate) fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed | 1;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 24) as u8
+        })
+        .collect()
+}
+
+/// Writes `bytes` to `dir/name`; returns the path.
+pub(crate) fn write_file(dir: &std::path::Path, name: &str, bytes: &[u8]) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).expect("test data is written");
+    path
+}
+
+/// Follows a task's SSE stream to its end; returns the last snapshot.
+pub(crate) async fn finish(client: &ApiClient, task: &Submitted) -> TaskProgress {
+    let mut follower = client.follow(&task.links.stream);
+    let mut last = None;
+    while let Some(progress) = follower.next().await.expect("the stream stays readable") {
+        last = Some(progress);
+    }
+    last.expect("at least one snapshot")
+}
+
+/// Follows a task until `ready` holds for a snapshot; returns it.
+pub(crate) async fn until(client: &ApiClient, task: &Submitted, ready: impl Fn(&TaskProgress) -> bool) -> TaskProgress {
+    let mut follower = client.follow(&task.links.stream);
+    while let Some(progress) = follower.next().await.expect("the stream stays readable") {
+        if ready(&progress) {
+            return progress;
+        }
+        assert!(!progress.is_terminal(), "ended before the awaited state: {progress:?}");
+    }
+    panic!("the stream ended");
+}
+
+/// Downloads the task's archive into `dir`; returns its entries (name,
+/// bytes) in order.
+pub(crate) async fn download_entries(
+    client: &ApiClient,
+    task: &Submitted,
+    dir: &std::path::Path,
+) -> Vec<(String, Vec<u8>)> {
+    use std::io::Read;
+    let output = dir.join(format!("{}.zip", task.task_id));
+    client
+        .download(&task.links.download, &output)
+        .await
+        .expect("the archive downloads");
+    let mut archive = zip::ZipArchive::new(std::fs::File::open(&output).expect("the archive")).expect("a zip");
+    let mut entries = Vec::new();
+    for i in 0..archive.len() {
+        let mut entry = archive.by_index(i).expect("an entry");
+        let mut content = Vec::new();
+        entry.read_to_end(&mut content).expect("entry bytes");
+        entries.push((entry.name().expect("a name").into_owned(), content));
+    }
+    let _ = std::fs::remove_file(&output);
+    entries
 }
 
 fn uuid_like() -> String {

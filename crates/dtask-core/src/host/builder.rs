@@ -177,6 +177,15 @@ impl HostBuilder {
         self
     }
 
+    /// How long a shutdown lets running steps finish before cancelling
+    /// them and handing their tasks back (default 30 s; see
+    /// [`KernelSettings::shutdown_grace`]).
+    #[must_use]
+    pub fn shutdown_grace(mut self, grace: Duration) -> Self {
+        self.settings.shutdown_grace = grace;
+        self
+    }
+
     /// Where steps get their scratch directories (default: the system
     /// temporary directory).
     #[must_use]
@@ -310,6 +319,7 @@ impl HostBuilder {
             interceptor: self.interceptor,
             running: Mutex::new(HashMap::new()),
             shutdown: CancellationToken::new(),
+            grace_over: CancellationToken::new(),
         });
         let erased = Arc::new(erased);
         let workers = TaskTracker::new();

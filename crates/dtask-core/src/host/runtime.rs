@@ -100,6 +100,13 @@ pub struct KernelSettings {
     pub progress_interval: Duration,
     /// The time limit of one compensation attempt.
     pub compensation_timeout: Duration,
+    /// How long [`Host::shutdown`](super::Host::shutdown) lets the running
+    /// steps of a worker finish (their outcome is recorded, then their
+    /// tasks are handed back unless they ended). When it is over, the steps
+    /// still running are cancelled (their token fires), given
+    /// [`cancel_grace`](Self::cancel_grace) to stop, and their tasks handed
+    /// back: a shutdown takes at most about `shutdown_grace + cancel_grace`.
+    pub shutdown_grace: Duration,
     /// Where steps get their scratch directories (default: `dtask/<pid>`
     /// in the system temporary directory).
     pub scratch_root: PathBuf,
@@ -112,6 +119,7 @@ impl Default for KernelSettings {
             cancel_grace: Duration::from_secs(5),
             progress_interval: Duration::from_millis(100),
             compensation_timeout: Duration::from_secs(300),
+            shutdown_grace: Duration::from_secs(30),
             // Per process: processes of one machine never share a task's scratch directory.
             scratch_root: std::env::temp_dir().join("dtask").join(std::process::id().to_string()),
         }
@@ -128,7 +136,12 @@ pub(crate) struct Runtime {
     pub(crate) events: broadcast::Sender<TaskEvent>,
     pub(crate) interceptor: Option<Arc<dyn StepInterceptor>>,
     pub(crate) running: Mutex<HashMap<TaskId, Arc<RunControl>>>,
+    /// Fires when the host starts shutting down: the worker loops take no
+    /// new message, and running tasks stop at their next step boundary.
     pub(crate) shutdown: CancellationToken,
+    /// Fires when the shutdown grace is over: the steps still running are
+    /// cancelled and their tasks handed back.
+    pub(crate) grace_over: CancellationToken,
 }
 
 impl Runtime {

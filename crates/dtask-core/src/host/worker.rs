@@ -1,6 +1,9 @@
 //! The worker side: consuming a queue, taking each task's lock, resuming
 //! its saga from the newest snapshot, acknowledging once the outcome is
-//! recorded.
+//! recorded. On shutdown ([`Host::shutdown`](super::Host::shutdown)) the
+//! loops take no new message and each running task is handed back
+//! (lock released, message nacked) at its next step boundary, or when the
+//! shutdown grace is over; see `docs/resilience.md`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,6 +18,7 @@ use super::runtime::Runtime;
 use crate::id::TaskId;
 use crate::infra::{Delivery, LockGuard};
 use crate::kernel::{PhaseEnd, RunControl, SagaRun, SagaSnapshot, StopReason};
+use crate::progress::TaskProgress;
 use crate::task::{StepHost, Task, TaskDefinition};
 
 /// A registered task with its type erased, so one worker loop can serve
@@ -63,16 +67,20 @@ pub(crate) async fn run_queue(
     };
     let slots = Arc::new(Semaphore::new(concurrency.max(1)));
     loop {
+        // `biased`: once the host shuts down, no new message is taken, even
+        // when one is ready.
         let permit = tokio::select! {
+            biased;
+            () = rt.shutdown.cancelled() => break,
             permit = Arc::clone(&slots).acquire_owned() => match permit {
                 Ok(permit) => permit,
                 Err(_) => break,
             },
-            () = rt.shutdown.cancelled() => break,
         };
         let delivery = tokio::select! {
-            delivery = deliveries.next() => delivery,
+            biased;
             () = rt.shutdown.cancelled() => break,
+            delivery = deliveries.next() => delivery,
         };
         let delivery = match delivery {
             None => break,
@@ -83,6 +91,11 @@ pub(crate) async fn run_queue(
                 continue;
             }
         };
+        if rt.shutdown.is_cancelled() {
+            // Received as the shutdown began: hand it straight back.
+            let _ = delivery.nack().await;
+            break;
+        }
         let Some(task) = tasks.get(delivery.message().task_name.as_str()).cloned() else {
             // Every worker of a queue serves all of its tasks, so no other
             // worker would do better: keep the message for an operator.
@@ -119,7 +132,7 @@ async fn handle_delivery<T: Task>(rt: &Runtime, task: &T, delivery: Delivery) {
         }
     };
     let Some(lock) = acquire(rt, task_id).await else {
-        tracing::debug!(%task_id, "task locked by another worker; returning the message");
+        tracing::debug!(%task_id, "shutting down before the task started; returning the message");
         let _ = delivery.nack().await;
         return;
     };
@@ -128,18 +141,23 @@ async fn handle_delivery<T: Task>(rt: &Runtime, task: &T, delivery: Delivery) {
     if snapshot.progress.is_terminal() {
         let _ = delivery.ack().await;
         rt.forget(task_id);
+        release(lock, task_id).await;
         return;
     }
     let local = rt.local_control(task_id).is_some();
     let control = rt.control(task_id);
     let mut run = SagaRun::new(rt, task, snapshot, Arc::clone(&control), lock.fencing_token());
-    if (resumed || !local)
-        && let Ok(Some(progress)) = rt.infra.progress.get(task_id).await
-    {
-        run.recorder().catch_up(&progress);
-        if progress.cancel_requested {
-            control.stop(StopReason::Cancelled);
+    match rt.infra.progress.get(task_id).await {
+        Ok(Some(progress)) => {
+            if resumed || !local {
+                run.recorder().catch_up(&progress);
+                if progress.cancel_requested {
+                    control.stop(StopReason::Cancelled);
+                }
+            }
         }
+        Ok(None) => restore_progress(rt, &run.recorder().snapshot()).await,
+        Err(error) => tracing::warn!(%task_id, %error, "cannot read the task's progress; running it anyway"),
     }
     let cancellation = async {
         if local {
@@ -154,6 +172,7 @@ async fn handle_delivery<T: Task>(rt: &Runtime, task: &T, delivery: Delivery) {
             PhaseEnd::Interrupted
         }
         () = cancellation => unreachable!("the cancellation watcher never completes"),
+        () = hand_back_after_grace(rt, task_id, &control) => PhaseEnd::Interrupted,
     };
     drop(run);
     match end {
@@ -163,33 +182,94 @@ async fn handle_delivery<T: Task>(rt: &Runtime, task: &T, delivery: Delivery) {
             }
             rt.forget(task_id);
             remove_scratch(rt, task_id).await;
+            release(lock, task_id).await;
         }
         PhaseEnd::Interrupted | PhaseEnd::HandOff => {
-            let _ = delivery.nack().await;
+            // The lock first: the worker that gets the message back takes it
+            // at once instead of waiting for it to be released or expire.
+            release(lock, task_id).await;
+            if rt.shutdown.is_cancelled() {
+                tracing::info!(%task_id, "shutting down: handing the task back");
+            }
+            if let Err(error) = delivery.nack().await {
+                tracing::warn!(%task_id, %error, "nack failed; the broker will deliver the message again");
+            }
+            rt.forget(task_id);
         }
     }
+}
+
+/// Gives the tracker back a task it lost (a Redis restarted without
+/// persistence keeps no progress): its progress as the saga state last
+/// recorded it, so clients find the task again and see it end.
+async fn restore_progress(rt: &Runtime, progress: &TaskProgress) {
+    let task_id = progress.task_id;
+    tracing::warn!(%task_id, "the progress tracker does not know this task; restoring its progress from the saga state");
+    match rt.infra.progress.init(progress).await {
+        Ok(()) | Err(crate::Error::AlreadyExists { .. }) => {}
+        Err(error) => tracing::warn!(%task_id, %error, "could not restore the task's progress"),
+    }
+}
+
+/// Releases the task's lock; a failure only means it expires on its own.
+async fn release(lock: LockGuard, task_id: TaskId) {
     if let Err(error) = lock.release().await {
         tracing::debug!(%task_id, %error, "lock release failed; it will expire");
     }
 }
 
-/// Takes the task's lock, waiting up to one lock lifetime for a holder
-/// that is finishing.
+/// How long a run whose step was cancelled at the end of the shutdown
+/// grace may take, beyond the kernel's `cancel_grace`, to record its
+/// interruption before it is dropped.
+const ABANDON_MARGIN: Duration = Duration::from_secs(1);
+
+/// When the shutdown grace is over, cancels the run's step (the run then
+/// ends interrupted); returns if the run has not ended after the step's
+/// `cancel_grace` (and a margin), so the worker abandons it. Never returns
+/// before the grace is over.
+async fn hand_back_after_grace(rt: &Runtime, task_id: TaskId, control: &RunControl) {
+    rt.grace_over.cancelled().await;
+    tracing::warn!(%task_id, "shutdown grace over: cancelling the running step and handing the task back");
+    control.hand_back();
+    tokio::time::sleep(rt.settings.cancel_grace + ABANDON_MARGIN).await;
+    tracing::warn!(%task_id, "the run did not stop after its step was cancelled; abandoning it");
+}
+
+/// Takes the task's lock, waiting as long as another holder keeps it.
+///
+/// A held lock means a duplicate delivery: the broker handed the message
+/// out again (after a lost connection, or a visibility timeout) while
+/// another worker still runs the task, or the worker that ran it died and
+/// its lease has not expired yet. Either way this delivery may now be the
+/// task's only message, so it is kept, not returned: the holder ends the
+/// task (this delivery then finds it ended and acknowledges it), or stops
+/// or dies (its lease is released or expires, and this worker resumes the
+/// task). Returning it instead would send it round the workers, each
+/// return counting towards the broker's delivery limit, until it is
+/// dead-lettered while its task is still alive. Gives up only when the
+/// host starts shutting down.
 async fn acquire(rt: &Runtime, task_id: TaskId) -> Option<LockGuard> {
     let resource = format!("task:{task_id}");
     let ttl = rt.settings.lock_ttl;
-    let give_up = tokio::time::Instant::now() + ttl;
     let mut pause = Duration::from_millis(20);
+    let mut told = false;
     loop {
+        if rt.shutdown.is_cancelled() {
+            return None;
+        }
         match rt.infra.lock.try_acquire(&resource, ttl).await {
             Ok(Some(guard)) => return Some(guard),
+            Ok(None) if !told => {
+                tracing::debug!(%task_id, "another worker holds the task; waiting for it to end or let go");
+                told = true;
+            }
             Ok(None) => {}
             Err(error) => tracing::warn!(%task_id, %error, "lock backend failed"),
         }
-        if tokio::time::Instant::now() + pause > give_up {
-            return None;
+        tokio::select! {
+            () = tokio::time::sleep(pause) => {}
+            () = rt.shutdown.cancelled() => return None,
         }
-        tokio::time::sleep(pause).await;
         pause = (pause * 2).min(Duration::from_secs(1));
     }
 }
