@@ -7,77 +7,17 @@
 
 mod cluster;
 
-use std::io::Read;
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use cluster::{Broker, Cluster};
-use dtask::distributed::dtask_amqp::{AmqpConfig, AmqpQueue};
-use dtask::distributed::dtask_redis_streams::{RedisStreamsConfig, RedisStreamsQueue};
+use cluster::{Broker, Cluster, download_entries, finish, noise, until, write_file as write};
 use dtask::distributed::dtask_s3::{S3Config, S3ObjectStore};
 use dtask::infra::ObjectStore;
 use dtask::{StepStatus, TaskProgress, TaskStatus};
-use dtask_demo::client::{ApiClient, Submitted};
-
-/// Deterministic bytes that deflate cannot shrink much.
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed | 1;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state >> 24) as u8
-        })
-        .collect()
-}
-
-fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
-    let path = dir.join(name);
-    std::fs::write(&path, bytes).expect("test data is written");
-    path
-}
-
-/// Follows a task's SSE stream to its end; returns the last snapshot.
-async fn finish(client: &ApiClient, task: &Submitted) -> TaskProgress {
-    let mut follower = client.follow(&task.links.stream);
-    let mut last = None;
-    while let Some(progress) = follower.next().await.expect("the stream stays readable") {
-        last = Some(progress);
-    }
-    last.expect("at least one snapshot")
-}
-
-/// Follows a task until `ready` holds for a snapshot.
-async fn until(client: &ApiClient, task: &Submitted, ready: impl Fn(&TaskProgress) -> bool) -> TaskProgress {
-    let mut follower = client.follow(&task.links.stream);
-    while let Some(progress) = follower.next().await.expect("the stream stays readable") {
-        if ready(&progress) {
-            return progress;
-        }
-        assert!(!progress.is_terminal(), "ended before the awaited state: {progress:?}");
-    }
-    panic!("the stream ended");
-}
+use dtask_demo::client::ApiClient;
 
 fn zip_running(progress: &TaskProgress) -> bool {
     let zip = &progress.steps[1];
     zip.status == StepStatus::Running && zip.fraction.is_some_and(|f| f > 0.0)
-}
-
-async fn download_entries(client: &ApiClient, task: &Submitted, dir: &Path) -> Vec<(String, Vec<u8>)> {
-    let output = dir.join(format!("{}.zip", task.task_id));
-    let link = &task.links.download;
-    client.download(link, &output).await.expect("the archive downloads");
-    let mut archive = zip::ZipArchive::new(std::fs::File::open(&output).expect("the archive")).expect("a zip");
-    let mut entries = Vec::new();
-    for i in 0..archive.len() {
-        let mut entry = archive.by_index(i).expect("an entry");
-        let mut content = Vec::new();
-        entry.read_to_end(&mut content).expect("entry bytes");
-        entries.push((entry.name().expect("a name").into_owned(), content));
-    }
-    entries
 }
 
 async fn objects_left(store: &S3ObjectStore, task_id: &str) -> usize {
@@ -178,26 +118,7 @@ async fn run_cluster(cluster: Cluster) {
     assert_eq!(entries.len(), 1);
     assert!(entries[0].1 == noise(120 * 1024 * 1024, 99), "the archive is intact");
     drop((worker_c, api));
-    remove_queue(&cluster).await;
-}
-
-/// Deletes the run's queue from the shared broker.
-async fn remove_queue(cluster: &Cluster) {
-    let queue = format!("{}.file-processing", cluster.namespace);
-    match cluster.broker {
-        Broker::RabbitMq => {
-            let amqp = AmqpQueue::connect(AmqpConfig::new("amqp://guest:guest@127.0.0.1:5672/%2f"))
-                .await
-                .expect("RabbitMQ");
-            amqp.delete(&queue).await.expect("the test queue is deleted");
-        }
-        Broker::RedisStreams => {
-            let streams = RedisStreamsQueue::connect(RedisStreamsConfig::new("redis://127.0.0.1:6379"))
-                .await
-                .expect("Redis");
-            streams.delete_queue(&queue).await.expect("the test stream is deleted");
-        }
-    }
+    cluster.remove_queue().await;
 }
 
 // Between them the two runs use every serializer, and the API and the
