@@ -39,6 +39,10 @@ impl SagaStateStore for CountingStore {
     async fn delete(&self, task_id: TaskId) -> dtask::Result<()> {
         self.inner.delete(task_id).await
     }
+
+    async fn ended(&self, task_id: TaskId) -> dtask::Result<()> {
+        self.inner.ended(task_id).await
+    }
 }
 
 #[tokio::test]
@@ -213,4 +217,56 @@ async fn a_task_resumed_past_its_deadline_times_out_and_compensates() {
         last.error
     );
     assert_eq!(journal.entries(), ["undo Reserve"], "no step runs past the deadline");
+}
+
+/// A worker killed between saving a task's final state and writing its
+/// final progress leaves the tracker showing it running. The redelivered
+/// message finds the terminal state, and the worker writes the terminal
+/// progress before acking: the task does not look live forever.
+#[tokio::test]
+async fn a_redelivery_after_the_final_save_writes_the_terminal_progress() {
+    let journal = Journal::default();
+    let host = TestHost::new(PlaceOrder {
+        journal: journal.clone(),
+    });
+    let infra = host.host().infrastructure();
+    let task_id = TaskId::new();
+    let handed_off = after_reserve(task_id);
+    infra.progress.init(&handed_off.progress).await.unwrap();
+    let mut ended = handed_off.clone();
+    ended.progress.apply(&TaskEvent {
+        task_id,
+        at: OffsetDateTime::now_utc(),
+        kind: EventKind::Completed,
+    });
+    assert!(ended.progress.is_terminal());
+    let stored = Codec::new(Format::Json).encode_state(&ended).unwrap();
+    infra
+        .state
+        .save(
+            task_id,
+            StoredState {
+                fence: 0,
+                payload: stored,
+            },
+        )
+        .await
+        .unwrap();
+    let mut stream = infra.progress.stream(task_id).await.unwrap();
+    let payload = Codec::new(Format::Json).encode_state(&handed_off).unwrap();
+    infra
+        .publisher
+        .publish("orders", QueueMessage::new(task_id, "PlaceOrder", payload))
+        .await
+        .unwrap();
+    let mut last = None;
+    while let Some(progress) = stream.next().await {
+        last = Some(progress);
+    }
+    assert_eq!(last.expect("a snapshot").status, TaskStatus::Completed);
+    assert!(
+        journal.entries().is_empty(),
+        "no step runs again: {:?}",
+        journal.entries()
+    );
 }

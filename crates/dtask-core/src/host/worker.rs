@@ -139,6 +139,24 @@ async fn handle_delivery<T: Task>(rt: &Runtime, task: &T, delivery: Delivery) {
     let resumed = delivery.delivery_count() > 1;
     let snapshot = newest_snapshot(rt, task_id, handed_off).await;
     if snapshot.progress.is_terminal() {
+        // The worker that settled the task may have died between saving its
+        // final state and writing its final progress: write it again (the
+        // tracker ignores a snapshot it already has), or the task looks live
+        // forever.
+        let written = match rt.infra.progress.complete(&snapshot.progress).await {
+            // Forgotten by the tracker (expired, or a wiped Redis).
+            Err(error) if error.is_not_found() => {
+                restore_progress(rt, &snapshot.progress).await;
+                Ok(())
+            }
+            written => written,
+        };
+        if let Err(error) = written {
+            tracing::warn!(%task_id, %error, "could not write the terminal progress; the message will come back");
+            let _ = delivery.nack().await;
+            release(lock, task_id).await;
+            return;
+        }
         let _ = delivery.ack().await;
         rt.forget(task_id);
         release(lock, task_id).await;
