@@ -259,10 +259,15 @@ async fn a_redelivery_after_the_final_save_writes_the_terminal_progress() {
         .publish("orders", QueueMessage::new(task_id, "PlaceOrder", payload))
         .await
         .unwrap();
-    let mut last = None;
-    while let Some(progress) = stream.next().await {
-        last = Some(progress);
-    }
+    let last = tokio::time::timeout(Duration::from_secs(60), async {
+        let mut last = None;
+        while let Some(progress) = stream.next().await {
+            last = Some(progress);
+        }
+        last
+    })
+    .await
+    .expect("the tracker gets the terminal snapshot");
     assert_eq!(last.expect("a snapshot").status, TaskStatus::Completed);
     assert!(
         journal.entries().is_empty(),
