@@ -8,12 +8,6 @@
 //! cargo run --release -- reconcile --mode distributed --dry-run   # list orphaned objects
 //! ```
 
-/// mimalloc instead of the system allocator: the saga kernel allocates
-/// small, short-lived values (progress snapshots, events) on every step, and
-/// glibc's malloc was a third of the InProcess profile (BENCHMARKS.md).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 mod cli;
 
 use std::io::IsTerminal;
