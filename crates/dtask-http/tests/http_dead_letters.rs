@@ -50,6 +50,8 @@ async fn a_dead_lettered_task_is_listed_and_replayed_over_http() {
     assert_eq!(items[0]["queue"], "echo");
     assert_eq!(items[0]["reason"], "a downstream service refused it");
     assert_eq!(items[0]["deliveries"], 1);
+    assert_eq!(items[0]["taskStatus"], "queued");
+    assert_eq!(items[0]["errors"], json!([]), "no step ran, so none failed");
 
     let bad_limit = server
         .client

@@ -41,6 +41,8 @@ async fn a_dead_lettered_task_is_listed_replayed_and_completed() {
     assert_eq!(listed[0].queue, "orders");
     assert_eq!(listed[0].letter.reason, "the payment provider rejected it");
     assert_eq!(listed[0].letter.message.as_ref().unwrap().task_id, handle.id());
+    let progress = listed[0].progress.as_ref().expect("the task's progress");
+    assert_eq!(progress.status, TaskStatus::Queued);
 
     assert_eq!(api.retry(waiting.id()).await.unwrap(), RetryOutcome::NotDeadLettered);
     assert_eq!(api.retry(handle.id()).await.unwrap(), RetryOutcome::Requeued);

@@ -5,18 +5,23 @@ use super::Host;
 use crate::error::{Error, Result};
 use crate::id::TaskId;
 use crate::infra::{DeadLetter, QueueMessage};
-use crate::progress::TaskStatus;
+use crate::progress::{TaskProgress, TaskStatus};
 
 /// How many dead letters a queue is searched through for one task.
 const SEARCH_LIMIT: usize = 10_000;
 
-/// A dead letter of one of the host's task queues.
+/// A dead letter of one of the host's task queues, with its task's error
+/// history.
 #[derive(Debug, Clone)]
 pub struct QueuedDeadLetter {
     /// The task queue (as the task declares it, without a namespace).
     pub queue: &'static str,
-    /// The dead letter.
+    /// The dead letter: why it was moved, after how many deliveries.
     pub letter: DeadLetter,
+    /// The task's progress when listed: every step's status, attempts and
+    /// last error. `None` when the message could not be read or the
+    /// tracker does not know the task.
+    pub progress: Option<TaskProgress>,
 }
 
 /// What [`Host::retry`] did.
@@ -33,7 +38,8 @@ pub enum RetryOutcome {
 
 impl Host {
     /// Up to `limit` dead letters of each queue the host's tasks use, queue
-    /// by queue, oldest first within a queue.
+    /// by queue, oldest first within a queue, each with its task's progress
+    /// (the steps' attempts and last errors).
     ///
     /// # Errors
     /// [`Error::Unsupported`] when the queue backend keeps no dead letters;
@@ -44,8 +50,17 @@ impl Host {
         queues.dedup();
         let mut all = Vec::new();
         for queue in queues {
-            let letters = self.inner.rt.infra.consumer.dead_letters(queue, limit).await?;
-            all.extend(letters.into_iter().map(|letter| QueuedDeadLetter { queue, letter }));
+            for letter in self.inner.rt.infra.consumer.dead_letters(queue, limit).await? {
+                let progress = match &letter.message {
+                    Some(message) => self.inner.rt.infra.progress.get(message.task_id).await?,
+                    None => None,
+                };
+                all.push(QueuedDeadLetter {
+                    queue,
+                    letter,
+                    progress,
+                });
+            }
         }
         Ok(all)
     }

@@ -183,7 +183,7 @@ fn dead_letter() -> Value {
     let nullable = |schema: Value| json!({ "oneOf": [schema, { "type": "null" }] });
     json!({
         "type": "object",
-        "required": ["queue", "id", "taskId", "taskName", "messageId", "deliveries", "reason"],
+        "required": ["queue", "id", "taskId", "taskName", "messageId", "deliveries", "reason", "taskStatus", "errors"],
         "properties": {
             "queue": { "type": "string", "description": "The task queue, as the task declares it." },
             "id": { "type": "string", "description": "The broker's id of the dead letter." },
@@ -191,9 +191,23 @@ fn dead_letter() -> Value {
             "taskName": nullable(json!({ "type": "string" })),
             "messageId": nullable(json!({ "type": "string", "format": "uuid" })),
             "deliveries": { "type": "integer", "minimum": 0, "description": "How many times it was delivered." },
-            "reason": { "type": "string", "description": "Why it was moved aside." }
+            "reason": { "type": "string", "description": "Why it was moved aside." },
+            "taskStatus": nullable(schema_ref("TaskStatus")),
+            "errors": {
+                "type": "array",
+                "description": "The task's error history: each step that failed at least once, with its attempts and last error.",
+                "items": {
+                    "type": "object",
+                    "required": ["step", "attempts", "error"],
+                    "properties": {
+                        "step": { "type": "string" },
+                        "attempts": { "type": "integer", "minimum": 0 },
+                        "error": { "type": "string" }
+                    }
+                }
+            }
         },
-        "description": "`taskId`, `taskName` and `messageId` are null when the message could not be read at all."
+        "description": "`taskId`, `taskName` and `messageId` are null when the message could not be read at all; `taskStatus` is null when the task is not known."
     })
 }
 

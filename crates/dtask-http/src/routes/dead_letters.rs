@@ -50,7 +50,25 @@ fn item(queued: &QueuedDeadLetter) -> Value {
         "messageId": message.map(|m| m.id),
         "deliveries": letter.deliveries,
         "reason": letter.reason,
+        "taskStatus": queued.progress.as_ref().map(|p| p.status.as_str()),
+        "errors": errors(queued),
     })
+}
+
+/// The task's error history: each step that failed at least once, with
+/// its attempts and last error.
+fn errors(queued: &QueuedDeadLetter) -> Vec<Value> {
+    let Some(progress) = &queued.progress else {
+        return Vec::new();
+    };
+    progress
+        .steps
+        .iter()
+        .filter_map(|step| {
+            let error = step.error.as_ref()?;
+            Some(json!({ "step": step.name, "attempts": step.attempts, "error": error }))
+        })
+        .collect()
 }
 
 /// Requeues the task (202), or says why not (404, 409).
