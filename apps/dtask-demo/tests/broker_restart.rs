@@ -227,6 +227,8 @@ async fn a_rabbitmq_restart_mid_run_loses_no_task() {
             tokio::spawn(async move { submit(&client, &dir, i).await })
         })
         .collect();
+    // The submissions' ids come back only after their hand-off, and the task
+    // list has no stream: poll it until they show, waiting for the broker.
     let waiting_deadline = Instant::now() + Duration::from_secs(30);
     let waiting = loop {
         let waiting: Vec<_> = listed(&url)

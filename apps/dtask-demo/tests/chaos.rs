@@ -185,37 +185,51 @@ async fn submit_one(http: &reqwest::Client, url: &str, i: usize) -> TaskId {
         .unwrap_or_else(|| panic!("submission {i}: no task id in {body}"))
 }
 
-/// Polls the tracker until every task has ended, or until `deadline`:
-/// then the tasks still going, with their last progress.
+/// Follows every task's progress stream to its terminal snapshot (the
+/// tracker ends a stream after it); by `deadline`, returns the tasks that
+/// have not ended, with their last known snapshot.
 async fn wait_all(
     progress: &RedisProgressTracker,
     ids: &[TaskId],
     deadline: Instant,
 ) -> Result<HashMap<TaskId, TaskProgress>, Vec<(TaskId, Option<TaskProgress>)>> {
-    let mut ended = HashMap::new();
-    loop {
-        let pending: Vec<TaskId> = ids.iter().filter(|id| !ended.contains_key(*id)).copied().collect();
-        if pending.is_empty() {
-            return Ok(ended);
+    let followed = futures::stream::iter(ids.iter().copied())
+        .map(|id| async move { (id, terminal_snapshot(progress, id).await) })
+        .buffer_unordered(ids.len().max(1))
+        .collect::<Vec<_>>();
+    let outcome = tokio::time::timeout_at(tokio::time::Instant::from_std(deadline), followed).await;
+    let snapshots = match outcome {
+        Ok(snapshots) => snapshots,
+        // Some stream never ended: read where every task stands.
+        Err(_) => {
+            futures::stream::iter(ids.iter().copied())
+                .map(|id| async move { (id, progress.get(id).await.ok().flatten()) })
+                .buffer_unordered(16)
+                .collect()
+                .await
         }
-        let polled: Vec<(TaskId, Option<TaskProgress>)> = futures::stream::iter(pending)
-            .map(|id| async move { (id, progress.get(id).await.ok().flatten()) })
-            .buffer_unordered(16)
-            .collect()
-            .await;
-        let mut stuck = Vec::new();
-        for (id, snapshot) in polled {
-            match snapshot {
-                Some(snapshot) if snapshot.is_terminal() => {
-                    ended.insert(id, snapshot);
-                }
-                other => stuck.push((id, other)),
+    };
+    let (ended, stuck): (Vec<_>, Vec<_>) = snapshots
+        .into_iter()
+        .partition(|(_, snapshot)| snapshot.as_ref().is_some_and(TaskProgress::is_terminal));
+    if stuck.is_empty() {
+        Ok(ended.into_iter().filter_map(|(id, s)| s.map(|s| (id, s))).collect())
+    } else {
+        Err(stuck)
+    }
+}
+
+/// The task's terminal snapshot: its stream ends after it (a stream that
+/// ends early, on a lost connection, is opened again). `None` when the
+/// tracker does not know the task.
+async fn terminal_snapshot(progress: &RedisProgressTracker, id: TaskId) -> Option<TaskProgress> {
+    loop {
+        let mut stream = progress.stream(id).await.ok()?;
+        while let Some(snapshot) = stream.next().await {
+            if snapshot.is_terminal() {
+                return Some(snapshot);
             }
         }
-        if !stuck.is_empty() && Instant::now() > deadline {
-            return Err(stuck);
-        }
-        tokio::time::sleep(Duration::from_millis(300)).await;
     }
 }
 

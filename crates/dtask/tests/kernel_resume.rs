@@ -108,6 +108,28 @@ fn after_reserve(task_id: TaskId) -> SagaSnapshot<PlaceOrder> {
     }
 }
 
+/// Publishes `payload` as `task_id`'s worker message, as a redelivery
+/// would, and follows the task's progress to its terminal snapshot.
+async fn deliver_and_follow(host: &TestHost, task_id: TaskId, payload: dtask::Payload) -> TaskProgress {
+    let infra = host.host().infrastructure();
+    let mut stream = infra.progress.stream(task_id).await.unwrap();
+    infra
+        .publisher
+        .publish("orders", QueueMessage::new(task_id, "PlaceOrder", payload))
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(progress) = stream.next().await {
+            if progress.is_terminal() {
+                return progress;
+            }
+        }
+        panic!("the stream of {task_id} ended without a terminal snapshot")
+    })
+    .await
+    .expect("the tracker gets the terminal snapshot")
+}
+
 #[tokio::test]
 async fn a_redelivered_task_resumes_after_its_last_completed_step() {
     let journal = Journal::default();
@@ -119,17 +141,7 @@ async fn a_redelivered_task_resumes_after_its_last_completed_step() {
     let snapshot = after_reserve(task_id);
     infra.progress.init(&snapshot.progress).await.unwrap();
     let payload = Codec::new(Format::Json).encode(&snapshot).unwrap();
-    let mut stream = infra.progress.stream(task_id).await.unwrap();
-    infra
-        .publisher
-        .publish("orders", QueueMessage::new(task_id, "PlaceOrder", payload))
-        .await
-        .unwrap();
-    while let Some(progress) = stream.next().await {
-        if progress.is_terminal() {
-            break;
-        }
-    }
+    deliver_and_follow(&host, task_id, payload).await;
 
     let outcome = host.host().outcome::<PlaceOrder>(task_id).await.unwrap();
     assert_eq!(outcome.status(), TaskStatus::Completed);
@@ -194,20 +206,7 @@ async fn a_task_resumed_past_its_deadline_times_out_and_compensates() {
     snapshot.deadline = OffsetDateTime::now_utc() - Duration::from_secs(1);
     infra.progress.init(&snapshot.progress).await.unwrap();
     let payload = Codec::new(Format::MessagePack).encode_state(&snapshot).unwrap();
-    let mut stream = infra.progress.stream(task_id).await.unwrap();
-    infra
-        .publisher
-        .publish("orders", QueueMessage::new(task_id, "PlaceOrder", payload))
-        .await
-        .unwrap();
-    let mut last = None;
-    while let Some(progress) = stream.next().await {
-        if progress.is_terminal() {
-            last = Some(progress);
-            break;
-        }
-    }
-    let last = last.expect("a terminal snapshot");
+    let last = deliver_and_follow(&host, task_id, payload).await;
     assert_eq!(last.status, TaskStatus::Compensated, "{:?}", last.error);
     assert!(
         last.error
@@ -252,23 +251,9 @@ async fn a_redelivery_after_the_final_save_writes_the_terminal_progress() {
         )
         .await
         .unwrap();
-    let mut stream = infra.progress.stream(task_id).await.unwrap();
     let payload = Codec::new(Format::Json).encode_state(&handed_off).unwrap();
-    infra
-        .publisher
-        .publish("orders", QueueMessage::new(task_id, "PlaceOrder", payload))
-        .await
-        .unwrap();
-    let last = tokio::time::timeout(Duration::from_secs(60), async {
-        let mut last = None;
-        while let Some(progress) = stream.next().await {
-            last = Some(progress);
-        }
-        last
-    })
-    .await
-    .expect("the tracker gets the terminal snapshot");
-    assert_eq!(last.expect("a snapshot").status, TaskStatus::Completed);
+    let last = deliver_and_follow(&host, task_id, payload).await;
+    assert_eq!(last.status, TaskStatus::Completed);
     assert!(
         journal.entries().is_empty(),
         "no step runs again: {:?}",

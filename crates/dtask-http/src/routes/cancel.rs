@@ -9,32 +9,21 @@ use axum::response::{IntoResponse, Response};
 use dtask_core::CancelOutcome;
 use serde_json::json;
 
-use super::task_id;
-use crate::problem::{ApiResult, Problem, kinds};
+use super::{task_ended, task_error, task_id};
+use crate::problem::{ApiResult, kinds};
 use crate::state::Shared;
 
 /// Requests the cancellation.
 pub(crate) async fn cancel(State(state): State<Shared>, Path(id): Path<String>) -> ApiResult<Response> {
     let task_id = task_id(&id)?;
-    let outcome = state.host.cancel(task_id).await.map_err(|e| {
-        if e.is_not_found() {
-            kinds::task_not_found(format!("no task {task_id}"))
-        } else {
-            Problem::from(e)
-        }
-    })?;
+    let outcome = state.host.cancel(task_id).await.map_err(|e| task_error(task_id, e))?;
     match outcome {
         CancelOutcome::Requested => Ok((
             StatusCode::ACCEPTED,
             Json(json!({ "taskId": task_id, "status": "cancelling" })),
         )
             .into_response()),
-        CancelOutcome::AlreadyEnded(status) => Err(kinds::conflict(
-            "task-ended",
-            "Task already ended",
-            format!("task {task_id} has already ended: {}", status.as_str()),
-        )
-        .with("taskStatus", status.as_str())),
+        CancelOutcome::AlreadyEnded(status) => Err(task_ended(task_id, status)),
         CancelOutcome::NotCancellable => Err(kinds::conflict(
             "not-cancellable",
             "Task not cancellable",

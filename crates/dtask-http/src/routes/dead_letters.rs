@@ -10,8 +10,8 @@ use dtask_core::{QueuedDeadLetter, RetryOutcome};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::task_id;
-use crate::problem::{ApiResult, Problem, kinds};
+use super::{task_ended, task_error, task_id};
+use crate::problem::{ApiResult, kinds};
 use crate::state::Shared;
 
 /// The page size when none is asked for.
@@ -74,25 +74,14 @@ fn errors(queued: &QueuedDeadLetter) -> Vec<Value> {
 /// Requeues the task (202), or says why not (404, 409).
 pub(crate) async fn retry(State(state): State<Shared>, Path(id): Path<String>) -> ApiResult<Response> {
     let task_id = task_id(&id)?;
-    let outcome = state.host.retry(task_id).await.map_err(|e| {
-        if e.is_not_found() {
-            kinds::task_not_found(format!("no task {task_id}"))
-        } else {
-            Problem::from(e)
-        }
-    })?;
+    let outcome = state.host.retry(task_id).await.map_err(|e| task_error(task_id, e))?;
     match outcome {
         RetryOutcome::Requeued => Ok((
             StatusCode::ACCEPTED,
             Json(json!({ "taskId": task_id, "status": "requeued" })),
         )
             .into_response()),
-        RetryOutcome::AlreadyEnded(status) => Err(kinds::conflict(
-            "task-ended",
-            "Task already ended",
-            format!("task {task_id} has already ended: {}", status.as_str()),
-        )
-        .with("taskStatus", status.as_str())),
+        RetryOutcome::AlreadyEnded(status) => Err(task_ended(task_id, status)),
         RetryOutcome::NotDeadLettered => Err(kinds::conflict(
             "not-dead-lettered",
             "Task not dead-lettered",

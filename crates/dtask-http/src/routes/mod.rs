@@ -94,6 +94,25 @@ pub(crate) fn task_id(raw: &str) -> ApiResult<TaskId> {
     raw.parse().map_err(|_| kinds::invalid_task_id(raw))
 }
 
+/// A host error about task `task_id`: an unknown task is its `404`.
+pub(crate) fn task_error(task_id: TaskId, error: dtask_core::Error) -> Problem {
+    if error.is_not_found() {
+        kinds::task_not_found(format!("no task {task_id}"))
+    } else {
+        Problem::from(error)
+    }
+}
+
+/// The `409` of an operation on a task that has already ended.
+pub(crate) fn task_ended(task_id: TaskId, status: dtask_core::TaskStatus) -> Problem {
+    kinds::conflict(
+        "task-ended",
+        "Task already ended",
+        format!("task {task_id} has already ended: {}", status.as_str()),
+    )
+    .with("taskStatus", status.as_str())
+}
+
 /// The task's current snapshot.
 ///
 /// # Errors
