@@ -75,6 +75,7 @@ fn api_host(queue: NamespacedQueue<AmqpQueue>) -> Host {
         progress: Arc::new(MemoryProgressTracker::new()),
         state: Arc::new(MemoryStateStore::new()),
         idempotency: Arc::new(MemoryIdempotencyStore::new()),
+        dead_letters: None,
     };
     Host::builder()
         .mode(Mode::Distributed)

@@ -8,8 +8,7 @@ use dtask_core::Result;
 use dtask_core::infra::{Acknowledger, Delivery, DeliveryStream};
 use futures::StreamExt;
 use lapin::options::{
-    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions,
-    BasicRejectOptions,
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions, BasicRejectOptions,
 };
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{Acker, BasicProperties, Channel, Consumer};
@@ -18,7 +17,7 @@ use crate::config::{backoff, deadline_after};
 use crate::error::{AmqpError, client};
 use crate::session::Session;
 use crate::supervisor::Supervisor;
-use crate::{message, topology};
+use crate::{message, publisher, topology};
 
 /// One `basic.consume` on a channel of its own.
 struct Subscription {
@@ -166,7 +165,8 @@ async fn next(mut state: State) -> Option<(Result<Delivery>, State)> {
                 tracing::debug!(queue = %state.queue, "dropping a delivery of a closed channel; it will come again");
             }
             Some(Ok(delivery)) => {
-                if let Some(delivery) = convert(delivery, &subscription.channel, &state.queue).await {
+                let channel = &subscription.channel;
+                if let Some(delivery) = convert(delivery, &state.supervisor, channel, &state.queue).await {
                     return Some((Ok(delivery), state));
                 }
             }
@@ -185,7 +185,12 @@ async fn next(mut state: State) -> Option<(Result<Delivery>, State)> {
 
 /// The delivery of a dtask message; `None` for a message that is not one,
 /// which is rejected (and so dead-lettered).
-async fn convert(delivery: lapin::message::Delivery, channel: &Arc<Channel>, queue: &str) -> Option<Delivery> {
+async fn convert(
+    delivery: lapin::message::Delivery,
+    supervisor: &Arc<Supervisor>,
+    channel: &Arc<Channel>,
+    queue: &str,
+) -> Option<Delivery> {
     let lapin::message::Delivery {
         properties,
         data,
@@ -201,6 +206,7 @@ async fn convert(delivery: lapin::message::Delivery, channel: &Arc<Channel>, que
                 .unwrap_or_default();
             let acker = AmqpAcker {
                 acker,
+                supervisor: Arc::clone(supervisor),
                 channel: Arc::clone(channel),
                 deliveries: count,
                 queue: queue.to_owned(),
@@ -222,6 +228,8 @@ async fn convert(delivery: lapin::message::Delivery, channel: &Arc<Channel>, que
 /// background when dropped unsettled.
 struct AmqpAcker {
     acker: Acker,
+    /// Publishes dead letters, confirmed.
+    supervisor: Arc<Supervisor>,
     /// Keeps the channel open until the delivery is settled, even when
     /// its stream is gone.
     channel: Arc<Channel>,
@@ -244,9 +252,13 @@ fn requeue() -> BasicNackOptions {
 
 #[async_trait]
 impl Acknowledger for AmqpAcker {
+    /// # Errors
+    /// As the broker reports, or [`AmqpError::SettleTimeout`] when a
+    /// connection that broke under the ack leaves it unanswered for
+    /// [`confirm_timeout`](crate::AmqpConfig::confirm_timeout).
     async fn ack(mut self: Box<Self>) -> Result<()> {
         self.settled = true;
-        match self.acker.ack(BasicAckOptions::default()).await {
+        match self.within_timeout(self.acker.ack(BasicAckOptions::default())).await? {
             Ok(true) => Ok(()),
             Ok(false) => Err(AmqpError::DeliveryChannelClosed.into()),
             Err(error) => Err(client(error)),
@@ -255,7 +267,7 @@ impl Acknowledger for AmqpAcker {
 
     async fn nack(mut self: Box<Self>) -> Result<()> {
         self.settled = true;
-        match self.acker.nack(requeue()).await {
+        match self.within_timeout(self.acker.nack(requeue())).await? {
             Ok(_) => Ok(()),
             // A closed channel hands its deliveries back: that is a nack.
             Err(_) if self.acker.poisoned() || !self.channel.status().connected() => Ok(()),
@@ -263,9 +275,11 @@ impl Acknowledger for AmqpAcker {
         }
     }
 
-    /// Publishes the message to the dead-letter queue with `reason`, then
-    /// acks it (on one channel, so the broker sees the publish first).
-    /// When the publish fails the message is nacked and comes back.
+    /// Publishes the message to the dead-letter queue with `reason` and
+    /// waits for the broker's confirmation, then acks it. When the publish
+    /// is not confirmed the message is nacked and comes back; when the ack
+    /// fails after a confirmed publish, the message comes back too and is
+    /// dead-lettered again (a dead letter may be listed twice, never lost).
     async fn dead_letter(mut self: Box<Self>, reason: &str) -> Result<()> {
         tracing::warn!(queue = %self.queue, reason, "moving a message to the dead-letter queue");
         if let Err(error) = self.publish_dead_letter(reason).await {
@@ -278,9 +292,23 @@ impl Acknowledger for AmqpAcker {
 }
 
 impl AmqpAcker {
+    /// Awaits a settlement, for at most the confirm timeout: lapin may
+    /// leave one unanswered when the connection breaks as it is sent.
+    async fn within_timeout<T>(&self, settling: impl std::future::Future<Output = T>) -> Result<T> {
+        let timeout = self.supervisor.config().confirm_timeout;
+        tokio::time::timeout(timeout, settling).await.map_err(|_| {
+            AmqpError::SettleTimeout {
+                queue: self.queue.clone(),
+                timeout,
+            }
+            .into()
+        })
+    }
+
     /// Publishes the message, with `reason` in the
     /// [`DEAD_LETTER_REASON_HEADER`](message::DEAD_LETTER_REASON_HEADER),
-    /// to the queue's dead-letter queue through the dead-letter exchange.
+    /// to the queue's dead-letter queue on the confirmed publisher channel,
+    /// and waits for the broker's confirmation.
     async fn publish_dead_letter(&self, reason: &str) -> Result<()> {
         let mut headers = self.properties.headers().clone().unwrap_or_default();
         headers.insert(
@@ -292,18 +320,8 @@ impl AmqpAcker {
             AMQPValue::LongString(LongString::from(self.deliveries.to_string())),
         );
         let properties = self.properties.clone().with_headers(headers);
-        let routing_key = topology::dead_letter_queue(&self.queue);
-        self.channel
-            .basic_publish(
-                topology::DEAD_LETTER_EXCHANGE.into(),
-                routing_key.as_str().into(),
-                BasicPublishOptions::default(),
-                &self.body,
-                properties,
-            )
-            .await
-            .map_err(client)?;
-        Ok(())
+        let target = topology::dead_letter_queue(&self.queue);
+        publisher::publish_to(&self.supervisor, &self.queue, &target, &properties, &self.body).await
     }
 }
 

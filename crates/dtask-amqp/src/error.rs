@@ -75,6 +75,16 @@ pub enum AmqpError {
     /// connection was lost): the broker delivers it again.
     #[error("the channel this message was delivered on is closed; RabbitMQ will deliver it again")]
     DeliveryChannelClosed,
+
+    /// Settling a delivery got no answer in time (its connection broke
+    /// under it): the broker delivers the message again.
+    #[error("settling a delivery of `{queue}` got no answer within {timeout:?}; RabbitMQ will deliver it again")]
+    SettleTimeout {
+        /// The queue.
+        queue: String,
+        /// How long it waited.
+        timeout: std::time::Duration,
+    },
     /// Any other client error.
     #[error(transparent)]
     Client(#[from] lapin::Error),

@@ -38,14 +38,28 @@ enum Failure {
 /// waiting up to [`reconnect_timeout`](crate::AmqpConfig::reconnect_timeout)
 /// for a lost connection to come back.
 pub(crate) async fn publish(supervisor: &Supervisor, queue: &str, message: &QueueMessage) -> Result<()> {
-    let name = topology::queue_name(queue)?;
     let (properties, body) = message::encode(message)?;
+    publish_to(supervisor, queue, queue, &properties, &body).await
+}
+
+/// Publishes `body` to the queue named `target` (which `queue`'s topology
+/// holds: the queue itself or its dead-letter queue), declaring that
+/// topology first, and waits for the broker's confirmation, as
+/// [`publish`] does.
+pub(crate) async fn publish_to(
+    supervisor: &Supervisor,
+    queue: &str,
+    target: &str,
+    properties: &BasicProperties,
+    body: &Bytes,
+) -> Result<()> {
+    let name = topology::queue_name(target)?;
     let config = supervisor.config();
     let deadline = deadline_after(config.reconnect_timeout);
     let (mut broken, mut unroutable) = (0u32, 0u32);
     loop {
         let session = supervisor.session(deadline).await?;
-        let error = match attempt(supervisor, &session, queue, &name, &properties, &body).await {
+        let error = match attempt(supervisor, &session, queue, &name, properties, body).await {
             Ok(()) => return Ok(()),
             Err(Failure::Fatal(error)) => return Err(error),
             Err(Failure::Unroutable) => {
@@ -80,25 +94,30 @@ async fn attempt(
     body: &Bytes,
 ) -> Result<(), Failure> {
     let config = supervisor.config();
-    if let Err(error) = session.declare(queue, config.max_deliveries).await {
+    // The timeout covers declaring and sending too: a connection blocked by
+    // the broker (memory or disk alarm) holds the message back, and a
+    // connection that broke under a request may never answer it.
+    let timeout = config.confirm_timeout;
+    let deadline = deadline_after(timeout);
+    let timed_out = || Failure::Fatal(timed_out_error(queue, timeout));
+    let lost = || Failure::Broken(timed_out_error(queue, timeout));
+    match tokio::time::timeout_at(deadline, session.declare(queue, config.max_deliveries)).await {
+        Ok(Ok(())) => {}
         // A refusal on a live connection is the broker's answer.
-        return Err(if session.is_connected() {
-            Failure::Fatal(error)
-        } else {
-            Failure::Broken(error)
-        });
+        Ok(Err(error)) if session.is_connected() => return Err(Failure::Fatal(error)),
+        Ok(Err(error)) => return Err(Failure::Broken(error)),
+        Err(_) if session.is_connected() => return Err(timed_out()),
+        Err(_) => return Err(lost()),
     }
-    let channel = session.publisher().await.map_err(|e| Failure::Broken(client(e)))?;
+    let channel = match tokio::time::timeout_at(deadline, session.publisher()).await {
+        Ok(channel) => channel.map_err(|e| Failure::Broken(client(e)))?,
+        Err(_) => return Err(lost()),
+    };
     let options = BasicPublishOptions {
         // Returned, rather than silently dropped, when the queue is gone.
         mandatory: true,
         ..BasicPublishOptions::default()
     };
-    // The timeout covers sending too: a connection blocked by the broker
-    // (memory or disk alarm) holds the message back.
-    let timeout = config.confirm_timeout;
-    let deadline = deadline_after(timeout);
-    let timed_out = || Failure::Fatal(timed_out_error(queue, timeout));
     let sending = channel.basic_publish(ShortString::from(""), name.clone(), options, body, properties.clone());
     let confirm = match tokio::time::timeout_at(deadline, sending).await {
         Ok(Ok(confirm)) => confirm,

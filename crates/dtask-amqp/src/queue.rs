@@ -5,8 +5,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use dtask_core::Result;
-use dtask_core::infra::{DeadLetter, DeliveryStream, QueueConsumer, QueueMessage, QueuePublisher};
-use lapin::options::QueueDeleteOptions;
+use dtask_core::infra::{DeadLetter, DeadLetters, DeliveryStream, QueueConsumer, QueueMessage, QueuePublisher};
+use lapin::options::{QueueDeclareOptions, QueueDeleteOptions};
+use lapin::types::FieldTable;
 
 use crate::config::{AmqpConfig, deadline_after};
 use crate::error::{AmqpError, client};
@@ -92,6 +93,29 @@ impl AmqpQueue {
         Ok(deleted)
     }
 
+    /// How many messages of `queue` wait to be delivered (not counting
+    /// those out for delivery and not settled yet), by a passive
+    /// declaration.
+    ///
+    /// # Errors
+    /// As [`declare`](Self::declare); a backend error when the queue does
+    /// not exist.
+    pub async fn message_count(&self, queue: &str) -> Result<u32> {
+        let name = topology::queue_name(queue)?;
+        let session = self.session().await?;
+        let channel = session.connection.create_channel().await.map_err(client)?;
+        let options = QueueDeclareOptions {
+            passive: true,
+            ..QueueDeclareOptions::default()
+        };
+        let declared = channel
+            .queue_declare(name, options, FieldTable::default())
+            .await
+            .map_err(client)?;
+        let _ = channel.close(200, "counted".into()).await;
+        Ok(declared.message_count())
+    }
+
     async fn session(&self) -> Result<Arc<crate::session::Session>> {
         let deadline = deadline_after(self.config().reconnect_timeout);
         self.supervisor.session(deadline).await
@@ -173,7 +197,11 @@ impl QueueConsumer for AmqpQueue {
     async fn ping(&self) -> Result<()> {
         AmqpQueue::ping(self).await
     }
+}
 
+/// The dead-letter queue `<queue>.dead-letter` of each task queue.
+#[async_trait]
+impl DeadLetters for AmqpQueue {
     /// Takes up to `limit` messages of `<queue>.dead-letter` without
     /// acknowledging them and hands them back (see the `dead_letters`
     /// module). The ids are the messages' `message_id`s. The reason is the

@@ -1,4 +1,5 @@
-//! The queue conformance suite of dtask-core, unchanged, against RabbitMQ.
+//! The queue and dead-letter conformance suites of dtask-core, unchanged,
+//! against RabbitMQ.
 //!
 //! `back_pressure` is not run: RabbitMQ queues are unbounded, so a publish
 //! never waits for room (see the crate docs).
@@ -16,4 +17,13 @@ async fn amqp_queue_passes_the_queue_conformance_suite() {
     conformance::queue::run_all(Arc::new(queue.clone()), Arc::new(queue.clone())).await;
     let deleted = queue.delete_all().await;
     assert!(deleted >= 7, "the suite used {deleted} queues");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn amqp_queue_passes_the_dead_letter_conformance_suite() {
+    let queue = RecordingQueue::new(support::connect().await);
+    let shared = Arc::new(queue.clone());
+    conformance::dead_letters::run_all(shared.clone(), shared.clone(), shared).await;
+    let deleted = queue.delete_all().await;
+    assert!(deleted >= 2, "the suite used {deleted} queues");
 }

@@ -48,6 +48,15 @@ pub enum Error {
         resource: String,
     },
 
+    /// A delivery this consumer may no longer settle: its lease on the
+    /// message lapsed and another consumer took it over (which will settle
+    /// it instead).
+    #[error("{what} is no longer held by this consumer: another took it over")]
+    NotOwned {
+        /// What was to be settled, e.g. `entry 1700000000000-0 of queue jobs`.
+        what: String,
+    },
+
     /// A write carried a fencing token older than one already seen: the
     /// writer's lease has expired and a newer holder has written.
     #[error("write fenced out: token {presented} is older than {current}")]
@@ -62,7 +71,7 @@ pub enum Error {
     #[error("codec error ({format}): {source}")]
     Codec {
         /// The format that was being read or written.
-        format: crate::codec::Format,
+        format: crate::format::Format,
         /// The serializer's error.
         #[source]
         source: BoxError,

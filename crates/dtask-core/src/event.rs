@@ -10,8 +10,8 @@ use serde::Serialize;
 use time::OffsetDateTime;
 
 use crate::id::TaskId;
-use crate::progress::ConditionSnapshot;
-use crate::task::StepHost;
+pub use crate::task::StepRef;
+use crate::task::{ConditionSnapshot, StepHost};
 
 /// One transition of one task.
 #[derive(Debug, Clone, Serialize)]
@@ -24,16 +24,6 @@ pub struct TaskEvent {
     pub at: OffsetDateTime,
     /// What happened.
     pub kind: EventKind,
-}
-
-/// A step named in an event: its position in the declaration and its name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct StepRef {
-    /// Index in the task's step list (sorted by order).
-    pub index: usize,
-    /// The declared name.
-    pub name: &'static str,
 }
 
 /// Why a task is being compensated.

@@ -1,6 +1,12 @@
-//! The core of dtask: the seven infrastructure traits, the saga kernel, the
-//! host builder and the in-memory implementations that make up InProcess
-//! mode.
+//! The core of dtask: the infrastructure traits, the saga kernel, the host
+//! builder and the in-memory implementations that make up InProcess mode.
+//!
+//! The modules stand in layers, each importing only from those below it:
+//! `id`, `error` and `format` at the bottom; the task model (`task`,
+//! `files`, the object store trait); events and progress; the serializers
+//! (`codec`); the infrastructure traits (`infra`) and their in-memory
+//! backends (`memory`, `fs`); the `kernel`; the `reconcile`r; the `host` on
+//! top. The facade's `tests/layers.rs` checks it.
 //!
 //! Users depend on the `dtask` facade crate, which re-exports this one and
 //! the `#[dtask::task]` macro. Backend crates (`dtask-redis`, ...) depend
@@ -14,6 +20,7 @@ pub mod codec;
 mod error;
 pub mod event;
 pub mod files;
+mod format;
 pub mod fs;
 pub mod host;
 mod id;
@@ -29,18 +36,17 @@ pub mod testing;
 pub mod conformance;
 
 pub use codec::{
-    Codec, Format, JsonSerializer, MessagePackSerializer, Payload, ProtobufSerializer, SCHEMA_VERSION,
+    Codec, Format, JsonSerializer, MessagePackSerializer, Payload, ProtobufSerializer, SCHEMA_VERSION, SagaSnapshot,
     SagaStateSerializer,
 };
 pub use error::{BoxError, Error, Result};
 pub use event::{EventKind, TaskEvent};
 pub use files::{DownloadedFiles, Files, IncomingFile, LocalFile, StoredObject, StoredObjects};
 pub use host::{
-    CancelOutcome, Host, HostBuilder, Infrastructure, KernelSettings, QueuedDeadLetter, RetryOutcome, StepInterceptor,
+    CancelOutcome, DeadLetteredTask, Host, HostBuilder, Infrastructure, KernelSettings, RetryOutcome, StepInterceptor,
     TaskHandle, TaskOutcome,
 };
 pub use id::TaskId;
-pub use kernel::SagaSnapshot;
 pub use progress::{StepState, StepStatus, TaskProgress, TaskStatus};
 pub use task::{
     Backoff, Jitter, Mode, OnExhausted, RetryPolicy, StepContext, StepError, StepErrorKind, StepHost, Task,

@@ -9,6 +9,7 @@ use time::OffsetDateTime;
 
 use crate::event::{EventKind, TaskEvent};
 use crate::id::TaskId;
+pub use crate::task::{ConditionSnapshot, ObservedValue};
 use crate::task::{StepHost, TaskDefinition};
 
 /// The life-cycle state of a task.
@@ -93,29 +94,6 @@ impl StepStatus {
     pub const fn is_settled(self) -> bool {
         !matches!(self, Self::Pending | Self::Running | Self::Retrying)
     }
-}
-
-/// A value a condition read, as text.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ObservedValue {
-    /// The expression read, e.g. `extract_metadata.height`.
-    pub path: String,
-    /// Its value when the condition was evaluated (`Debug` formatted).
-    pub value: String,
-}
-
-/// A condition's evaluation, kept for audit: the expression, the values it
-/// saw and its verdict.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ConditionSnapshot {
-    /// The declared expression.
-    pub expression: String,
-    /// The values it read.
-    pub observed: Vec<ObservedValue>,
-    /// Whether it held.
-    pub holds: bool,
 }
 
 /// The state of one step inside a [`TaskProgress`].

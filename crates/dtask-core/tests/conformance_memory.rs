@@ -21,6 +21,12 @@ async fn memory_queue() {
 }
 
 #[tokio::test]
+async fn memory_dead_letters() {
+    let queue = Arc::new(MemoryQueue::new());
+    conformance::dead_letters::run_all(queue.clone(), queue.clone(), queue).await;
+}
+
+#[tokio::test]
 async fn memory_queue_back_pressure() {
     let queue = MemoryQueue::with_capacity(4);
     conformance::queue::back_pressure(Arc::new(queue.clone()), Arc::new(queue), 4).await;
@@ -76,5 +82,7 @@ fn codec_in_every_format() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn namespaced_memory_queue() {
     let queue = dtask_core::infra::NamespacedQueue::new("ns", MemoryQueue::new());
-    conformance::queue::run_all(Arc::new(queue.clone()), Arc::new(queue)).await;
+    conformance::queue::run_all(Arc::new(queue.clone()), Arc::new(queue.clone())).await;
+    let queue = Arc::new(queue);
+    conformance::dead_letters::run_all(queue.clone(), queue.clone(), queue).await;
 }

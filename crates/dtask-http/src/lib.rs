@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 mod config;
+mod follow;
 mod introspect;
 mod openapi;
 mod problem;

@@ -23,7 +23,7 @@ use reqwest::Url;
 use sha2::Sha256;
 
 use crate::config::ApiConfig;
-use crate::routes::snapshots;
+use crate::follow::snapshots;
 
 /// The signature header.
 pub const SIGNATURE_HEADER: &str = "x-dtask-signature";

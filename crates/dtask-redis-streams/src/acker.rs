@@ -9,7 +9,7 @@ use dtask_core::Result;
 use dtask_core::infra::Acknowledger;
 use uuid::Uuid;
 
-use crate::ack_batch::AckBatcher;
+use crate::ack_batch::{AckBatcher, Acked};
 use crate::error::backend;
 use crate::queue::Shared;
 use crate::scripts::{self, QueueKeys, Settled, Settlement};
@@ -29,7 +29,7 @@ impl ConsumerCtx {
     /// The context of a new stream; spawns its ack batcher.
     pub(crate) fn new(shared: Arc<Shared>, keys: QueueKeys) -> Self {
         Self {
-            acks: AckBatcher::spawn(Arc::clone(&shared), keys.stream.clone()),
+            acks: AckBatcher::spawn(Arc::clone(&shared), keys.clone()),
             shared,
             keys,
             in_flight: Mutex::new(HashSet::new()),
@@ -90,7 +90,7 @@ impl ConsumerCtx {
                 tracing::debug!(queue, entry = id, %message_id, "already settled or taken over by another consumer");
             }
             (Settled::Gone, _) => {
-                tracing::warn!(queue, entry = id, %message_id, "the entry was trimmed from the stream (MAXLEN)");
+                tracing::warn!(queue, entry = id, %message_id, "the entry had been deleted from the stream");
             }
             _ => {}
         }
@@ -121,12 +121,24 @@ impl RedisAcker {
 
 #[async_trait]
 impl Acknowledger for RedisAcker {
-    /// `XACK` (and `XDEL`) pipelined, batched with the acks of the
+    /// `XACK` and `XDEL` in one script that first checks the entry is
+    /// still pending on this consumer, batched with the acks of the
     /// stream's other deliveries that come meanwhile: one round trip.
+    ///
+    /// # Errors
+    /// [`Error::NotOwned`](dtask_core::Error::NotOwned) when another
+    /// consumer reclaimed the entry (its lease lapsed): nothing was done,
+    /// and the other consumer settles it.
     async fn ack(mut self: Box<Self>) -> Result<()> {
         self.settled = true;
         self.ctx.release(&self.id);
-        self.ctx.acks.ack(std::mem::take(&mut self.id)).await.map_err(backend)
+        let id = std::mem::take(&mut self.id);
+        match self.ctx.acks.ack(id.clone()).await.map_err(backend)? {
+            Acked::Done => Ok(()),
+            Acked::NotOurs => Err(dtask_core::Error::NotOwned {
+                what: format!("entry {id} of queue `{}`", self.ctx.keys.queue),
+            }),
+        }
     }
 
     async fn nack(mut self: Box<Self>) -> Result<()> {

@@ -29,11 +29,17 @@ pub struct RedisStreamsConfig {
     /// dead-letter stream of queue `q` is `{key_prefix}q:dead`. Default
     /// `dtask:queue:`.
     pub key_prefix: String,
-    /// The approximate cap of each stream (`XADD ... MAXLEN ~ n`). When a
-    /// backlog grows past it, Redis trims the **oldest** entries, handled
-    /// or not: size it well above the largest backlog you expect. Default
-    /// 100 000.
-    pub max_len: usize,
+    /// The most messages a queue's stream holds (waiting, or out for
+    /// delivery and not settled yet). A publish to a queue at the bound
+    /// waits until a message is settled (back-pressure): nothing is ever
+    /// trimmed, so no message a publisher was told is queued can vanish.
+    /// Default 100 000.
+    pub max_backlog: usize,
+    /// How long a publish to a full queue (at
+    /// [`max_backlog`](Self::max_backlog)) waits for room before it fails
+    /// with an [`Error::Backend`](dtask_core::Error::Backend) saying the
+    /// queue is full; nothing is published then. Default 30 s.
+    pub full_queue_wait: Duration,
     /// The consumer group every worker of the queue joins. Default
     /// `dtask-workers`.
     pub group: String,
@@ -62,9 +68,6 @@ pub struct RedisStreamsConfig {
     /// How long a command (other than the blocking read) may wait for its
     /// reply. Default 5 s.
     pub response_timeout: Duration,
-    /// Whether an acked entry is also deleted (`XDEL`), keeping the stream
-    /// as small as its backlog. Default `true`.
-    pub delete_acked: bool,
 }
 
 impl RedisStreamsConfig {
@@ -78,7 +81,8 @@ impl RedisStreamsConfig {
         Self {
             url: url.into(),
             key_prefix: Self::DEFAULT_KEY_PREFIX.to_owned(),
-            max_len: 100_000,
+            max_backlog: 100_000,
+            full_queue_wait: Duration::from_secs(30),
             group: Self::DEFAULT_GROUP.to_owned(),
             consumer: default_consumer_name(),
             read_count: 16,
@@ -87,7 +91,6 @@ impl RedisStreamsConfig {
             max_deliveries: 5,
             connect_timeout: Duration::from_secs(3),
             response_timeout: Duration::from_secs(5),
-            delete_acked: true,
         }
     }
 
@@ -97,9 +100,15 @@ impl RedisStreamsConfig {
         self
     }
 
-    /// Sets [`max_len`](Self::max_len).
-    pub fn with_max_len(mut self, max_len: usize) -> Self {
-        self.max_len = max_len;
+    /// Sets [`max_backlog`](Self::max_backlog) (at least 1).
+    pub fn with_max_backlog(mut self, max_backlog: usize) -> Self {
+        self.max_backlog = max_backlog.max(1);
+        self
+    }
+
+    /// Sets [`full_queue_wait`](Self::full_queue_wait).
+    pub fn with_full_queue_wait(mut self, wait: Duration) -> Self {
+        self.full_queue_wait = wait;
         self
     }
 
@@ -148,12 +157,6 @@ impl RedisStreamsConfig {
     /// Sets [`response_timeout`](Self::response_timeout).
     pub fn with_response_timeout(mut self, timeout: Duration) -> Self {
         self.response_timeout = timeout;
-        self
-    }
-
-    /// Sets [`delete_acked`](Self::delete_acked).
-    pub fn with_delete_acked(mut self, delete: bool) -> Self {
-        self.delete_acked = delete;
         self
     }
 
@@ -228,7 +231,7 @@ mod tests {
     fn defaults() {
         let config = RedisStreamsConfig::new("redis://127.0.0.1:6379");
         assert_eq!(config.key_prefix, "dtask:queue:");
-        assert_eq!(config.max_len, 100_000);
+        assert_eq!(config.max_backlog, 100_000);
         assert_eq!(config.group, "dtask-workers");
         assert_eq!(config.max_deliveries, 5);
         assert_eq!(config.visibility_timeout, Duration::from_secs(30));

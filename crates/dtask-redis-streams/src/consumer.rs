@@ -154,7 +154,7 @@ impl Reader {
             tracing::warn!(
                 queue = keys.queue,
                 count = reclaimed.deleted,
-                "pending messages were trimmed from the stream before being handled (raise max_len)"
+                "pending messages had been deleted from the stream (by hand) before being handled"
             );
         }
         if !reclaimed.entries.is_empty() {

@@ -98,36 +98,43 @@ impl RawEntry {
     }
 }
 
-/// The `XADD` of `message` to `key`, capped at about `max_len` entries.
+/// The field-value pairs of `message`'s entry, in order.
 ///
 /// # Errors
 /// [`Error::Unsupported`] for an in-memory payload.
-pub(crate) fn xadd(key: &str, max_len: usize, queue: &str, message: &QueueMessage) -> Result<redis::Cmd> {
+pub(crate) fn fields<'m>(queue: &str, message: &'m QueueMessage) -> Result<Vec<(&'static str, FieldValue<'m>)>> {
     let Payload::Encoded { format, bytes } = &message.payload else {
         return Err(Error::Unsupported(format!(
             "queue `{queue}` on Redis Streams carries encoded payloads only: an in-memory payload cannot \
              leave the process (build the host with a serializer, or encode the payload with a Codec)"
         )));
     };
-    let mut cmd = redis::cmd("XADD");
-    cmd.arg(key)
-        .arg("MAXLEN")
-        .arg("~")
-        .arg(max_len)
-        .arg("*")
-        .arg(MESSAGE_ID)
-        .arg(message.id.to_string())
-        .arg(TASK_ID)
-        .arg(message.task_id.to_string())
-        .arg(TASK_NAME)
-        .arg(&message.task_name)
-        .arg(FORMAT)
-        .arg(format.name())
-        .arg(SCHEMA_VERSION_FIELD)
-        .arg(SCHEMA_VERSION)
-        .arg(PAYLOAD)
-        .arg(&bytes[..]);
-    Ok(cmd)
+    Ok(vec![
+        (MESSAGE_ID, FieldValue::Text(message.id.to_string())),
+        (TASK_ID, FieldValue::Text(message.task_id.to_string())),
+        (TASK_NAME, FieldValue::Text(message.task_name.clone())),
+        (FORMAT, FieldValue::Text(format.name().to_owned())),
+        (SCHEMA_VERSION_FIELD, FieldValue::Text(SCHEMA_VERSION.to_string())),
+        (PAYLOAD, FieldValue::Bytes(bytes)),
+    ])
+}
+
+/// The value of one field of an entry.
+#[derive(Debug)]
+pub(crate) enum FieldValue<'m> {
+    /// Text.
+    Text(String),
+    /// Bytes, binary-safe.
+    Bytes(&'m [u8]),
+}
+
+impl redis::ToRedisArgs for FieldValue<'_> {
+    fn write_redis_args<W: ?Sized + redis::RedisWrite>(&self, out: &mut W) {
+        match self {
+            Self::Text(text) => out.write_arg(text.as_bytes()),
+            Self::Bytes(bytes) => out.write_arg(bytes),
+        }
+    }
 }
 
 /// The entries of an `XREADGROUP` reply on one stream (none on a timeout).
@@ -228,17 +235,16 @@ mod tests {
     }
 
     fn entry_of(message: &QueueMessage) -> RawEntry {
-        let cmd = xadd("k", 10, "q", message).unwrap();
-        let args: Vec<Vec<u8>> = cmd
-            .args_iter()
-            .map(|arg| match arg {
-                redis::Arg::Simple(bytes) => bytes.to_vec(),
-                _ => Vec::new(),
+        let fields = fields("q", message)
+            .unwrap()
+            .into_iter()
+            .map(|(name, value)| {
+                let value = match value {
+                    FieldValue::Text(text) => text.into_bytes(),
+                    FieldValue::Bytes(bytes) => bytes.to_vec(),
+                };
+                (name.as_bytes().to_vec(), value)
             })
-            .collect();
-        let fields = args[6..]
-            .chunks(2)
-            .map(|pair| (pair[0].clone(), pair[1].clone()))
             .collect();
         RawEntry {
             id: "1-0".into(),
@@ -268,7 +274,7 @@ mod tests {
     #[test]
     fn in_memory_payloads_are_refused() {
         let message = QueueMessage::new(TaskId::new(), "T", Payload::in_memory(1u8));
-        let error = xadd("k", 10, "jobs", &message).unwrap_err();
+        let error = fields("jobs", &message).unwrap_err();
         assert!(matches!(error, Error::Unsupported(_)), "{error:?}");
         assert!(error.to_string().contains("in-memory payload"), "{error}");
     }

@@ -25,6 +25,15 @@ pub(crate) struct Unreachable {
     pub(crate) source: BoxError,
 }
 
+/// A publish found its queue full for longer than it may wait.
+#[derive(Debug, thiserror::Error)]
+#[error("queue `{queue}` is full: it held {backlog} messages (max_backlog) for {waited:?}; nothing was published")]
+pub(crate) struct QueueFull {
+    pub(crate) queue: String,
+    pub(crate) backlog: usize,
+    pub(crate) waited: Duration,
+}
+
 /// Nothing came within the connect timeout.
 #[derive(Debug, thiserror::Error)]
 #[error("no answer within {0:?}")]

@@ -15,7 +15,6 @@ mod scripts;
 mod stats;
 
 pub use config::RedisStreamsConfig;
-pub use dead::DeadLetter;
 pub use queue::RedisStreamsQueue;
 pub use stats::RedisStreamsStats;
 

@@ -4,8 +4,10 @@ use std::collections::HashSet;
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use std::time::Duration;
+
 use async_trait::async_trait;
-use dtask_core::infra::{DeliveryStream, QueueConsumer, QueueMessage, QueuePublisher};
+use dtask_core::infra::{DeadLetter, DeadLetters, DeliveryStream, QueueConsumer, QueueMessage, QueuePublisher};
 use dtask_core::{Error, Result};
 use futures::StreamExt;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
@@ -13,10 +15,9 @@ use redis::{AsyncConnectionConfig, RedisResult};
 
 use crate::config::RedisStreamsConfig;
 use crate::consumer::Deliveries;
-use crate::dead::DeadLetter;
 use crate::entry;
-use crate::error::{BACKEND, NoAnswer, Unreachable, backend, is_busy_group, is_transient};
-use crate::scripts::QueueKeys;
+use crate::error::{BACKEND, NoAnswer, QueueFull, Unreachable, backend, is_busy_group, is_transient};
+use crate::scripts::{self, QueueKeys};
 use crate::stats::{Counter, Counters, RedisStreamsStats};
 
 /// What every handle, stream and acker of one queue set shares.
@@ -96,6 +97,11 @@ impl Shared {
     }
 }
 
+/// The first pause of a publish that found its queue full.
+const FIRST_FULL_PAUSE: Duration = Duration::from_millis(5);
+/// The longest pause of a publish waiting for room.
+const LONGEST_FULL_PAUSE: Duration = Duration::from_millis(500);
+
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
@@ -113,15 +119,18 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// connection ([`ConnectionManager`]), where concurrent commands are
 /// pipelined.
 ///
-/// Settling: an ack is `XACK` (+ `XDEL`); a nack, or a delivery dropped
-/// unsettled, re-adds a copy counting one more delivery and acks the
-/// original in one Lua script, or moves the message to the dead-letter
-/// stream `{key_prefix}q:dead` once it was delivered
+/// Settling: an ack is `XACK` + `XDEL` of an entry still pending on this
+/// consumer (one refused otherwise: another consumer reclaimed it); a
+/// nack, or a delivery dropped unsettled, re-adds a copy counting one more
+/// delivery and acks the original in one Lua script, or moves the message
+/// to the dead-letter stream `{key_prefix}q:dead` once it was delivered
 /// [`max_deliveries`](RedisStreamsConfig::max_deliveries) times.
 ///
-/// Publishing never waits: streams are capped by `MAXLEN ~`
-/// ([`max_len`](RedisStreamsConfig::max_len)) rather than bounded, so the
-/// conformance check `back_pressure` does not apply.
+/// A stream is bounded, never trimmed: it holds a queue's backlog (acked
+/// entries are deleted), and a publish to a queue holding
+/// [`max_backlog`](RedisStreamsConfig::max_backlog) messages waits for room
+/// (back-pressure). Dead-letter streams are not bounded: a dead letter stays
+/// until it is replayed or removed.
 #[derive(Clone)]
 pub struct RedisStreamsQueue {
     shared: Arc<Shared>,
@@ -191,8 +200,7 @@ impl RedisStreamsQueue {
     }
 
     /// How many entries `queue`'s stream holds: messages waiting and
-    /// messages out for delivery (acked ones too when
-    /// [`delete_acked`](RedisStreamsConfig::delete_acked) is off).
+    /// messages out for delivery, not settled yet.
     ///
     /// # Errors
     /// [`Error::Backend`] when Redis fails.
@@ -214,19 +222,6 @@ impl RedisStreamsQueue {
             .query_async(&mut self.shared.conn())
             .await
             .map_err(backend)
-    }
-
-    /// Up to `count` of `queue`'s dead letters, oldest first.
-    ///
-    /// # Errors
-    /// [`Error::Backend`] when Redis fails.
-    pub async fn dead_letters(&self, queue: &str, count: usize) -> Result<Vec<DeadLetter>> {
-        crate::dead::read(
-            &mut self.shared.conn(),
-            &self.shared.config.dead_letter_key(queue),
-            count,
-        )
-        .await
     }
 
     /// Deletes `queue`'s stream, its consumer group and its dead-letter
@@ -267,23 +262,51 @@ impl fmt::Debug for RedisStreamsQueue {
 
 #[async_trait]
 impl QueuePublisher for RedisStreamsQueue {
-    /// Appends `message` to `queue`'s stream (`XADD MAXLEN ~`), creating
-    /// the stream and its group on first use. Never waits for room: see
-    /// [`max_len`](RedisStreamsConfig::max_len).
+    /// Appends `message` to `queue`'s stream, creating the stream and its
+    /// group on first use. While the stream holds
+    /// [`max_backlog`](RedisStreamsConfig::max_backlog) messages, waits for
+    /// room (looking again after 5 ms, doubling to 500 ms), at most
+    /// [`full_queue_wait`](RedisStreamsConfig::full_queue_wait).
     ///
     /// # Errors
     /// [`Error::Unsupported`] for a [`Payload::InMemory`](dtask_core::Payload)
-    /// payload; [`Error::Backend`] when Redis fails.
+    /// payload; [`Error::Backend`] when Redis fails, or saying the queue is
+    /// full when it stayed full for `full_queue_wait` (nothing published).
     ///
     /// # Cancel safety
-    /// A dropped `publish` may or may not have published.
+    /// A publish dropped while it waits for room publishes nothing; one
+    /// dropped while its script is on its way may or may not have published.
     async fn publish(&self, queue: &str, message: QueueMessage) -> Result<()> {
-        let keys = QueueKeys::new(&self.shared.config, queue);
-        let xadd = entry::xadd(&keys.stream, self.shared.config.max_len, queue, &message)?;
+        let config = &self.shared.config;
+        let keys = QueueKeys::new(config, queue);
+        let fields = entry::fields(queue, &message)?;
         self.shared.ensure_group(&keys).await.map_err(backend)?;
-        xadd.query_async::<()>(&mut self.shared.conn()).await.map_err(backend)?;
-        self.shared.count(Counter::Published, 1);
-        Ok(())
+        let give_up_at = tokio::time::Instant::now() + config.full_queue_wait;
+        let mut pause = FIRST_FULL_PAUSE;
+        loop {
+            let added = scripts::publish(&mut self.shared.conn(), config, &keys, &fields)
+                .await
+                .map_err(backend)?;
+            if added {
+                self.shared.count(Counter::Published, 1);
+                return Ok(());
+            }
+            if pause == FIRST_FULL_PAUSE {
+                self.shared.count(Counter::PublishesWaited, 1);
+            }
+            if tokio::time::Instant::now() + pause > give_up_at {
+                return Err(Error::backend(
+                    BACKEND,
+                    QueueFull {
+                        queue: queue.to_owned(),
+                        backlog: config.max_backlog,
+                        waited: config.full_queue_wait,
+                    },
+                ));
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(LONGEST_FULL_PAUSE);
+        }
     }
 
     /// `PING` on the shared connection.
@@ -329,20 +352,20 @@ impl QueueConsumer for RedisStreamsQueue {
     async fn ping(&self) -> Result<()> {
         self.ping_redis().await
     }
+}
 
-    /// The dead-letter stream's entries, as [`dtask_core::infra::DeadLetter`]s
-    /// whose ids are the entry ids.
-    async fn dead_letters(&self, queue: &str, limit: usize) -> Result<Vec<dtask_core::infra::DeadLetter>> {
-        let letters = RedisStreamsQueue::dead_letters(self, queue, limit).await?;
-        Ok(letters
-            .into_iter()
-            .map(|letter| dtask_core::infra::DeadLetter {
-                id: letter.entry_id,
-                message: letter.message,
-                deliveries: letter.deliveries,
-                reason: letter.reason,
-            })
-            .collect())
+/// The dead-letter stream `{key_prefix}{queue}:dead`: a dead letter's id is
+/// its entry id there.
+#[async_trait]
+impl DeadLetters for RedisStreamsQueue {
+    /// `XRANGE` of the dead-letter stream.
+    async fn dead_letters(&self, queue: &str, limit: usize) -> Result<Vec<DeadLetter>> {
+        crate::dead::read(
+            &mut self.shared.conn(),
+            &self.shared.config.dead_letter_key(queue),
+            limit,
+        )
+        .await
     }
 
     /// `XDEL` of the entry from the dead-letter stream.

@@ -2,8 +2,10 @@
 //! their typed wrappers.
 //!
 //! Each script checks who owns an entry before it touches it, so a consumer
-//! that lost an entry to another (after the visibility timeout) never moves
-//! or copies it: a message is never lost nor duplicated by a settlement.
+//! that lost an entry to another (after the visibility timeout) never acks,
+//! moves or copies it: a message is never lost nor duplicated by a
+//! settlement. No script trims a stream: an entry leaves its stream only
+//! when it is settled.
 
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -12,7 +14,7 @@ use redis::aio::ConnectionManager;
 use redis::{RedisResult, Script, Value};
 
 use crate::config::RedisStreamsConfig;
-use crate::entry::{RawEntry, into_bytes, into_u64, parse_entry};
+use crate::entry::{FieldValue, RawEntry, into_bytes, into_u64, parse_entry};
 
 /// The keys and names one queue's scripts work on.
 #[derive(Debug, Clone)]
@@ -51,20 +53,46 @@ local function copy_fields(fields, deliveries)
   out[#out + 1] = deliveries
   return out
 end
-local function dead_letter(dead_key, maxlen, id, fields, deliveries, reason)
+local function dead_letter(dead_key, id, fields, deliveries, reason)
   local out = copy_fields(fields, deliveries)
   out[#out + 1] = 'reason'
   out[#out + 1] = reason
   out[#out + 1] = 'source_id'
   out[#out + 1] = id
-  redis.call('XADD', dead_key, 'MAXLEN', '~', maxlen, '*', unpack(out))
+  redis.call('XADD', dead_key, '*', unpack(out))
 end
 ";
 
+/// KEYS: stream. ARGV: max backlog, then the entry's field-value pairs.
+/// Adds the entry unless the stream holds `max backlog` entries already;
+/// returns 1 when added, 0 when full (nothing done).
+const PUBLISH: &str = r"
+if redis.call('XLEN', KEYS[1]) >= tonumber(ARGV[1]) then return 0 end
+redis.call('XADD', KEYS[1], '*', unpack(ARGV, 2))
+return 1
+";
+
+/// KEYS: stream. ARGV: group, consumer, ids... Acks and deletes each entry
+/// still pending on this consumer; returns the ids that are not (settled
+/// already, or reclaimed by another consumer), left untouched.
+const ACK: &str = r"
+local refused = {}
+for i = 3, #ARGV do
+  local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1, ARGV[2])
+  if #p > 0 then
+    redis.call('XACK', KEYS[1], ARGV[1], ARGV[i])
+    redis.call('XDEL', KEYS[1], ARGV[i])
+  else
+    refused[#refused + 1] = ARGV[i]
+  end
+end
+return refused
+";
+
 /// KEYS: stream, dead. ARGV: group, consumer, id, deliveries, mode
-/// (`requeue` | `dead`), reason, maxlen. Returns 0 when the entry is not
-/// pending on this consumer (nothing done), 1 requeued, 2 dead-lettered,
-/// 3 acked because the entry itself was gone.
+/// (`requeue` | `dead`), reason. Returns 0 when the entry is not pending on
+/// this consumer (nothing done), 1 requeued, 2 dead-lettered, 3 acked
+/// because the entry itself was gone (deleted by hand).
 const SETTLE: &str = r"
 local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1, ARGV[2])
 if #p == 0 then return 0 end
@@ -73,15 +101,15 @@ redis.call('XACK', KEYS[1], ARGV[1], ARGV[3])
 redis.call('XDEL', KEYS[1], ARGV[3])
 if #e == 0 then return 3 end
 if ARGV[5] == 'dead' then
-  dead_letter(KEYS[2], ARGV[7], ARGV[3], e[1][2], ARGV[4], ARGV[6])
+  dead_letter(KEYS[2], ARGV[3], e[1][2], ARGV[4], ARGV[6])
   return 2
 end
-redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[7], '*', unpack(copy_fields(e[1][2], ARGV[4])))
+redis.call('XADD', KEYS[1], '*', unpack(copy_fields(e[1][2], ARGV[4])))
 return 1
 ";
 
 /// KEYS: stream, dead. ARGV: group, consumer, min idle ms, cursor, count,
-/// max deliveries, maxlen, visibility timeout (text, for the reason).
+/// max deliveries, visibility timeout (text, for the reason).
 /// Returns `{cursor, {{id, fields, deliveries}...}, dead, deleted}`:
 /// deliveries counts this one; entries past the maximum are moved to the
 /// dead-letter stream instead of being returned.
@@ -101,9 +129,9 @@ for _, e in ipairs(r[2]) do
     if #p > 0 then claims = tonumber(p[1][4]) end
     local total = prior + claims
     if total > max then
-      local reason = 'not settled within the visibility timeout (' .. ARGV[8] .. ') after '
+      local reason = 'not settled within the visibility timeout (' .. ARGV[7] .. ') after '
         .. (total - 1) .. ' deliveries (max ' .. max .. ')'
-      dead_letter(KEYS[2], ARGV[7], id, fields, total - 1, reason)
+      dead_letter(KEYS[2], id, fields, total - 1, reason)
       redis.call('XACK', KEYS[1], ARGV[1], id)
       redis.call('XDEL', KEYS[1], id)
       dead = dead + 1
@@ -153,6 +181,8 @@ return removed
 static SETTLE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(&format!("{COPY_FIELDS}{SETTLE}")));
 static RECLAIM_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(&format!("{COPY_FIELDS}{RECLAIM}")));
 static RENEW_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(RENEW));
+static PUBLISH_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(PUBLISH));
+static ACK_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(ACK));
 static PRUNE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(PRUNE));
 
 /// What a settlement does with a delivered entry.
@@ -173,7 +203,8 @@ pub(crate) enum Settled {
     Requeued,
     /// A copy was added to the dead-letter stream.
     DeadLettered,
-    /// The entry had been trimmed away; its pending record was dropped.
+    /// The entry had been deleted (by hand: nothing trims the streams);
+    /// its pending record was dropped.
     Gone,
 }
 
@@ -198,7 +229,6 @@ pub(crate) async fn settle(
         .arg(deliveries)
         .arg(mode)
         .arg(reason)
-        .arg(config.max_len)
         .invoke_async(conn)
         .await?;
     Ok(match outcome {
@@ -218,7 +248,8 @@ pub(crate) struct Reclaimed {
     pub(crate) entries: Vec<(RawEntry, u32)>,
     /// How many were dead-lettered for having been delivered too often.
     pub(crate) dead_lettered: u64,
-    /// How many pending entries had been trimmed from the stream.
+    /// How many pending entries had been deleted from the stream (by
+    /// hand: nothing trims it).
     pub(crate) deleted: u64,
 }
 
@@ -239,7 +270,6 @@ pub(crate) async fn reclaim(
         .arg(cursor)
         .arg(config.read_count.max(1))
         .arg(config.max_deliveries)
-        .arg(config.max_len)
         .arg(format!("{:?}", config.visibility_timeout))
         .invoke_async(conn)
         .await?;
@@ -278,6 +308,37 @@ fn parse_reclaimed(reply: Value) -> Reclaimed {
         dead_lettered,
         deleted,
     }
+}
+
+/// Adds an entry of `fields` to the stream of `keys` unless it holds
+/// [`max_backlog`](RedisStreamsConfig::max_backlog) entries; `false` when
+/// it was full and nothing was added.
+pub(crate) async fn publish(
+    conn: &mut ConnectionManager,
+    config: &RedisStreamsConfig,
+    keys: &QueueKeys,
+    fields: &[(&'static str, FieldValue<'_>)],
+) -> RedisResult<bool> {
+    let mut invocation = PUBLISH_SCRIPT.key(&keys.stream);
+    invocation.arg(config.max_backlog);
+    for (name, value) in fields {
+        invocation.arg(*name).arg(value);
+    }
+    let added: i64 = invocation.invoke_async(conn).await?;
+    Ok(added == 1)
+}
+
+/// Acks and deletes each of `ids` still pending on this consumer; returns
+/// those that are not (left untouched).
+pub(crate) async fn ack(
+    conn: &mut ConnectionManager,
+    config: &RedisStreamsConfig,
+    keys: &QueueKeys,
+    ids: &[&str],
+) -> RedisResult<Vec<String>> {
+    let mut invocation = ACK_SCRIPT.key(&keys.stream);
+    invocation.arg(&config.group).arg(&config.consumer).arg(ids);
+    invocation.invoke_async(conn).await
 }
 
 /// Resets the idle time of `ids` where still pending on this consumer;

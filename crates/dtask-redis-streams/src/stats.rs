@@ -24,6 +24,11 @@ pub struct RedisStreamsStats {
     pub dead_lettered: u64,
     /// Entries claimed from consumers that left them idle.
     pub reclaimed: u64,
+    /// Acks refused because the entry was no longer pending on this
+    /// consumer (another consumer reclaimed it after its lease lapsed).
+    pub acks_refused: u64,
+    /// Publishes that found their queue full and waited for room.
+    pub publishes_waited: u64,
 }
 
 /// The live counters behind [`RedisStreamsStats`].
@@ -36,6 +41,8 @@ pub(crate) struct Counters {
     requeued: AtomicU64,
     dead_lettered: AtomicU64,
     reclaimed: AtomicU64,
+    acks_refused: AtomicU64,
+    publishes_waited: AtomicU64,
 }
 
 /// Which counter to add to.
@@ -48,6 +55,8 @@ pub(crate) enum Counter {
     Requeued,
     DeadLettered,
     Reclaimed,
+    AcksRefused,
+    PublishesWaited,
 }
 
 impl Counters {
@@ -60,6 +69,8 @@ impl Counters {
             Counter::Requeued => &self.requeued,
             Counter::DeadLettered => &self.dead_lettered,
             Counter::Reclaimed => &self.reclaimed,
+            Counter::AcksRefused => &self.acks_refused,
+            Counter::PublishesWaited => &self.publishes_waited,
         };
         atomic.fetch_add(n, Ordering::Relaxed);
     }
@@ -74,6 +85,8 @@ impl Counters {
             requeued: get(&self.requeued),
             dead_lettered: get(&self.dead_lettered),
             reclaimed: get(&self.reclaimed),
+            acks_refused: get(&self.acks_refused),
+            publishes_waited: get(&self.publishes_waited),
         }
     }
 }

@@ -5,7 +5,7 @@ mod support;
 
 use std::time::Duration;
 
-use dtask_core::infra::{QueueConsumer, QueuePublisher};
+use dtask_core::infra::{DeadLetters, QueueConsumer, QueuePublisher};
 use dtask_redis_streams::fields;
 use support::{message, next, number};
 
@@ -33,7 +33,7 @@ async fn a_message_nacked_on_its_last_delivery_is_dead_lettered() {
     assert_eq!(dead.len(), 1, "{dead:?}");
     assert_eq!(dead[0].deliveries, 2);
     assert!(dead[0].reason.contains("nacked on delivery 2"), "{}", dead[0].reason);
-    assert!(!dead[0].source_id.is_empty());
+    assert!(!dead[0].id.is_empty(), "a dead letter is named by its entry id");
     let message = dead[0].message.as_ref().expect("the dead letter decodes");
     assert_eq!((message.id, message.task_id), (doomed.id, doomed.task_id));
     assert_eq!(queue.len("jobs").await.unwrap(), 0, "the main stream is empty");

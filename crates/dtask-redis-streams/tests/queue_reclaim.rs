@@ -141,3 +141,36 @@ async fn the_stream_survives_its_connection_being_killed() {
     assert_eq!((number(&after), after.delivery_count()), (2, 1));
     after.ack().await.unwrap();
 }
+
+#[tokio::test]
+async fn an_ack_of_an_entry_another_consumer_reclaimed_is_refused_and_leaves_it_to_that_consumer() {
+    let (config, _keys) = support::config();
+    let slow = support::connect(config.clone().with_consumer("slow").with_visibility_timeout(SHORT)).await;
+    let other = support::connect(config.with_consumer("other").with_visibility_timeout(SHORT)).await;
+    slow.publish("jobs", message(1)).await.unwrap();
+    let mut stream = slow.consume("jobs").await.unwrap();
+    let stale = next(&mut stream, "first delivery").await;
+    // The stream goes (its entries are no longer renewed) while the
+    // delivery lives on, as in a worker that stalled past its lease.
+    drop(stream);
+
+    let mut stream = other.consume("jobs").await.unwrap();
+    let reclaimed = next(&mut stream, "reclaimed delivery").await;
+    assert_eq!((number(&reclaimed), reclaimed.delivery_count()), (1, 2));
+
+    let refused = stale.ack().await.unwrap_err();
+    assert!(matches!(refused, dtask_core::Error::NotOwned { .. }), "{refused:?}");
+    assert_eq!(slow.stats().acks_refused, 1);
+    let key = other.config().stream_key("jobs");
+    let mut raw = support::raw().await;
+    assert_eq!(
+        pending(&mut raw, &key, &other.config().group).await,
+        1,
+        "still the other's"
+    );
+    assert_eq!(other.len("jobs").await.unwrap(), 1, "the entry was not deleted");
+
+    reclaimed.ack().await.unwrap();
+    assert_eq!(pending(&mut raw, &key, &other.config().group).await, 0);
+    assert_eq!(other.len("jobs").await.unwrap(), 0);
+}

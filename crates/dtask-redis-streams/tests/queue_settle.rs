@@ -45,20 +45,6 @@ async fn concurrent_acks_share_round_trips_and_are_counted() {
 }
 
 #[tokio::test]
-async fn acked_entries_stay_when_delete_acked_is_off() {
-    let (config, _keys) = support::config();
-    let queue = support::connect(config.with_delete_acked(false)).await;
-    queue.publish("jobs", message(1)).await.unwrap();
-    let mut stream = queue.consume("jobs").await.unwrap();
-    next(&mut stream, "first").await.ack().await.unwrap();
-    assert_eq!(queue.len("jobs").await.unwrap(), 1, "the acked entry was deleted");
-    queue.publish("jobs", message(2)).await.unwrap();
-    let sentinel = next(&mut stream, "sentinel").await;
-    assert_eq!(number(&sentinel), 2, "an acked message came back");
-    sentinel.ack().await.unwrap();
-}
-
-#[tokio::test]
 async fn delete_queue_removes_the_stream_and_its_dead_letters() {
     let (config, _keys) = support::config();
     let queue = support::connect(config.with_max_deliveries(1)).await;

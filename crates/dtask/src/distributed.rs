@@ -21,11 +21,14 @@
 use std::sync::Arc;
 
 use dtask_amqp::{AmqpConfig, AmqpQueue};
-use dtask_core::infra::{NamespacedQueue, QueueConsumer, QueuePublisher};
+use dtask_core::infra::{DeadLetters, NamespacedQueue, QueueConsumer, QueuePublisher};
 use dtask_core::{Error, Infrastructure};
 use dtask_redis::RedisConfig;
 use dtask_redis_streams::{RedisStreamsConfig, RedisStreamsQueue};
 use dtask_s3::{S3Config, S3ObjectStore};
+
+/// Both ends of the queue, and its dead letters.
+type QueueEnds = (Arc<dyn QueuePublisher>, Arc<dyn QueueConsumer>, Arc<dyn DeadLetters>);
 
 pub use dtask_amqp;
 pub use dtask_redis;
@@ -154,7 +157,7 @@ impl DistributedOptions {
             service: "Redis",
             source,
         })?;
-        let (publisher, consumer) = queue?;
+        let (publisher, consumer, dead_letters) = queue?;
         Ok(Infrastructure {
             storage: Arc::new(storage),
             publisher,
@@ -163,10 +166,11 @@ impl DistributedOptions {
             progress: Arc::new(redis.progress()),
             state: Arc::new(redis.state()),
             idempotency: Arc::new(redis.idempotency()),
+            dead_letters: Some(dead_letters),
         })
     }
 
-    async fn connect_queue(&self) -> Result<(Arc<dyn QueuePublisher>, Arc<dyn QueueConsumer>), ConnectError> {
+    async fn connect_queue(&self) -> Result<QueueEnds, ConnectError> {
         match self.queue {
             QueueKind::RabbitMq => {
                 let queue = AmqpQueue::connect(self.amqp.clone())
@@ -193,16 +197,16 @@ impl DistributedOptions {
         }
     }
 
-    fn namespaced<Q>(&self, queue: Q) -> (Arc<dyn QueuePublisher>, Arc<dyn QueueConsumer>)
+    fn namespaced<Q>(&self, queue: Q) -> QueueEnds
     where
-        Q: QueuePublisher + QueueConsumer + Clone,
+        Q: QueuePublisher + QueueConsumer + DeadLetters + Clone,
     {
         match &self.namespace {
             Some(namespace) => {
                 let queue = NamespacedQueue::new(namespace.clone(), queue);
-                (Arc::new(queue.clone()), Arc::new(queue))
+                (Arc::new(queue.clone()), Arc::new(queue.clone()), Arc::new(queue))
             }
-            None => (Arc::new(queue.clone()), Arc::new(queue)),
+            None => (Arc::new(queue.clone()), Arc::new(queue.clone()), Arc::new(queue)),
         }
     }
 }

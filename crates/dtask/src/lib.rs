@@ -9,8 +9,8 @@ pub mod distributed;
 /// The most used items, for `use dtask::prelude::*;`.
 pub mod prelude {
     pub use dtask_core::{
-        DownloadedFiles, Files, IncomingFile, LocalFile, StepContext, StepError, StoredObject, StoredObjects, Task,
-        TaskId, TaskProgress, TaskStatus,
+        DownloadedFiles, Files, Host, IncomingFile, LocalFile, Mode, StepContext, StepError, StoredObject,
+        StoredObjects, Task, TaskId, TaskProgress, TaskStatus,
     };
     pub use dtask_macros::task;
 }
@@ -20,7 +20,6 @@ pub mod prelude {
 #[doc(hidden)]
 pub mod __private {
     pub use dtask_core::codec::Format;
-    pub use dtask_core::progress::{ConditionSnapshot, ObservedValue};
     pub use dtask_core::task::builtin::{
         attach_files, compensate_download, compensate_upload, condition_missing, download, observe, required,
         unknown_step, upload,
@@ -29,6 +28,7 @@ pub mod __private {
         Backoff, DataUpdate, GroupDefinition, Jitter, Mode, OnExhausted, RetryPolicy, StepDefinition, StepHost,
         StepKind, TaskDefinition,
     };
+    pub use dtask_core::task::{ConditionSnapshot, ObservedValue};
     pub use std::boxed::Box;
     pub use std::future::Future;
     pub use std::option::Option;

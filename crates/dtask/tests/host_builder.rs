@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use dtask::prelude::*;
 use dtask::testing::TestHost;
-use dtask::{Host, Mode};
 use serde::{Deserialize, Serialize};
 use support::{OrderRequest, PlaceOrder};
 
@@ -23,6 +22,41 @@ async fn distributed_mode_names_the_services_it_lacks() {
         message.contains("publisher") && message.contains("lock") && message.contains("state store"),
         "{message}"
     );
+}
+
+/// A task that names no mode: Distributed, as the design says.
+#[dtask::task(name = "Ping", request = Tally, response = usize, queue = "ping")]
+#[custom_step(Answer, order = 1, output = usize)]
+#[derive(Debug, Default)]
+struct Ping;
+
+impl ping::Steps for Ping {
+    async fn answer(&self, _cx: &StepContext, _input: ping::AnswerInput<'_>) -> Result<usize, StepError> {
+        Ok(1)
+    }
+
+    fn response(&self, outputs: ping::Outputs<'_>) -> Result<usize, StepError> {
+        Ok(*outputs.answer)
+    }
+}
+
+#[tokio::test]
+async fn a_task_that_names_no_mode_says_how_to_run_it_when_nothing_is_configured() {
+    let error = Host::builder().register(Ping).build().unwrap_err();
+    let message = error.to_string();
+    for expected in [
+        "`Ping` declares Distributed mode",
+        "the default of a task that names no `mode`",
+        "`.mode(Mode::InProcess)`",
+        "`.infrastructure(...)`",
+    ] {
+        assert!(message.contains(expected), "{expected:?} is not in: {message}");
+    }
+    // The first way out works.
+    let host = Host::builder().register(Ping).mode(Mode::InProcess).build().unwrap();
+    let outcome = host.submit::<Ping>(Tally).await.unwrap().wait().await.unwrap();
+    assert_eq!(outcome.response, Some(1));
+    host.shutdown().await;
 }
 
 #[tokio::test]

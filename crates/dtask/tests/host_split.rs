@@ -20,11 +20,12 @@ fn shared_infrastructure() -> Infrastructure {
     Infrastructure {
         storage: Arc::new(MemoryObjectStore::new()) as Arc<dyn ObjectStore>,
         publisher: Arc::new(queue.clone()),
-        consumer: Arc::new(queue),
+        consumer: Arc::new(queue.clone()),
         lock: Arc::new(MemoryLock::new()),
         progress: Arc::new(MemoryProgressTracker::new()),
         state: Arc::new(MemoryStateStore::new()),
         idempotency: Arc::new(MemoryIdempotencyStore::new()),
+        dead_letters: Some(Arc::new(queue.clone())),
     }
 }
 

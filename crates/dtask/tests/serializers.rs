@@ -5,7 +5,7 @@
 
 mod support;
 
-use dtask::infra::{QueueConsumer, QueueMessage, QueuePublisher};
+use dtask::infra::{DeadLetters, QueueConsumer, QueueMessage, QueuePublisher};
 use dtask::memory::MemoryQueue;
 use dtask::prelude::*;
 use dtask::{Codec, Format, Host, Payload, SCHEMA_VERSION, TaskId, TaskStatus};

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use dtask_amqp::{AmqpConfig, AmqpQueue, DEFAULT_URL};
-use dtask_core::infra::{DeadLetter, DeliveryStream, QueueConsumer, QueueMessage, QueuePublisher};
+use dtask_core::infra::{DeadLetter, DeadLetters, DeliveryStream, QueueConsumer, QueueMessage, QueuePublisher};
 use dtask_core::{Codec, Format, Result, TaskId};
 use lapin::options::BasicGetOptions;
 use lapin::{Channel, Connection, ConnectionProperties};
@@ -157,7 +157,10 @@ impl QueueConsumer for RecordingQueue {
         self.record(queue);
         self.inner.consume(queue).await
     }
+}
 
+#[async_trait]
+impl DeadLetters for RecordingQueue {
     async fn dead_letters(&self, queue: &str, limit: usize) -> Result<Vec<DeadLetter>> {
         self.inner.dead_letters(queue, limit).await
     }

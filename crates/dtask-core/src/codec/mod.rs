@@ -12,109 +12,29 @@ mod json;
 mod msgpack;
 mod payload;
 mod protobuf;
+mod snapshot;
 
 use std::fmt;
-use std::str::FromStr;
 
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::kernel::SagaSnapshot;
 use crate::progress::TaskProgress;
 use crate::task::Task;
 
+pub use crate::format::{Format, UnknownFormat};
 pub use json::JsonSerializer;
 pub use msgpack::MessagePackSerializer;
 pub use payload::Payload;
 pub use protobuf::{NestedEncoding, ProtobufSerializer};
+pub use snapshot::{SagaSnapshot, ShapeMismatch};
 
 /// The version of the saga state schema this build writes, and the newest it
 /// reads. Written into every snapshot (and, by the remote queues, beside
 /// every message); a reader refuses a newer one with [`Error::Codec`].
 pub const SCHEMA_VERSION: u32 = dtask_proto::SCHEMA_VERSION;
-
-/// A wire format for worker messages, step data and snapshots.
-///
-/// Its text form (`json`, `msgpack`, `protobuf`) is what the transports
-/// write beside a message and what [`FromStr`] reads:
-///
-/// ```
-/// use dtask_core::Format;
-///
-/// let format: Format = "msgpack".parse().unwrap();
-/// assert_eq!(format, Format::MessagePack);
-/// assert_eq!(format.to_string(), "msgpack");
-/// assert_eq!(Format::Protobuf.content_type(), "application/x-protobuf");
-/// assert!("yaml".parse::<Format>().is_err());
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
-#[non_exhaustive]
-pub enum Format {
-    /// JSON through `serde_json`: human-readable, the default.
-    #[default]
-    #[serde(rename = "json")]
-    Json,
-    /// MessagePack through `rmp-serde`, with named fields so that a field
-    /// added or removed by a newer version is survivable.
-    #[serde(rename = "msgpack")]
-    MessagePack,
-    /// Protocol Buffers through `prost`: the framework's own types as the
-    /// typed messages of `dtask-proto`, a task's data as a declared nested
-    /// encoding.
-    #[serde(rename = "protobuf")]
-    Protobuf,
-}
-
-impl Format {
-    /// Every format, in the order of their introduction.
-    pub const ALL: [Self; 3] = [Self::Json, Self::MessagePack, Self::Protobuf];
-
-    /// The name transports write beside a message.
-    pub const fn name(self) -> &'static str {
-        match self {
-            Self::Json => "json",
-            Self::MessagePack => "msgpack",
-            Self::Protobuf => "protobuf",
-        }
-    }
-
-    /// The MIME type of a body in this format.
-    pub const fn content_type(self) -> &'static str {
-        match self {
-            Self::Json => "application/json",
-            Self::MessagePack => "application/msgpack",
-            Self::Protobuf => "application/x-protobuf",
-        }
-    }
-}
-
-impl fmt::Display for Format {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-/// A format name that is none of `json`, `msgpack` and `protobuf`.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown serialization format `{0}`: expected json, msgpack or protobuf")]
-pub struct UnknownFormat(pub String);
-
-impl FromStr for Format {
-    type Err = UnknownFormat;
-
-    /// Reads a format name, ignoring ASCII case; `messagepack` and `proto`
-    /// are accepted too.
-    fn from_str(name: &str) -> Result<Self, UnknownFormat> {
-        match name.to_ascii_lowercase().as_str() {
-            "json" => Ok(Self::Json),
-            "msgpack" | "messagepack" => Ok(Self::MessagePack),
-            "protobuf" | "proto" => Ok(Self::Protobuf),
-            _ => Err(UnknownFormat(name.to_owned())),
-        }
-    }
-}
 
 /// Turns typed values into bytes and back.
 ///
@@ -319,23 +239,6 @@ impl SagaStateSerializer for Codec {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn format_names_round_trip_through_text_and_serde() {
-        for format in Format::ALL {
-            assert_eq!(format.name().parse::<Format>(), Ok(format));
-            let json = serde_json::to_string(&format).unwrap();
-            assert_eq!(json, format!("\"{}\"", format.name()));
-            assert_eq!(serde_json::from_str::<Format>(&json).unwrap(), format);
-        }
-        assert_eq!("MessagePack".parse::<Format>(), Ok(Format::MessagePack));
-        assert_eq!("proto".parse::<Format>(), Ok(Format::Protobuf));
-        let error = "avro".parse::<Format>().unwrap_err();
-        assert_eq!(
-            error.to_string(),
-            "unknown serialization format `avro`: expected json, msgpack or protobuf"
-        );
-    }
 
     #[test]
     fn a_newer_schema_is_a_codec_error_that_names_both_versions() {

@@ -7,9 +7,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
 
-use super::{Codec, Format, SagaStateSerializer};
+use super::SagaSnapshot;
+use super::{Codec, Format, SagaStateSerializer, codec_error};
 use crate::error::{Error, Result};
-use crate::kernel::SagaSnapshot;
 use crate::task::Task;
 
 /// The body of a queue message or a stored snapshot.
@@ -73,12 +73,17 @@ impl Payload {
     /// own format (or, in memory, downcasts and clones it).
     ///
     /// # Errors
-    /// [`Error::Codec`] when the bytes are not a saga state of `T` or were
-    /// written with a newer schema; [`Error::Invalid`] when an in-memory
-    /// payload holds another type.
+    /// [`Error::Codec`] when the bytes are not a saga state of `T`, were
+    /// written with a newer schema, or hold another shape of `T` (another
+    /// name or step list: a [`ShapeMismatch`](super::ShapeMismatch));
+    /// [`Error::Invalid`] when an in-memory payload holds another type.
     pub fn decode_state<T: Task>(&self) -> Result<SagaSnapshot<T>> {
         match self {
-            Self::Encoded { format, bytes } => Codec::new(*format).deserialize_state(bytes),
+            Self::Encoded { format, bytes } => {
+                let state: SagaSnapshot<T> = Codec::new(*format).deserialize_state(bytes)?;
+                state.check_shape().map_err(|mismatch| codec_error(*format, mismatch))?;
+                Ok(state)
+            }
             Self::InMemory(value) => value.downcast_ref::<SagaSnapshot<T>>().cloned().ok_or_else(|| {
                 Error::invalid(
                     "payload",

@@ -30,11 +30,13 @@
 //! |---|---|
 //! | [`storage`] | [`ObjectStore`](crate::infra::ObjectStore) |
 //! | [`queue`] | [`QueuePublisher`](crate::infra::QueuePublisher) and [`QueueConsumer`](crate::infra::QueueConsumer) |
+//! | [`dead_letters`] | [`DeadLetters`](crate::infra::DeadLetters) |
 //! | [`lock`] | [`DistributedLock`](crate::infra::DistributedLock) |
 //! | [`progress`] | [`ProgressTracker`](crate::infra::ProgressTracker) |
 //! | [`state`] | [`SagaStateStore`](crate::infra::SagaStateStore) |
 //! | [`serializer`] | [`SagaStateSerializer`](crate::codec::SagaStateSerializer) |
 
+pub mod dead_letters;
 pub mod idempotency;
 pub mod lock;
 pub mod progress;

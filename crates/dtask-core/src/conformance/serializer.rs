@@ -13,11 +13,11 @@ use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+use crate::codec::SagaSnapshot;
 use crate::codec::{Format, SCHEMA_VERSION, SagaStateSerializer};
 use crate::error::{Error, Result};
 use crate::event::{EventKind, StepRef, TaskEvent};
 use crate::id::TaskId;
-use crate::kernel::SagaSnapshot;
 use crate::progress::{ConditionSnapshot, ObservedValue, TaskProgress};
 use crate::task::{
     DataUpdate, Mode, RetryPolicy, StepContext, StepDefinition, StepError, StepHost, StepKind, Task, TaskDefinition,

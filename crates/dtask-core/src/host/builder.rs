@@ -11,15 +11,16 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::runtime::{EventListener, Infrastructure, KernelSettings, Runtime, StepInterceptor};
 use super::worker::{self, ErasedTask, Registered};
 use super::{Host, HostInner, RegisteredTask};
-use crate::codec::Format;
 use crate::error::{Error, Result};
 use crate::event::TaskEvent;
+use crate::format::Format;
 use crate::infra::{
-    DistributedLock, IdempotencyStore, ObjectStore, ProgressTracker, QueueConsumer, QueuePublisher, SagaStateStore,
+    DeadLetters, DistributedLock, IdempotencyStore, Infrastructure, ObjectStore, ProgressTracker, QueueConsumer,
+    QueuePublisher, SagaStateStore,
 };
+use crate::kernel::{EventListener, KernelSettings, Runtime, StepInterceptor};
 use crate::memory::{
     MemoryIdempotencyStore, MemoryLock, MemoryObjectStore, MemoryProgressTracker, MemoryQueue, MemoryStateStore,
 };
@@ -59,6 +60,7 @@ pub struct HostBuilder {
     progress: Option<Arc<dyn ProgressTracker>>,
     state: Option<Arc<dyn SagaStateStore>>,
     idempotency: Option<Arc<dyn IdempotencyStore>>,
+    dead_letters: Option<Arc<dyn DeadLetters>>,
     listeners: Vec<EventListener>,
     interceptor: Option<Arc<dyn StepInterceptor>>,
     tasks: Vec<PendingTask>,
@@ -88,6 +90,7 @@ impl Default for HostBuilder {
             progress: None,
             state: None,
             idempotency: None,
+            dead_letters: None,
             listeners: Vec::new(),
             interceptor: None,
             tasks: Vec::new(),
@@ -205,6 +208,7 @@ impl HostBuilder {
         self.progress = Some(infra.progress);
         self.state = Some(infra.state);
         self.idempotency = Some(infra.idempotency);
+        self.dead_letters = infra.dead_letters;
         self
     }
 
@@ -215,11 +219,25 @@ impl HostBuilder {
         self
     }
 
-    /// Overrides both ends of the queue with one backend.
+    /// Overrides the queue with one backend: both its ends and its dead
+    /// letters. (A backend that keeps no dead letters is given with
+    /// [`publisher`](Self::publisher) and [`consumer`](Self::consumer).)
     #[must_use]
-    pub fn queue<Q: QueuePublisher + QueueConsumer + Clone>(mut self, queue: Q) -> Self {
+    pub fn queue<Q: QueuePublisher + QueueConsumer + DeadLetters + Clone>(mut self, queue: Q) -> Self {
         self.publisher = Some(Arc::new(queue.clone()));
-        self.consumer = Some(Arc::new(queue));
+        self.consumer = Some(Arc::new(queue.clone()));
+        self.dead_letters = Some(Arc::new(queue));
+        self
+    }
+
+    /// The queue's dead letters, which [`Host::dead_letters`] lists and
+    /// [`Host::retry`] replays. The default in-memory queue keeps its own,
+    /// and [`queue`](Self::queue) gives the backend's; a host whose
+    /// publisher and consumer are given one by one has none unless given
+    /// here.
+    #[must_use]
+    pub fn dead_letters(mut self, dead_letters: impl DeadLetters) -> Self {
+        self.dead_letters = Some(Arc::new(dead_letters));
         self
     }
 
@@ -376,13 +394,16 @@ impl HostBuilder {
             .filter_map(|(name, absent)| absent.then_some(name))
             .collect();
             if !missing.is_empty() {
-                return Err(Error::invalid(
-                    "distributed mode",
-                    format!("these services must be configured: {}", missing.join(", ")),
-                ));
+                return Err(Error::invalid("distributed mode", self.missing_services(&missing)));
             }
         }
         let queue = MemoryQueue::with_capacity(self.queue_capacity);
+        let default_queue = self.publisher.is_none() && self.consumer.is_none();
+        let dead_letters = match &self.dead_letters {
+            Some(dead_letters) => Some(Arc::clone(dead_letters)),
+            None if default_queue => Some(Arc::new(queue.clone()) as Arc<dyn DeadLetters>),
+            None => None,
+        };
         Ok(Infrastructure {
             storage: self
                 .storage
@@ -400,7 +421,29 @@ impl HostBuilder {
                 .idempotency
                 .clone()
                 .unwrap_or_else(|| Arc::new(MemoryIdempotencyStore::new())),
+            dead_letters,
         })
+    }
+
+    /// Why Distributed mode cannot start: the services it lacks, and, when
+    /// the mode came from the tasks' declarations, which tasks chose it
+    /// and the two ways out.
+    fn missing_services(&self, missing: &[&str]) -> String {
+        let services = missing.join(", ");
+        if self.mode.is_some() {
+            return format!(
+                "Distributed mode needs these services, which are not configured: {services}; give them with \
+                 `.infrastructure(...)` (e.g. from `dtask::distributed::DistributedOptions::connect`) or one by one"
+            );
+        }
+        let tasks: Vec<String> = self.tasks.iter().map(|t| format!("`{}`", t.definition.name)).collect();
+        format!(
+            "{} declare{} Distributed mode (the default of a task that names no `mode`), which needs these \
+             services, not configured: {services}; run everything in memory with `.mode(Mode::InProcess)`, or give \
+             the services with `.infrastructure(...)` (e.g. from `dtask::distributed::DistributedOptions::connect`)",
+            tasks.join(", "),
+            if tasks.len() == 1 { "s" } else { "" },
+        )
     }
 }
 

@@ -1,19 +1,21 @@
 //! Dead-lettered tasks: listing them, and replaying one from its last
 //! snapshot.
 
+use std::sync::Arc;
+
 use super::Host;
 use crate::error::{Error, Result};
 use crate::id::TaskId;
-use crate::infra::{DeadLetter, QueueMessage};
+use crate::infra::{DeadLetter, DeadLetters, QueueMessage};
 use crate::progress::{TaskProgress, TaskStatus};
 
 /// How many dead letters a queue is searched through for one task.
 const SEARCH_LIMIT: usize = 10_000;
 
-/// A dead letter of one of the host's task queues, with its task's error
-/// history.
+/// A task whose message was dead-lettered in one of the host's task
+/// queues: the dead letter, and the task's error history.
 #[derive(Debug, Clone)]
-pub struct QueuedDeadLetter {
+pub struct DeadLetteredTask {
     /// The task queue (as the task declares it, without a namespace).
     pub queue: &'static str,
     /// The dead letter: why it was moved, after how many deliveries.
@@ -42,20 +44,22 @@ impl Host {
     /// (the steps' attempts and last errors).
     ///
     /// # Errors
-    /// [`Error::Unsupported`] when the queue backend keeps no dead letters;
+    /// [`Error::Unsupported`] when the host has no dead-letter store
+    /// ([`Infrastructure::dead_letters`](crate::Infrastructure::dead_letters));
     /// a backend error.
-    pub async fn dead_letters(&self, limit: usize) -> Result<Vec<QueuedDeadLetter>> {
+    pub async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetteredTask>> {
+        let store = self.dead_letter_store()?;
         let mut queues: Vec<&'static str> = self.tasks().map(|t| t.queue).collect();
         queues.sort_unstable();
         queues.dedup();
         let mut all = Vec::new();
         for queue in queues {
-            for letter in self.inner.rt.infra.consumer.dead_letters(queue, limit).await? {
+            for letter in store.dead_letters(queue, limit).await? {
                 let progress = match &letter.message {
                     Some(message) => self.inner.rt.infra.progress.get(message.task_id).await?,
                     None => None,
                 };
-                all.push(QueuedDeadLetter {
+                all.push(DeadLetteredTask {
                     queue,
                     letter,
                     progress,
@@ -74,8 +78,9 @@ impl Host {
     /// # Errors
     /// [`Error::NotFound`] for an unknown task; [`Error::Invalid`] for a
     /// task of a type this host does not serve; [`Error::Unsupported`] when
-    /// the queue backend keeps no dead letters; a backend error.
+    /// the host has no dead-letter store; a backend error.
     pub async fn retry(&self, task_id: TaskId) -> Result<RetryOutcome> {
+        let store = self.dead_letter_store()?;
         let infra = &self.inner.rt.infra;
         let progress = infra
             .progress
@@ -92,8 +97,7 @@ impl Host {
             )
         })?;
         let queue = definition.queue;
-        let letters: Vec<DeadLetter> = infra
-            .consumer
+        let letters: Vec<DeadLetter> = store
             .dead_letters(queue, SEARCH_LIMIT)
             .await?
             .into_iter()
@@ -111,7 +115,7 @@ impl Host {
             .publish(queue, QueueMessage::new(task_id, definition.name, payload))
             .await?;
         for letter in &letters {
-            if let Err(error) = infra.consumer.remove_dead_letter(queue, &letter.id).await {
+            if let Err(error) = store.remove_dead_letter(queue, &letter.id).await {
                 // The task is requeued; a dead letter left behind is only
                 // listed once too often.
                 tracing::warn!(%task_id, queue, %error, "could not remove a replayed dead letter");
@@ -119,5 +123,11 @@ impl Host {
         }
         tracing::info!(%task_id, queue, "dead-lettered task requeued");
         Ok(RetryOutcome::Requeued)
+    }
+
+    fn dead_letter_store(&self) -> Result<&Arc<dyn DeadLetters>> {
+        self.inner.rt.infra.dead_letters.as_ref().ok_or_else(|| {
+            Error::Unsupported("this host's queue keeps no dead letters (no dead-letter store is configured)".into())
+        })
     }
 }

@@ -17,7 +17,7 @@
 mod builder;
 mod dead_letters;
 mod handle;
-pub(crate) mod runtime;
+mod run_guard;
 mod submit;
 pub(crate) mod worker;
 
@@ -28,18 +28,19 @@ use std::sync::Arc;
 use tokio::sync::broadcast;
 use tokio_util::task::TaskTracker;
 
+pub use crate::infra::Infrastructure;
+pub use crate::kernel::{EventListener, KernelSettings, StepInterceptor};
 pub use builder::HostBuilder;
-pub use dead_letters::{QueuedDeadLetter, RetryOutcome};
+pub use dead_letters::{DeadLetteredTask, RetryOutcome};
 pub use handle::{CancelOutcome, TaskHandle, TaskOutcome};
-pub use runtime::{EventListener, Infrastructure, KernelSettings, StepInterceptor};
 
 use crate::error::{Error, Result};
 use crate::event::TaskEvent;
 use crate::id::TaskId;
 use crate::infra::{ProgressPage, ProgressQuery, ProgressStream};
+use crate::kernel::Runtime;
 use crate::progress::TaskProgress;
 use crate::task::{Mode, Task, TaskDefinition};
-use runtime::Runtime;
 
 /// A running host. Cheap to clone: clones share everything.
 #[derive(Clone)]

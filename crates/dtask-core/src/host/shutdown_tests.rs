@@ -161,6 +161,7 @@ fn shared() -> Shared {
         progress: Arc::new(MemoryProgressTracker::new()),
         state: Arc::new(MemoryStateStore::new()),
         idempotency: Arc::new(MemoryIdempotencyStore::new()),
+        dead_letters: Some(Arc::new(queue.clone())),
     };
     Shared { infra, queue, lock }
 }
@@ -224,6 +225,12 @@ async fn a_step_running_at_shutdown_finishes_and_its_task_is_handed_back() {
         .await
         .expect("the shutdown ends")
         .unwrap();
+    assert_eq!(
+        worker_a.inner.rt.registered(),
+        0,
+        "the handed-back run left no registration"
+    );
+    assert_eq!(api.inner.rt.registered(), 0, "the API side left no registration");
 
     let handed_back = progress(&api, handle.id()).await;
     assert_eq!(handed_back.steps[0].status, StepStatus::Completed, "the step finished");
@@ -271,6 +278,7 @@ async fn a_step_still_running_when_the_grace_is_over_is_cancelled_and_handed_bac
     assert!(took >= Duration::from_millis(200), "the step had its grace ({took:?})");
     assert!(took < Duration::from_secs(2), "the shutdown took {took:?}");
 
+    assert_eq!(worker_a.inner.rt.registered(), 0);
     let handed_back = progress(&api, handle.id()).await;
     assert_eq!(handed_back.steps[0].status, StepStatus::Cancelled);
     assert_eq!(handed_back.steps[0].attempts, 1);
@@ -310,4 +318,45 @@ async fn a_step_that_ignores_its_token_does_not_hold_the_shutdown_up() {
     let _worker_b = worker(&shared, Gated::new(Slow::Quick), Duration::from_secs(30));
     let outcome = completes(&handle).await;
     assert_eq!(outcome.progress.steps[0].attempts, 2);
+}
+
+// Registrations of running tasks: owned by their runs, gone when they end.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_process_runs_leave_no_registration_behind() {
+    let host = Host::builder()
+        .mode(Mode::InProcess)
+        .register(Gated::new(Slow::Quick))
+        .build()
+        .unwrap();
+    let mut handles = Vec::new();
+    for _ in 0..20 {
+        handles.push(host.submit::<Gated>(()).await.unwrap());
+    }
+    for handle in &handles {
+        completes(handle).await;
+    }
+    host.shutdown().await;
+    assert_eq!(host.inner.rt.registered(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_sent_to_another_api_process_reaches_a_task_submitted_where_it_runs() {
+    // Regression: a Distributed host that runs workers kept the submit's
+    // registration for its worker, which then took cancellations to come
+    // to it only, and missed those sent to another API process.
+    let shared = shared();
+    let task = Gated::new(Slow::UntilCancelled);
+    let submitter = worker(&shared, task.clone(), Duration::from_secs(30));
+    let other_api = api(&shared);
+    let handle = submitter.submit::<Gated>(()).await.unwrap();
+    task.started.notified().await;
+    assert_eq!(other_api.cancel(handle.id()).await.unwrap(), CancelOutcome::Requested);
+    let outcome = tokio::time::timeout(PATIENCE, handle.wait())
+        .await
+        .expect("the task ends")
+        .unwrap();
+    assert_eq!(outcome.status(), TaskStatus::Cancelled);
+    submitter.shutdown().await;
+    assert_eq!(submitter.inner.rt.registered(), 0);
 }

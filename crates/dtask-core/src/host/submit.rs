@@ -4,14 +4,15 @@ use std::sync::Arc;
 
 use time::OffsetDateTime;
 
-use super::{Host, TaskHandle, worker};
+use super::{Host, TaskHandle};
+use crate::codec::SagaSnapshot;
 use crate::error::Result;
 use crate::event::{EventKind, TaskEvent};
 use crate::id::TaskId;
 use crate::infra::QueueMessage;
-use crate::kernel::{PhaseEnd, SagaRun, SagaSnapshot};
+use crate::kernel::{ControlSlot, PhaseEnd, SagaRun};
 use crate::progress::TaskProgress;
-use crate::task::{StepHost, Task};
+use crate::task::{Mode, StepHost, Task};
 
 impl Host {
     /// Submits a task: records it, runs its Api steps here (streaming the
@@ -22,7 +23,8 @@ impl Host {
     /// # Errors
     /// [`Error::Invalid`] when `T` is not registered; a backend error when
     /// the task could not be recorded or handed over (its Api steps are
-    /// then compensated).
+    /// then compensated, unless the failure was saving its state: nothing
+    /// can be recorded then, and the reconciler deletes what they stored).
     pub async fn submit<T: Task>(&self, request: T::Request) -> Result<TaskHandle<T>> {
         self.submit_with_id::<T>(TaskId::new(), request).await
     }
@@ -55,45 +57,57 @@ impl Host {
             response: None,
             deadline: now + definition.timeout,
         };
-        let mut run = SagaRun::new(rt, &*task, snapshot, rt.control(task_id), 0);
+        let (mut slot, _) = rt.register(task_id);
+        let mut run = SagaRun::new(rt, &*task, snapshot, Arc::clone(slot.control()), 0);
         let has_api_steps = definition.steps.first().is_some_and(|s| s.host == StepHost::Api);
         let end = if has_api_steps {
             run.run_phase(StepHost::Api).await
         } else {
             PhaseEnd::HandOff
         };
-        match end {
-            PhaseEnd::HandOff => {
-                if let Err(error) = self.hand_off(&mut run, definition.queue).await {
-                    run.abandon(format!("handing the task to the workers failed: {error}"))
-                        .await;
-                    self.finished(task_id).await;
-                    return Err(error);
-                }
-                if !self.inner.runs_workers {
-                    // Another process runs it; cancellation reaches it through the tracker.
-                    self.finished(task_id).await;
-                }
+        let mut outcome = Ok(());
+        if end == PhaseEnd::HandOff {
+            // Run by this host's worker, which takes over the registration.
+            let local_worker = self.inner.mode == Mode::InProcess && self.inner.runs_workers;
+            outcome = self.hand_off(&mut run, &mut slot, local_worker, definition.queue).await;
+            if outcome.is_ok() && local_worker {
+                return Ok(TaskHandle::new(self.clone(), task_id));
             }
-            PhaseEnd::Settled(_) | PhaseEnd::Interrupted => self.finished(task_id).await,
         }
-        Ok(TaskHandle::new(self.clone(), task_id))
+        drop((run, slot));
+        rt.remove_scratch(task_id).await;
+        outcome.map(|()| TaskHandle::new(self.clone(), task_id))
     }
 
-    async fn hand_off<T: Task>(&self, run: &mut SagaRun<'_, T>, queue: &'static str) -> Result<()> {
+    /// Saves the state as handed off, publishes it, then shows it queued.
+    /// When the state cannot be saved nothing more is recorded (the task's
+    /// Api steps are left for the reconciler); when the publish fails the
+    /// Api steps are compensated. Either way the caller gets the error.
+    async fn hand_off<T: Task>(
+        &self,
+        run: &mut SagaRun<'_, T>,
+        slot: &mut ControlSlot<'_>,
+        local_worker: bool,
+        queue: &'static str,
+    ) -> Result<()> {
         let rt = &*self.inner.rt;
-        let progress = run.recorder().apply(EventKind::HandedOff { queue });
-        run.save().await;
-        let snapshot = run.snapshot();
-        let task_id = snapshot.progress.task_id;
-        let message = QueueMessage::new(task_id, T::definition().name, rt.encode(snapshot)?);
-        rt.infra.publisher.publish(queue, message).await?;
-        run.recorder().write(&progress).await;
+        run.recorder().begin_settlement(EventKind::HandedOff { queue });
+        // The message carries the state just saved.
+        let payload = run.save().await.map_err(|halted| halted.cause)?;
+        if local_worker {
+            slot.leave_for_worker();
+        }
+        let message = QueueMessage::new(run.task_id(), T::definition().name, payload);
+        let published = rt.infra.publisher.publish(queue, message).await;
+        // Shown queued only once published; otherwise the compensation
+        // that follows carries the progress.
+        run.recorder().settled(published.is_ok()).await;
+        if let Err(error) = published {
+            slot.take_back();
+            run.abandon(format!("handing the task to the workers failed: {error}"))
+                .await;
+            return Err(error);
+        }
         Ok(())
-    }
-
-    async fn finished(&self, task_id: TaskId) {
-        self.inner.rt.forget(task_id);
-        worker::remove_scratch(&self.inner.rt, task_id).await;
     }
 }

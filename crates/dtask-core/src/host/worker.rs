@@ -1,7 +1,8 @@
 //! The worker side: consuming a queue, taking each task's lock, resuming
 //! its saga from the newest snapshot, acknowledging once the outcome is
-//! recorded. On shutdown ([`Host::shutdown`](super::Host::shutdown)) the
-//! loops take no new message and each running task is handed back
+//! saved. What a delivery holds is owned and settled by its
+//! [`RunGuard`]. On shutdown ([`Host::shutdown`](super::Host::shutdown))
+//! the loops take no new message and each running task is handed back
 //! (lock released, message nacked) at its next step boundary, or when the
 //! shutdown grace is over; see `docs/resilience.md`.
 
@@ -14,10 +15,12 @@ use futures::StreamExt;
 use tokio::sync::Semaphore;
 use tokio_util::task::TaskTracker;
 
-use super::runtime::Runtime;
+use super::run_guard::{RunGuard, Settlement};
+use crate::codec::SagaSnapshot;
+use crate::error::Error;
 use crate::id::TaskId;
-use crate::infra::{Delivery, LockGuard};
-use crate::kernel::{PhaseEnd, RunControl, SagaRun, SagaSnapshot, StopReason};
+use crate::infra::Delivery;
+use crate::kernel::{PhaseEnd, RunControl, Runtime, SagaRun, StopReason, retry};
 use crate::progress::TaskProgress;
 use crate::task::{StepHost, Task, TaskDefinition};
 
@@ -93,7 +96,7 @@ pub(crate) async fn run_queue(
         };
         if rt.shutdown.is_cancelled() {
             // Received as the shutdown began: hand it straight back.
-            let _ = delivery.nack().await;
+            RunGuard::new(&rt, delivery).settle(Settlement::HAND_BACK).await;
             break;
         }
         let Some(task) = tasks.get(delivery.message().task_name.as_str()).cloned() else {
@@ -103,10 +106,9 @@ pub(crate) async fn run_queue(
                 "no task named `{}` is registered on the workers of queue `{queue}`",
                 delivery.message().task_name
             );
-            tracing::error!(queue, task_name = %delivery.message().task_name, "{reason}; dead-lettering the message");
-            if let Err(error) = delivery.dead_letter(&reason).await {
-                tracing::warn!(queue, %error, "could not dead-letter the message; it will be delivered again");
-            }
+            RunGuard::new(&rt, delivery)
+                .settle(Settlement::DeadLetter(reason))
+                .await;
             continue;
         };
         let rt = Arc::clone(&rt);
@@ -117,57 +119,53 @@ pub(crate) async fn run_queue(
     }
 }
 
+/// How long a run that stopped unsettled while the host is not shutting
+/// down (its lock lost, its state unsaved) waits before handing its
+/// message back: a backend that just failed is given a moment, so the
+/// redelivery does not find it still down and spend another delivery.
+const HAND_BACK_AFTER_FAILURE: Duration = Duration::from_secs(1);
+
+/// How long a worker tries to load a task's saved state before handing the
+/// message back.
+const LOAD_BUDGET: Duration = Duration::from_secs(10);
+
 async fn handle_delivery<T: Task>(rt: &Runtime, task: &T, delivery: Delivery) {
-    let task_id = delivery.message().task_id;
-    let handed_off: SagaSnapshot<T> = match delivery.message().payload.decode_state() {
+    let mut guard = RunGuard::new(rt, delivery);
+    let settlement = run_delivery(rt, task, &mut guard).await;
+    guard.settle(settlement).await;
+}
+
+/// Runs the task of one delivery as far as this worker can; says how the
+/// delivery ends.
+async fn run_delivery<T: Task>(rt: &Runtime, task: &T, guard: &mut RunGuard<'_>) -> Settlement {
+    let task_id = guard.message().task_id;
+    let handed_off: SagaSnapshot<T> = match guard.message().payload.decode_state() {
         Ok(snapshot) => snapshot,
+        // Decoding again would fail again: keep it for an operator.
         Err(error) => {
-            // Decoding again would fail again: keep it for an operator.
-            let reason = format!("cannot read the saga state of `{}`: {error}", T::definition().name);
-            tracing::error!(%task_id, "{reason}; dead-lettering the message");
-            if let Err(error) = delivery.dead_letter(&reason).await {
-                tracing::warn!(%task_id, %error, "could not dead-letter the message; it will be delivered again");
-            }
-            return;
+            return Settlement::DeadLetter(format!(
+                "cannot read the saga state of `{}`: {error}",
+                T::definition().name
+            ));
         }
     };
-    let Some(lock) = acquire(rt, task_id).await else {
+    if !guard.lock().await {
         tracing::debug!(%task_id, "shutting down before the task started; returning the message");
-        let _ = delivery.nack().await;
-        return;
-    };
-    let resumed = delivery.delivery_count() > 1;
-    let snapshot = newest_snapshot(rt, task_id, handed_off).await;
-    if snapshot.progress.is_terminal() {
-        // The worker that settled the task may have died between saving its
-        // final state and writing its final progress: write it again (the
-        // tracker ignores a snapshot it already has), or the task looks live
-        // forever.
-        let written = match rt.infra.progress.complete(&snapshot.progress).await {
-            // Forgotten by the tracker (expired, or a wiped Redis).
-            Err(error) if error.is_not_found() => {
-                restore_progress(rt, &snapshot.progress).await;
-                Ok(())
-            }
-            written => written,
-        };
-        if let Err(error) = written {
-            tracing::warn!(%task_id, %error, "could not write the terminal progress; the message will come back");
-            let _ = delivery.nack().await;
-            release(lock, task_id).await;
-            return;
-        }
-        let _ = delivery.ack().await;
-        rt.forget(task_id);
-        release(lock, task_id).await;
-        return;
+        return Settlement::HAND_BACK;
     }
-    let local = rt.local_control(task_id).is_some();
-    let control = rt.control(task_id);
-    let mut run = SagaRun::new(rt, task, snapshot, Arc::clone(&control), lock.fencing_token());
+    let snapshot = match newest_snapshot(rt, task_id, handed_off).await {
+        Ok(snapshot) => snapshot,
+        Err(settlement) => return settlement,
+    };
+    if snapshot.progress.is_terminal() {
+        return write_terminal_progress(rt, &snapshot.progress).await;
+    }
+    let (control, adopted) = guard.register();
+    let mut run = SagaRun::new(rt, task, snapshot, Arc::clone(&control), guard.fencing_token());
+    let resumed = guard.delivery_count() > 1;
     match rt.infra.progress.get(task_id).await {
         Ok(Some(progress)) => {
-            if resumed || !local {
+            if resumed || !adopted {
                 run.recorder().catch_up(&progress);
                 if progress.cancel_requested {
                     control.stop(StopReason::Cancelled);
@@ -178,41 +176,54 @@ async fn handle_delivery<T: Task>(rt: &Runtime, task: &T, delivery: Delivery) {
         Err(error) => tracing::warn!(%task_id, %error, "cannot read the task's progress; running it anyway"),
     }
     let cancellation = async {
-        if local {
+        if adopted {
+            // Its API side ran here: cancellations come to this host.
             std::future::pending::<()>().await;
         }
         watch_cancellation(rt, task_id, &control).await;
     };
     let end = tokio::select! {
         end = run.run_phase(StepHost::Worker) => end,
-        () = keep_alive(&lock, rt.settings.lock_ttl) => {
-            control.stop(StopReason::LockLost);
+        () = guard.keep_alive() => {
+            control.stop(StopReason::Interrupted);
             PhaseEnd::Interrupted
         }
         () = cancellation => unreachable!("the cancellation watcher never completes"),
         () = hand_back_after_grace(rt, task_id, &control) => PhaseEnd::Interrupted,
     };
-    drop(run);
     match end {
-        PhaseEnd::Settled(_) => {
-            if let Err(error) = delivery.ack().await {
-                tracing::warn!(%task_id, %error, "ack failed; the message may be delivered again");
-            }
-            rt.forget(task_id);
-            remove_scratch(rt, task_id).await;
-            release(lock, task_id).await;
+        PhaseEnd::Settled(_) => Settlement::Done,
+        PhaseEnd::Interrupted | PhaseEnd::HandOff if rt.shutdown.is_cancelled() => {
+            tracing::info!(%task_id, "shutting down: handing the task back");
+            Settlement::HAND_BACK
         }
-        PhaseEnd::Interrupted | PhaseEnd::HandOff => {
-            // The lock first: the worker that gets the message back takes it
-            // at once instead of waiting for it to be released or expire.
-            release(lock, task_id).await;
-            if rt.shutdown.is_cancelled() {
-                tracing::info!(%task_id, "shutting down: handing the task back");
+        PhaseEnd::Interrupted | PhaseEnd::HandOff => Settlement::HandBack {
+            delay: HAND_BACK_AFTER_FAILURE,
+        },
+    }
+}
+
+/// A redelivered task found ended: the worker that settled it may have died
+/// between saving its final state and writing its final progress, so the
+/// progress is written again (the tracker ignores a snapshot it already
+/// has), or the task would look live forever.
+async fn write_terminal_progress(rt: &Runtime, progress: &TaskProgress) -> Settlement {
+    let written = match rt.infra.progress.complete(progress).await {
+        // Forgotten by the tracker (expired, or a wiped Redis).
+        Err(error) if error.is_not_found() => {
+            restore_progress(rt, progress).await;
+            Ok(())
+        }
+        written => written,
+    };
+    match written {
+        Ok(()) => Settlement::Done,
+        Err(error) => {
+            let task_id = progress.task_id;
+            tracing::warn!(%task_id, %error, "could not write the terminal progress; the message will come back");
+            Settlement::HandBack {
+                delay: HAND_BACK_AFTER_FAILURE,
             }
-            if let Err(error) = delivery.nack().await {
-                tracing::warn!(%task_id, %error, "nack failed; the broker will deliver the message again");
-            }
-            rt.forget(task_id);
         }
     }
 }
@@ -224,15 +235,8 @@ async fn restore_progress(rt: &Runtime, progress: &TaskProgress) {
     let task_id = progress.task_id;
     tracing::warn!(%task_id, "the progress tracker does not know this task; restoring its progress from the saga state");
     match rt.infra.progress.init(progress).await {
-        Ok(()) | Err(crate::Error::AlreadyExists { .. }) => {}
+        Ok(()) | Err(Error::AlreadyExists { .. }) => {}
         Err(error) => tracing::warn!(%task_id, %error, "could not restore the task's progress"),
-    }
-}
-
-/// Releases the task's lock; a failure only means it expires on its own.
-async fn release(lock: LockGuard, task_id: TaskId) {
-    if let Err(error) = lock.release().await {
-        tracing::debug!(%task_id, %error, "lock release failed; it will expire");
     }
 }
 
@@ -251,45 +255,6 @@ async fn hand_back_after_grace(rt: &Runtime, task_id: TaskId, control: &RunContr
     control.hand_back();
     tokio::time::sleep(rt.settings.cancel_grace + ABANDON_MARGIN).await;
     tracing::warn!(%task_id, "the run did not stop after its step was cancelled; abandoning it");
-}
-
-/// Takes the task's lock, waiting as long as another holder keeps it.
-///
-/// A held lock means a duplicate delivery: the broker handed the message
-/// out again (after a lost connection, or a visibility timeout) while
-/// another worker still runs the task, or the worker that ran it died and
-/// its lease has not expired yet. Either way this delivery may now be the
-/// task's only message, so it is kept, not returned: the holder ends the
-/// task (this delivery then finds it ended and acknowledges it), or stops
-/// or dies (its lease is released or expires, and this worker resumes the
-/// task). Returning it instead would send it round the workers, each
-/// return counting towards the broker's delivery limit, until it is
-/// dead-lettered while its task is still alive. Gives up only when the
-/// host starts shutting down.
-async fn acquire(rt: &Runtime, task_id: TaskId) -> Option<LockGuard> {
-    let resource = format!("task:{task_id}");
-    let ttl = rt.settings.lock_ttl;
-    let mut pause = Duration::from_millis(20);
-    let mut told = false;
-    loop {
-        if rt.shutdown.is_cancelled() {
-            return None;
-        }
-        match rt.infra.lock.try_acquire(&resource, ttl).await {
-            Ok(Some(guard)) => return Some(guard),
-            Ok(None) if !told => {
-                tracing::debug!(%task_id, "another worker holds the task; waiting for it to end or let go");
-                told = true;
-            }
-            Ok(None) => {}
-            Err(error) => tracing::warn!(%task_id, %error, "lock backend failed"),
-        }
-        tokio::select! {
-            () = tokio::time::sleep(pause) => {}
-            () = rt.shutdown.cancelled() => return None,
-        }
-        pause = (pause * 2).min(Duration::from_secs(1));
-    }
 }
 
 /// Follows the task's progress and stops the run when a client asks any
@@ -311,48 +276,45 @@ async fn watch_cancellation(rt: &Runtime, task_id: TaskId, control: &RunControl)
     std::future::pending::<()>().await;
 }
 
-/// Renews the lock every third of its lifetime; returns when it is lost.
-async fn keep_alive(lock: &LockGuard, ttl: Duration) {
-    loop {
-        tokio::time::sleep(ttl / 3).await;
-        if let Err(error) = lock.extend(ttl).await {
-            tracing::warn!(resource = lock.resource(), %error, "lost the task's lock");
-            return;
-        }
-    }
-}
-
-/// The stored snapshot when it is at least as new as the handed-off one.
-async fn newest_snapshot<T: Task>(rt: &Runtime, task_id: TaskId, handed_off: SagaSnapshot<T>) -> SagaSnapshot<T> {
-    let stored = match rt.infra.state.load(task_id).await {
+/// The state to resume from: the stored snapshot when it is at least as
+/// new as the handed-off one.
+///
+/// # Errors
+/// How the delivery ends instead: handed back (after a pause) when the
+/// store cannot be read, dead-lettered when the stored state cannot be
+/// decoded (resuming from the hand-off instead would run again the steps
+/// it recorded).
+async fn newest_snapshot<T: Task>(
+    rt: &Runtime,
+    task_id: TaskId,
+    handed_off: SagaSnapshot<T>,
+) -> Result<SagaSnapshot<T>, Settlement> {
+    let loaded = retry::with_backoff(
+        LOAD_BUDGET,
+        || rt.infra.state.load(task_id),
+        |_| !rt.shutdown.is_cancelled(),
+        |error, pause| {
+            let retry_in_ms = pause.as_millis() as u64;
+            tracing::warn!(%task_id, %error, retry_in_ms, "could not load the saga state; retrying");
+        },
+    )
+    .await;
+    let stored = match loaded {
         Ok(Some(stored)) => stored,
-        Ok(None) => return handed_off,
+        Ok(None) => return Ok(handed_off),
         Err(error) => {
-            tracing::warn!(%task_id, %error, "could not load the saga state; using the handed-off one");
-            return handed_off;
+            tracing::warn!(%task_id, %error, "could not load the saga state; handing the task back");
+            return Err(Settlement::HandBack {
+                delay: HAND_BACK_AFTER_FAILURE,
+            });
         }
     };
     match stored.payload.decode_state::<T>() {
-        Ok(snapshot) if snapshot.progress.revision >= handed_off.progress.revision => snapshot,
-        Ok(_) => handed_off,
-        Err(error) => {
-            tracing::warn!(%task_id, %error, "undecodable saga state; using the handed-off one");
-            handed_off
-        }
-    }
-}
-
-pub(crate) async fn remove_scratch(rt: &Runtime, task_id: TaskId) {
-    let dir = rt.scratch_dir(task_id);
-    // Most tasks never create one: a cheap check spares them a hop to the
-    // blocking pool on every completion.
-    if !dir.exists() {
-        return;
-    }
-    match tokio::fs::remove_dir_all(&dir).await {
-        Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
-            tracing::warn!(%task_id, %error, dir = %dir.display(), "could not remove the scratch directory");
-        }
-        _ => {}
+        Ok(snapshot) if snapshot.progress.revision >= handed_off.progress.revision => Ok(snapshot),
+        Ok(_) => Ok(handed_off),
+        Err(error) => Err(Settlement::DeadLetter(format!(
+            "cannot read the stored saga state of `{}`: {error}",
+            T::definition().name
+        ))),
     }
 }

@@ -1,5 +1,7 @@
-//! The infrastructure boundary: seven traits that the kernel and the
-//! generated code depend on, and nothing else.
+//! The infrastructure boundary: the traits that the kernel and the
+//! generated code depend on, and nothing else. Six of the design's seven
+//! abstractions are here (the seventh, the serializer, is in
+//! [`codec`](crate::codec)):
 //!
 //! | trait | role | in memory ([`crate::memory`]) |
 //! |---|---|---|
@@ -12,13 +14,16 @@
 //! | [`SagaStateStore`] | snapshots to resume from | [`MemoryStateStore`](crate::memory::MemoryStateStore) |
 //!
 //! Beside them, [`IdempotencyStore`] keeps the idempotency keys of
-//! submissions ([`MemoryIdempotencyStore`](crate::memory::MemoryIdempotencyStore)).
+//! submissions ([`MemoryIdempotencyStore`](crate::memory::MemoryIdempotencyStore)),
+//! and a queue backend that keeps dead letters implements [`DeadLetters`].
+//! [`Infrastructure`] holds one of each, the set a host runs on.
 
 mod idempotency;
 mod lock;
 mod namespace;
 mod progress;
 mod queue;
+mod services;
 mod state;
 mod storage;
 
@@ -27,8 +32,10 @@ pub use lock::{DistributedLock, LockGuard, LockLease};
 pub use namespace::NamespacedQueue;
 pub use progress::{ProgressPage, ProgressQuery, ProgressStream, ProgressTracker};
 pub use queue::{
-    Acknowledger, DeadLetter, Delivery, DeliveryStream, MessageHeaders, QueueConsumer, QueueMessage, QueuePublisher,
+    Acknowledger, DeadLetter, DeadLetters, Delivery, DeliveryStream, MessageHeaders, QueueConsumer, QueueMessage,
+    QueuePublisher,
 };
+pub use services::Infrastructure;
 pub use state::{SagaStateStore, StoredState};
 pub use storage::{
     ByteStream, GetResult, ObjectMeta, ObjectStore, ObjectStoreExt, clamp_range, stream_bytes, validate_bucket,

@@ -5,7 +5,7 @@ use std::fmt;
 
 use async_trait::async_trait;
 
-use super::{DeadLetter, DeliveryStream, QueueConsumer, QueueMessage, QueuePublisher};
+use super::{DeadLetter, DeadLetters, DeliveryStream, QueueConsumer, QueueMessage, QueuePublisher};
 use crate::error::Result;
 
 /// Wraps a queue backend and prefixes every queue name with
@@ -68,7 +68,10 @@ impl<Q: QueueConsumer> QueueConsumer for NamespacedQueue<Q> {
     async fn ping(&self) -> Result<()> {
         self.inner.ping().await
     }
+}
 
+#[async_trait]
+impl<Q: DeadLetters> DeadLetters for NamespacedQueue<Q> {
     async fn dead_letters(&self, queue: &str, limit: usize) -> Result<Vec<DeadLetter>> {
         self.inner.dead_letters(&self.queue_name(queue), limit).await
     }

@@ -59,7 +59,7 @@ pub struct MessageHeaders {
 #[derive(Debug, Clone)]
 pub struct DeadLetter {
     /// The backend's id of the dead letter, for
-    /// [`QueueConsumer::remove_dead_letter`].
+    /// [`DeadLetters::remove_dead_letter`].
     pub id: String,
     /// The message as it was published; `None` when the backend could not
     /// even read its envelope (a message not written by dtask).
@@ -101,31 +101,31 @@ pub trait QueueConsumer: Send + Sync + fmt::Debug + 'static {
     async fn ping(&self) -> Result<()> {
         Ok(())
     }
+}
 
-    /// Up to `limit` messages of `queue`'s dead-letter queue, oldest first,
-    /// left where they are.
+/// The dead letters of a queue backend: the messages it moved aside
+/// because they could not be processed ([`Delivery::dead_letter`]) or were
+/// delivered too often. A capability of its own: a backend that keeps no
+/// dead letters does not implement it, and a host without one answers
+/// that it has none.
+///
+/// A backend keeps every dead letter until it is removed: none is trimmed
+/// or expired, since each may be the only copy of a task.
+#[async_trait]
+pub trait DeadLetters: Send + Sync + fmt::Debug + 'static {
+    /// Up to `limit` dead letters of `queue`, oldest first, left where they
+    /// are.
     ///
     /// # Errors
-    /// [`Error::Unsupported`](crate::Error::Unsupported) for a backend that
-    /// keeps no dead letters (the default); a backend error.
-    async fn dead_letters(&self, queue: &str, limit: usize) -> Result<Vec<DeadLetter>> {
-        let _ = limit;
-        Err(crate::Error::Unsupported(format!(
-            "{self:?} keeps no dead letters for queue `{queue}`"
-        )))
-    }
+    /// A backend error.
+    async fn dead_letters(&self, queue: &str, limit: usize) -> Result<Vec<DeadLetter>>;
 
     /// Deletes the dead letter `id` (a [`DeadLetter::id`]) of `queue`.
     /// `Ok(false)` when it is not there (any more).
     ///
     /// # Errors
-    /// As [`dead_letters`](Self::dead_letters).
-    async fn remove_dead_letter(&self, queue: &str, id: &str) -> Result<bool> {
-        let _ = id;
-        Err(crate::Error::Unsupported(format!(
-            "{self:?} keeps no dead letters for queue `{queue}`"
-        )))
-    }
+    /// A backend error.
+    async fn remove_dead_letter(&self, queue: &str, id: &str) -> Result<bool>;
 }
 
 /// Settles one delivery with its broker. Implemented by each backend.
@@ -138,7 +138,9 @@ pub trait Acknowledger: Send + Sync + 'static {
     /// The message can never be processed (it cannot be decoded, or it was
     /// written by a newer version): move it to the queue's dead-letter
     /// queue with `reason`, where an operator can read it, instead of
-    /// delivering it again.
+    /// delivering it again. Returns once the dead letter is durably kept;
+    /// when that fails the message stays in the queue, to be delivered
+    /// again.
     async fn dead_letter(self: Box<Self>, reason: &str) -> Result<()>;
 }
 
@@ -191,7 +193,8 @@ impl Delivery {
     /// be delivered again.
     ///
     /// # Errors
-    /// As the backend reports; the message is then delivered again.
+    /// As the backend reports; the message is then left in the queue, to
+    /// be delivered again: a failed dead-lettering never loses it.
     pub async fn dead_letter(self, reason: &str) -> Result<()> {
         self.acker.dead_letter(reason).await
     }

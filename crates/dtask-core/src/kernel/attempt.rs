@@ -11,9 +11,9 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::Runtime;
 use super::recorder::Recorder;
 use crate::event::{EventKind, StepRef};
-use crate::host::runtime::Runtime;
 use crate::id::TaskId;
 use crate::task::{DataUpdate, StepContext, StepError, StepErrorKind, Task, TaskDefinition};
 

@@ -2,7 +2,7 @@
 
 use tokio_util::sync::CancellationToken;
 
-use super::SagaRun;
+use super::{Halted, SagaRun};
 use crate::event::{CompensationReason, EventKind};
 use crate::progress::StepStatus;
 use crate::task::{StepError, Task};
@@ -12,7 +12,11 @@ impl<T: Task> SagaRun<'_, T> {
     /// Skipped and failed steps are left alone. A step whose compensation
     /// keeps failing is recorded as such and the others are still undone.
     /// Returns the compensation failures.
-    pub(super) async fn compensate(&mut self, reason: CompensationReason) -> Vec<String> {
+    ///
+    /// # Errors
+    /// [`Halted`] when a compensation's outcome could not be saved: the
+    /// others are left to the worker that resumes the task.
+    pub(super) async fn compensate(&mut self, reason: CompensationReason) -> Result<Vec<String>, Halted> {
         self.recorder.record(EventKind::Compensating { reason }).await;
         let mut completed: Vec<(u32, usize)> = self.recorder.with(|p| {
             p.steps
@@ -25,16 +29,20 @@ impl<T: Task> SagaRun<'_, T> {
         completed.sort_unstable_by(|a, b| b.cmp(a));
         let mut failures = Vec::new();
         for (_, index) in completed {
-            if let Err(error) = self.compensate_one(index).await {
+            if let Err(error) = self.compensate_one(index).await? {
                 failures.push(format!("`{}`: {error}", self.def.steps[index].name));
             }
         }
-        failures
+        Ok(failures)
     }
 
     /// Undoes one step, retrying as its retry policy says. Compensation runs
-    /// under a fresh token: the task's has usually fired already.
-    pub(super) async fn compensate_one(&self, index: usize) -> Result<(), StepError> {
+    /// under a fresh token: the task's has usually fired already. Returns
+    /// how the compensation ended, once its outcome is saved.
+    ///
+    /// # Errors
+    /// [`Halted`] when its outcome could not be saved.
+    pub(super) async fn compensate_one(&self, index: usize) -> Result<Result<(), StepError>, Halted> {
         let step = &self.def.steps[index];
         let budget = step.retry.max_retries + 1;
         let env = self.env();
@@ -69,8 +77,8 @@ impl<T: Task> SagaRun<'_, T> {
                     self.settle(EventKind::StepCompensated {
                         step: env.step_ref(index),
                     })
-                    .await;
-                    return Ok(());
+                    .await?;
+                    return Ok(Ok(()));
                 }
                 Err(error) if attempt < budget => {
                     tracing::warn!(task_id = %self.task_id, step = step.name, attempt, %error, "compensation failed; retrying");
@@ -81,8 +89,8 @@ impl<T: Task> SagaRun<'_, T> {
                         step: env.step_ref(index),
                         error: error.to_string(),
                     })
-                    .await;
-                    return Err(error);
+                    .await?;
+                    return Ok(Err(error));
                 }
             }
         }

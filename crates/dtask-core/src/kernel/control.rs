@@ -13,10 +13,11 @@ pub(crate) enum StopReason {
     /// Its timeout elapsed: compensate, end as compensated.
     TimedOut,
     /// Stop without settling and leave the task for redelivery: this
-    /// worker lost its lock (the new holder carries on), or it is shutting
-    /// down and its grace period is over (the task is handed back; see
+    /// worker lost its lock or was fenced out (the new holder carries on),
+    /// the saga state could not be saved, or the host is shutting down and
+    /// its grace period is over (the task is handed back; see
     /// [`RunControl::hand_back`]).
-    LockLost,
+    Interrupted,
 }
 
 /// The token every step of a task derives its own from, and why it fired.
@@ -44,11 +45,10 @@ impl RunControl {
     /// Stops the run without settling it, because the host is shutting
     /// down: the running step's token fires, and the phase ends
     /// interrupted at once (no compensation), so the worker hands the task
-    /// back for another worker to resume from its last snapshot. The
-    /// kernel treats it as a lost lock: both leave the task to whoever
-    /// takes it next.
+    /// back for another worker to resume from its last snapshot, as after
+    /// a lost lock.
     pub(crate) fn hand_back(&self) {
-        self.stop(StopReason::LockLost);
+        self.stop(StopReason::Interrupted);
     }
 
     pub(crate) fn reason(&self) -> Option<StopReason> {

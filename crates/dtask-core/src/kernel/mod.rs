@@ -7,12 +7,26 @@
 //! call) and the worker phase (the Worker steps, after the hand-off); a
 //! worker phase starts from a [`SagaSnapshot`], so a redelivered task
 //! resumes after its last recorded step instead of starting over.
+//!
+//! # Settlement
+//!
+//! A run *settles* a change (a step completed, skipped or compensated, the
+//! task ended) by saving the saga state that holds it, and only then writes
+//! the progress that shows it ([`SagaRun::settle`]). A save that fails is
+//! retried with backoff while the run may still write; one that cannot be
+//! made, or that a newer lock holder fenced out, *halts* the run: nothing
+//! more is written, nothing compensated, and the phase ends
+//! [`PhaseEnd::Interrupted`], so the worker hands the message back instead
+//! of acknowledging it. The recorder holds back every progress write while
+//! a settled change waits for its save, so progress never shows a state
+//! that is not saved.
 
 mod attempt;
 mod compensate;
 mod control;
 mod recorder;
-mod snapshot;
+pub(crate) mod retry;
+mod runtime;
 mod stage;
 
 use std::sync::Arc;
@@ -20,13 +34,14 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 
-pub use snapshot::SagaSnapshot;
+use crate::codec::{Payload, SagaSnapshot, SagaStateSerializer};
 
 pub(crate) use control::{RunControl, StopReason};
 pub(crate) use recorder::Recorder;
+pub(crate) use runtime::{ControlSlot, Runtime};
+pub use runtime::{EventListener, KernelSettings, StepInterceptor};
 
 use crate::event::{CompensationReason, EventKind};
-use crate::host::runtime::Runtime;
 use crate::id::TaskId;
 use crate::infra::StoredState;
 use crate::progress::{StepStatus, TaskProgress, TaskStatus};
@@ -38,17 +53,42 @@ use attempt::StepEnv;
 pub(crate) enum PhaseEnd {
     /// Every step of the phase ran; the workers take over.
     HandOff,
-    /// The task ended in this state.
+    /// The task ended in this state, saved.
     Settled(TaskStatus),
-    /// The run stopped without settling (this worker lost its lock, or the
-    /// host is shutting down): the task is left for redelivery.
+    /// The run stopped without settling (this worker lost its lock or was
+    /// fenced out, the state could not be saved, or the host is shutting
+    /// down): the task is left for redelivery.
     Interrupted,
+}
+
+/// A run that can no longer record anything: its state could not be saved,
+/// or a newer holder of the task's lock fenced it out. The run unwinds
+/// without writing progress or compensating, and ends
+/// [`PhaseEnd::Interrupted`].
+#[derive(Debug)]
+pub(crate) struct Halted {
+    /// Why the state could not be saved.
+    pub(crate) cause: crate::Error,
 }
 
 /// A step that failed for good.
 pub(crate) struct Failure {
     step: Option<usize>,
     error: StepError,
+}
+
+/// Why a stage did not complete.
+pub(crate) enum StageError {
+    /// A member failed for good.
+    Failed(Failure),
+    /// The run halted.
+    Halted(Halted),
+}
+
+impl From<Halted> for StageError {
+    fn from(halted: Halted) -> Self {
+        Self::Halted(halted)
+    }
 }
 
 /// One saga run on one host.
@@ -90,6 +130,10 @@ impl<'r, T: Task> SagaRun<'r, T> {
         }
     }
 
+    pub(crate) fn task_id(&self) -> TaskId {
+        self.task_id
+    }
+
     pub(crate) fn recorder(&self) -> &Recorder<'r> {
         &self.recorder
     }
@@ -106,48 +150,96 @@ impl<'r, T: Task> SagaRun<'r, T> {
         }
     }
 
-    /// Saves the saga state. A failure is logged; a fenced write means
-    /// another worker owns the task now, so this run stops.
-    pub(crate) async fn save(&self) {
+    /// Saves the saga state (and returns it, encoded), retrying a failed
+    /// write with backoff for as long as the task's lock lasts (the
+    /// worker's lease runs out after [`KernelSettings::lock_ttl`] without
+    /// renewal, and the lock's keep-alive stops the run when it is lost).
+    ///
+    /// # Errors
+    /// [`Halted`] when the state cannot be encoded, cannot be saved in that
+    /// time, or is fenced out by a newer holder of the lock: the recorder
+    /// then writes nothing more and the run is stopped as interrupted.
+    /// (Step outputs and the response are checked before they enter the
+    /// state, so encoding fails only on a codec's own limits; the message
+    /// then comes back until the broker's delivery limit dead-letters it.)
+    pub(crate) async fn save(&self) -> Result<Payload, Halted> {
         let payload = match self.rt.encode(self.snapshot()) {
             Ok(payload) => payload,
             Err(error) => {
-                tracing::error!(task_id = %self.task_id, %error, "could not encode the saga state");
-                return;
+                tracing::error!(task_id = %self.task_id, %error, "cannot encode the saga state; stopping unrecorded");
+                return Err(self.halt(error));
             }
         };
         let state = StoredState {
             fence: self.fence,
             payload,
         };
-        match self.rt.infra.state.save(self.task_id, state).await {
-            Ok(()) if self.recorder.with(TaskProgress::is_terminal) => {
-                if let Err(error) = self.rt.infra.state.ended(self.task_id).await {
-                    tracing::warn!(task_id = %self.task_id, %error, "could not mark the saga state ended");
-                }
-            }
+        let saved = retry::with_backoff(
+            self.rt.settings.lock_ttl,
+            || self.rt.infra.state.save(self.task_id, state.clone()),
+            // A fenced write will never pass; an interrupted run stops.
+            |error| {
+                !matches!(error, crate::Error::Fenced { .. }) && self.control.reason() != Some(StopReason::Interrupted)
+            },
+            |error, pause| {
+                let retry_in_ms = pause.as_millis() as u64;
+                tracing::warn!(task_id = %self.task_id, %error, retry_in_ms, "saving the saga state failed; retrying");
+            },
+        )
+        .await;
+        match saved {
             Ok(()) => {}
-            Err(crate::Error::Fenced { .. }) => {
-                tracing::warn!(task_id = %self.task_id, "fenced out by a newer lock holder; stopping");
-                self.control.stop(StopReason::LockLost);
+            Err(error @ crate::Error::Fenced { .. }) => {
+                tracing::warn!(
+                    task_id = %self.task_id, %error,
+                    "fenced out by a newer holder of the task's lock; stopping without recording anything"
+                );
+                return Err(self.halt(error));
             }
-            Err(error) => tracing::error!(task_id = %self.task_id, %error, "could not save the saga state"),
+            Err(error) => {
+                tracing::error!(task_id = %self.task_id, %error, "cannot save the saga state; stopping unrecorded");
+                return Err(self.halt(error));
+            }
         }
+        if self.recorder.with(TaskProgress::is_terminal)
+            && let Err(error) = self.rt.infra.state.ended(self.task_id).await
+        {
+            // Only the store's retention is at stake: the state is saved.
+            tracing::warn!(task_id = %self.task_id, %error, "could not mark the saga state ended");
+        }
+        Ok(state.payload)
     }
 
-    /// Records `kind`, then saves the state, then writes the progress: a
-    /// client that sees the new progress finds the matching state.
-    async fn settle(&self, kind: EventKind) {
-        let progress = self.recorder.apply(kind);
-        self.save().await;
-        self.recorder.write(&progress).await;
+    /// Stops the run for good: no more progress writes, the running steps'
+    /// tokens fire, and the phase ends interrupted.
+    fn halt(&self, cause: crate::Error) -> Halted {
+        self.recorder.halt();
+        self.control.stop(StopReason::Interrupted);
+        Halted { cause }
+    }
+
+    /// Records `kind`, saves the state, then writes the progress: a client
+    /// that sees the new progress finds the matching state.
+    ///
+    /// # Errors
+    /// [`Halted`] when the state could not be saved; nothing is written.
+    async fn settle(&self, kind: EventKind) -> Result<(), Halted> {
+        self.recorder.begin_settlement(kind);
+        self.save().await?;
+        self.recorder.settled(true).await;
+        Ok(())
     }
 
     /// Records `kind` and saves the state, leaving the progress write to
     /// the event that follows at once (see [`Recorder::fold`]).
-    async fn settle_folded(&self, kind: EventKind) {
-        self.recorder.fold(kind);
-        self.save().await;
+    ///
+    /// # Errors
+    /// As [`SagaRun::settle`].
+    async fn settle_folded(&self, kind: EventKind) -> Result<(), Halted> {
+        self.recorder.begin_settlement(kind);
+        self.save().await?;
+        self.recorder.settled(false).await;
+        Ok(())
     }
 
     fn env(&self) -> StepEnv<'_, T> {
@@ -180,14 +272,14 @@ impl<'r, T: Task> SagaRun<'r, T> {
             std::future::pending::<()>().await;
         };
         let end = tokio::select! {
-            end = self.run_phase_inner(host) => end,
+            end = self.run_phase_inner(host) => end.unwrap_or(PhaseEnd::Interrupted),
             () = timer => unreachable!("the timer never completes"),
         };
         self.recorder.flush().await;
         end
     }
 
-    async fn run_phase_inner(&mut self, host: StepHost) -> PhaseEnd {
+    async fn run_phase_inner(&mut self, host: StepHost) -> Result<PhaseEnd, Halted> {
         if self.recorder.with(|p| p.status == TaskStatus::Compensating) {
             let error = self.recorder.with(|p| p.error.clone()).unwrap_or_default();
             return self.compensate_and_settle(CompensationReason::StepFailed, error).await;
@@ -206,23 +298,33 @@ impl<'r, T: Task> SagaRun<'r, T> {
                 return self.stopped(reason).await;
             }
             if host == StepHost::Worker && self.rt.shutdown.is_cancelled() {
-                return PhaseEnd::Interrupted;
+                return Ok(PhaseEnd::Interrupted);
             }
-            if let Err(failure) = self.run_stage(&stage).await {
-                return self.fail(failure).await;
+            match self.run_stage(&stage).await {
+                Ok(()) => {}
+                Err(StageError::Failed(failure)) => return self.fail(failure).await,
+                Err(StageError::Halted(halted)) => return Err(halted),
             }
         }
         if let Some(reason) = self.control.reason() {
             return self.stopped(reason).await;
         }
         if host == StepHost::Api && self.def.has_worker_steps() {
-            return PhaseEnd::HandOff;
+            return Ok(PhaseEnd::HandOff);
         }
-        match self.task.response(&self.request, &self.data) {
+        let response = self.task.response(&self.request, &self.data).and_then(|response| {
+            // A response that cannot be saved would leave the task unable
+            // to end: it fails instead.
+            match self.rt.serialize.then(|| self.rt.codec::<T>().serialize(&response)) {
+                Some(Err(error)) => Err(StepError::permanent(format!("it cannot be serialized: {error}"))),
+                _ => Ok(response),
+            }
+        });
+        match response {
             Ok(response) => {
                 self.response = Some(response);
-                self.settle(EventKind::Completed).await;
-                PhaseEnd::Settled(TaskStatus::Completed)
+                self.settle(EventKind::Completed).await?;
+                Ok(PhaseEnd::Settled(TaskStatus::Completed))
             }
             Err(error) => self.fail(Failure { step: None, error }).await,
         }
@@ -230,11 +332,13 @@ impl<'r, T: Task> SagaRun<'r, T> {
 
     /// Gives up on a task whose hand-off failed: compensates what ran.
     pub(crate) async fn abandon(&mut self, error: String) -> PhaseEnd {
-        self.compensate_and_settle(CompensationReason::StepFailed, error).await
+        self.compensate_and_settle(CompensationReason::StepFailed, error)
+            .await
+            .unwrap_or(PhaseEnd::Interrupted)
     }
 
     /// A step failed for good (or the response could not be built).
-    async fn fail(&mut self, failure: Failure) -> PhaseEnd {
+    async fn fail(&mut self, failure: Failure) -> Result<PhaseEnd, Halted> {
         if let Some(reason) = self.control.reason() {
             return self.stopped(reason).await;
         }
@@ -247,17 +351,17 @@ impl<'r, T: Task> SagaRun<'r, T> {
             .map_or(OnExhausted::Compensate, |step| self.def.steps[step].retry.on_exhausted);
         match policy {
             OnExhausted::Fail => {
-                self.settle(EventKind::Failed { error }).await;
-                PhaseEnd::Settled(TaskStatus::Failed)
+                self.settle(EventKind::Failed { error }).await?;
+                Ok(PhaseEnd::Settled(TaskStatus::Failed))
             }
             OnExhausted::Compensate => self.compensate_and_settle(CompensationReason::StepFailed, error).await,
         }
     }
 
     /// The run was asked to stop.
-    async fn stopped(&mut self, reason: StopReason) -> PhaseEnd {
+    async fn stopped(&mut self, reason: StopReason) -> Result<PhaseEnd, Halted> {
         match reason {
-            StopReason::LockLost => PhaseEnd::Interrupted,
+            StopReason::Interrupted => Ok(PhaseEnd::Interrupted),
             StopReason::Cancelled => {
                 self.recorder.record(EventKind::CancellationRequested).await;
                 self.compensate_and_settle(CompensationReason::Cancelled, String::new())
@@ -270,10 +374,10 @@ impl<'r, T: Task> SagaRun<'r, T> {
         }
     }
 
-    async fn compensate_and_settle(&mut self, reason: CompensationReason, error: String) -> PhaseEnd {
-        let failures = self.compensate(reason).await;
-        if self.control.reason() == Some(StopReason::LockLost) {
-            return PhaseEnd::Interrupted;
+    async fn compensate_and_settle(&mut self, reason: CompensationReason, error: String) -> Result<PhaseEnd, Halted> {
+        let failures = self.compensate(reason).await?;
+        if self.control.reason() == Some(StopReason::Interrupted) {
+            return Ok(PhaseEnd::Interrupted);
         }
         let (kind, status) = match (failures.is_empty(), reason) {
             (true, CompensationReason::Cancelled) => (EventKind::Cancelled, TaskStatus::Cancelled),
@@ -288,8 +392,8 @@ impl<'r, T: Task> SagaRun<'r, T> {
                 (EventKind::CompensationFailed { error }, TaskStatus::CompensationFailed)
             }
         };
-        self.settle(kind).await;
-        PhaseEnd::Settled(status)
+        self.settle(kind).await?;
+        Ok(PhaseEnd::Settled(status))
     }
 
     /// Whether step `index` still has to run (it has not completed or been

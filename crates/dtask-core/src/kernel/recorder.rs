@@ -1,17 +1,23 @@
 //! The recorder: the one place a task's progress changes. Every change is
 //! an event, folded into the progress snapshot, told to the host's
 //! listeners and written to the progress tracker.
+//!
+//! A *settlement* (a change the saga state must hold before anyone sees it:
+//! a step completed, skipped or compensated, the task ended) is begun with
+//! [`Recorder::begin_settlement`] and ended with [`Recorder::settled`] once
+//! the state is saved. Until then every write is held back, so progress
+//! never shows a state that is not saved; a run whose save failed is
+//! [halted](Recorder::halt) and writes nothing more.
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use time::OffsetDateTime;
 
+use super::Runtime;
 use crate::event::{EventKind, TaskEvent};
 use crate::id::TaskId;
 use crate::progress::TaskProgress;
-
-use crate::host::runtime::Runtime;
 
 pub(crate) struct Recorder<'r> {
     rt: &'r Runtime,
@@ -20,6 +26,10 @@ pub(crate) struct Recorder<'r> {
     /// The newest revision written to the tracker: a folded change is
     /// written by the next write, or by [`Recorder::flush`].
     written: AtomicU64,
+    /// Settlements begun whose state is not saved yet: writes wait.
+    unsaved: AtomicU32,
+    /// Set once a save failed for good: nothing is written any more.
+    halted: AtomicBool,
 }
 
 impl<'r> Recorder<'r> {
@@ -29,31 +39,13 @@ impl<'r> Recorder<'r> {
             task_id: progress.task_id,
             written: AtomicU64::new(progress.revision),
             progress: Mutex::new(progress),
+            unsaved: AtomicU32::new(0),
+            halted: AtomicBool::new(false),
         }
     }
 
-    /// Folds `kind` into the snapshot and tells the listeners; returns the
-    /// new snapshot, to be written with [`Recorder::write`].
-    pub(crate) fn apply(&self, kind: EventKind) -> TaskProgress {
-        let event = TaskEvent {
-            task_id: self.task_id,
-            at: OffsetDateTime::now_utc(),
-            kind,
-        };
-        let snapshot = {
-            let mut progress = self.lock();
-            progress.apply(&event);
-            progress.clone()
-        };
-        self.rt.publish_event(&event);
-        snapshot
-    }
-
-    /// Folds `kind` into the snapshot and tells the listeners, leaving the
-    /// tracker write to the next event, which follows at once (a step
-    /// completed and the next one started: one write instead of two), or
-    /// to [`Recorder::flush`].
-    pub(crate) fn fold(&self, kind: EventKind) {
+    /// Folds `kind` into the snapshot and tells the listeners.
+    fn apply(&self, kind: EventKind) {
         let event = TaskEvent {
             task_id: self.task_id,
             at: OffsetDateTime::now_utc(),
@@ -63,34 +55,64 @@ impl<'r> Recorder<'r> {
         self.rt.publish_event(&event);
     }
 
-    /// Writes the snapshot if it holds folded changes not written yet.
+    /// Folds `kind` into the snapshot and tells the listeners, leaving the
+    /// tracker write to the next event, which follows at once (a step
+    /// completed and the next one started: one write instead of two), or
+    /// to [`Recorder::flush`].
+    pub(crate) fn fold(&self, kind: EventKind) {
+        self.apply(kind);
+    }
+
+    /// Folds `kind`, a change the saga state must hold before it shows:
+    /// every write waits until [`Recorder::settled`].
+    pub(crate) fn begin_settlement(&self, kind: EventKind) {
+        self.unsaved.fetch_add(1, Ordering::AcqRel);
+        self.apply(kind);
+    }
+
+    /// The state holding a settlement is saved: writes may go on, and with
+    /// `write` the snapshot is written now (otherwise by the next event,
+    /// which follows at once).
+    pub(crate) async fn settled(&self, write: bool) {
+        self.unsaved.fetch_sub(1, Ordering::AcqRel);
+        if write {
+            self.flush().await;
+        }
+    }
+
+    /// Stops every write for good: the run could not save its state.
+    pub(crate) fn halt(&self) {
+        self.halted.store(true, Ordering::Release);
+    }
+
+    /// Writes the snapshot if it holds changes not written yet.
     pub(crate) async fn flush(&self) {
-        let snapshot = {
-            let progress = self.lock();
-            if progress.revision <= self.written.load(Ordering::Acquire) {
-                return;
-            }
-            progress.clone()
-        };
-        self.write(&snapshot).await;
+        if self.lock().revision > self.written.load(Ordering::Acquire) {
+            self.write().await;
+        }
     }
 
     /// Records `kind`: folds it and writes the snapshot to the tracker.
     pub(crate) async fn record(&self, kind: EventKind) {
-        let snapshot = self.apply(kind);
-        self.write(&snapshot).await;
+        self.apply(kind);
+        self.write().await;
     }
 
-    /// Writes a snapshot to the tracker. A tracker failure is logged, not
-    /// fatal: the saga's own record is the state snapshot, and the next
-    /// write carries every change.
-    pub(crate) async fn write(&self, snapshot: &TaskProgress) {
+    /// Writes the snapshot to the tracker, unless a settlement waits for
+    /// its save (its own write carries this change then) or the run halted.
+    /// A tracker failure is logged, not fatal: the saga's own record is the
+    /// state snapshot, and the next write carries every change.
+    async fn write(&self) {
+        if self.halted.load(Ordering::Acquire) || self.unsaved.load(Ordering::Acquire) > 0 {
+            return;
+        }
+        let snapshot = self.snapshot();
         let tracker = &self.rt.infra.progress;
         self.written.fetch_max(snapshot.revision, Ordering::AcqRel);
         let result = if snapshot.is_terminal() {
-            tracker.complete(snapshot).await
+            tracker.complete(&snapshot).await
         } else {
-            tracker.update(snapshot).await
+            tracker.update(&snapshot).await
         };
         if let Err(error) = result {
             tracing::warn!(task_id = %self.task_id, %error, "could not write progress");

@@ -4,17 +4,17 @@
 use futures::stream::{FuturesUnordered, StreamExt};
 use tokio_util::sync::CancellationToken;
 
-use super::{Failure, SagaRun, StepEnv};
-use crate::codec::SagaStateSerializer;
+use super::{Failure, Halted, SagaRun, StageError, StepEnv};
+use crate::codec::{Codec, SagaStateSerializer};
 use crate::event::{EventKind, StepRef};
-use crate::task::{Stage, StepError, StepErrorKind, Task};
+use crate::task::{DataUpdate, Stage, StepError, StepErrorKind, Task};
 
 impl<T: Task> SagaRun<'_, T> {
     /// Runs the members of `stage` that still have to run.
-    pub(super) async fn run_stage(&mut self, stage: &Stage) -> Result<(), Failure> {
+    pub(super) async fn run_stage(&mut self, stage: &Stage) -> Result<(), StageError> {
         let mut runnable = Vec::with_capacity(stage.steps.len());
         for &index in &stage.steps {
-            if self.needs_run(index) && self.condition_holds(index).await {
+            if self.needs_run(index) && self.condition_holds(index).await? {
                 runnable.push(index);
             }
         }
@@ -28,19 +28,19 @@ impl<T: Task> SagaRun<'_, T> {
         }
     }
 
-    /// Evaluates the step's condition, if any; records a skip when it does
-    /// not hold.
-    async fn condition_holds(&self, index: usize) -> bool {
+    /// Evaluates the step's condition, if any; records (and saves) a skip
+    /// when it does not hold.
+    async fn condition_holds(&self, index: usize) -> Result<bool, Halted> {
         let Some(condition) = T::evaluate_condition(index, &self.request, &self.data) else {
-            return true;
+            return Ok(true);
         };
         let step = self.step_ref(index);
         if condition.holds {
             self.recorder.record(EventKind::ConditionHeld { step, condition }).await;
-            true
+            Ok(true)
         } else {
-            self.settle(EventKind::StepSkipped { step, condition }).await;
-            false
+            self.settle(EventKind::StepSkipped { step, condition }).await?;
+            Ok(false)
         }
     }
 
@@ -55,7 +55,7 @@ impl<T: Task> SagaRun<'_, T> {
         self.recorder.with(|p| p.steps[index].attempts)
     }
 
-    async fn complete_step(&self, index: usize) {
+    async fn complete_step(&self, index: usize) -> Result<(), Halted> {
         let kind = EventKind::StepCompleted {
             step: self.step_ref(index),
             attempt: self.prior_attempts(index),
@@ -64,22 +64,23 @@ impl<T: Task> SagaRun<'_, T> {
             // The next event (the next step's start, or the end) follows at
             // once and writes this one with it. A group member's completion
             // is written at once: its siblings may run for long.
-            self.settle_folded(kind).await;
+            self.settle_folded(kind).await
         } else {
-            self.settle(kind).await;
+            self.settle(kind).await
         }
     }
 
-    /// When the host serializes, checks that the data a step just produced
-    /// can be: a step whose data a broker could not carry fails here, in
-    /// tests, rather than in production.
-    async fn check_serializable(&self, index: usize) -> Result<(), Failure> {
-        if !self.rt.serialize {
-            return Ok(());
-        }
-        let Err(error) = self.rt.codec::<T>().serialize(&self.data) else {
-            return Ok(());
-        };
+    /// The codec a step's output must get through, when the host
+    /// serializes: a step whose data a broker could not carry fails at once
+    /// (in tests, rather than in production), and its output is not kept,
+    /// so the saga state stays one that can be saved.
+    fn output_check(&self) -> Option<Codec> {
+        self.rt.serialize.then(|| self.rt.codec::<T>())
+    }
+
+    /// Records that step `index`'s output cannot be serialized; the failure
+    /// to end the stage with.
+    async fn unserializable(&self, index: usize, error: &crate::Error) -> Failure {
         let error = StepError::permanent(format!(
             "the data of step `{}` cannot be serialized: {error}",
             self.def.steps[index].name
@@ -92,27 +93,28 @@ impl<T: Task> SagaRun<'_, T> {
                 retry_in: None,
             })
             .await;
-        Err(Failure {
+        Failure {
             step: Some(index),
             error,
-        })
+        }
     }
 
-    async fn run_single(&mut self, index: usize) -> Result<(), Failure> {
+    async fn run_single(&mut self, index: usize) -> Result<(), StageError> {
         let prior = self.prior_attempts(index);
         let token = self.control.token().clone();
         let result = self.env().run_step(index, &self.data, prior, &token).await;
         match result {
             Ok(update) => {
-                update(&mut self.data);
-                self.check_serializable(index).await?;
-                self.complete_step(index).await;
-                Ok(())
+                let check = self.output_check();
+                if let Err(error) = apply_output::<T>(&mut self.data, update, check) {
+                    return Err(StageError::Failed(self.unserializable(index, &error).await));
+                }
+                Ok(self.complete_step(index).await?)
             }
-            Err(error) => Err(Failure {
+            Err(error) => Err(StageError::Failed(Failure {
                 step: Some(index),
                 error,
-            }),
+            })),
         }
     }
 
@@ -120,8 +122,9 @@ impl<T: Task> SagaRun<'_, T> {
     /// each member's output as it completes. With `await_all`, a failure
     /// cancels the other members and fails the stage; otherwise the first
     /// member to complete wins, the others are cancelled, and a loser that
-    /// completed anyway is compensated at once.
-    async fn run_group(&mut self, members: &[usize], await_all: bool) -> Result<(), Failure> {
+    /// completed anyway is compensated at once. A halt (a save that failed
+    /// for good) cancels every member and ends the stage once they stopped.
+    async fn run_group(&mut self, members: &[usize], await_all: bool) -> Result<(), StageError> {
         let view = self.data.clone();
         let tokens: Vec<CancellationToken> = members.iter().map(|_| self.control.token().child_token()).collect();
         let priors: Vec<u32> = members.iter().map(|&i| self.prior_attempts(i)).collect();
@@ -147,18 +150,27 @@ impl<T: Task> SagaRun<'_, T> {
             })
             .collect();
         let mut failure: Option<Failure> = None;
+        let mut halted: Option<Halted> = None;
         let mut winner: Option<usize> = None;
         let mut losers = Vec::new();
         while let Some((index, result)) = running.next().await {
+            if halted.is_some() {
+                continue; // draining the members the halt cancelled
+            }
             match result {
                 Ok(update) => {
-                    update(&mut self.data);
-                    if let Err(error) = self.check_serializable(index).await {
+                    let check = self.output_check();
+                    if let Err(error) = apply_output::<T>(&mut self.data, update, check) {
                         tokens.iter().for_each(CancellationToken::cancel);
-                        failure.get_or_insert(error);
+                        let unserializable = self.unserializable(index, &error).await;
+                        failure.get_or_insert(unserializable);
                         continue;
                     }
-                    self.complete_step(index).await;
+                    if let Err(halt) = self.complete_step(index).await {
+                        tokens.iter().for_each(CancellationToken::cancel);
+                        halted = Some(halt);
+                        continue;
+                    }
                     if await_all || winner.is_none() {
                         winner = Some(index);
                         if !await_all {
@@ -186,8 +198,11 @@ impl<T: Task> SagaRun<'_, T> {
             }
         }
         drop(running);
+        if let Some(halt) = halted {
+            return Err(halt.into());
+        }
         for index in losers {
-            if self.compensate_one(index).await.is_ok() {
+            if self.compensate_one(index).await?.is_ok() {
                 self.recorder
                     .record(EventKind::StepCancelled {
                         step: self.step_ref(index),
@@ -196,8 +211,26 @@ impl<T: Task> SagaRun<'_, T> {
             }
         }
         match (await_all, winner, failure) {
-            (true, _, Some(failure)) | (false, None, Some(failure)) => Err(failure),
+            (true, _, Some(failure)) | (false, None, Some(failure)) => Err(StageError::Failed(failure)),
             _ => Ok(()),
         }
     }
+}
+
+/// Applies a step's output to `data`; with a `check`, only if the result
+/// can be serialized (otherwise `data` is left as it was).
+fn apply_output<T: Task>(
+    data: &mut T::Data,
+    update: DataUpdate<T::Data>,
+    check: Option<Codec>,
+) -> Result<(), crate::Error> {
+    let Some(codec) = check else {
+        update(data);
+        return Ok(());
+    };
+    let mut candidate = data.clone();
+    update(&mut candidate);
+    codec.serialize(&candidate)?;
+    *data = candidate;
+    Ok(())
 }

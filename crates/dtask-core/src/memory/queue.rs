@@ -11,12 +11,12 @@ use futures::StreamExt;
 
 use super::{read_lock, write_lock};
 use crate::error::{Error, Result};
-use crate::infra::{Acknowledger, DeadLetter, Delivery, DeliveryStream, QueueConsumer, QueueMessage, QueuePublisher};
+use crate::infra::{
+    Acknowledger, DeadLetter, DeadLetters, Delivery, DeliveryStream, QueueConsumer, QueueMessage, QueuePublisher,
+};
 
 /// The capacity of each queue made by [`MemoryQueue::new`].
 const DEFAULT_CAPACITY: usize = 100;
-/// How many dead letters a queue keeps (the oldest are dropped first).
-const DEAD_LETTERS_KEPT: usize = 10_000;
 
 /// A message waiting in a queue, with how many times it was delivered.
 struct Envelope {
@@ -49,9 +49,6 @@ impl Channel {
 
     fn dead_letter(&self, envelope: Envelope, reason: &str) {
         let mut dead = self.dead_letters.lock().unwrap_or_else(PoisonError::into_inner);
-        if dead.len() == DEAD_LETTERS_KEPT {
-            dead.pop_front();
-        }
         dead.push_back(DeadLetter {
             id: envelope.message.id.to_string(),
             message: Some(envelope.message),
@@ -218,9 +215,10 @@ impl QueuePublisher for MemoryQueue {
     }
 }
 
+/// Dead letters are kept, unbounded, until removed: each may be the only
+/// copy of a task.
 #[async_trait]
-impl QueueConsumer for MemoryQueue {
-    /// The newest 10,000 dead letters are kept.
+impl DeadLetters for MemoryQueue {
     async fn dead_letters(&self, queue: &str, limit: usize) -> Result<Vec<DeadLetter>> {
         Ok(read_lock(&self.inner.queues).get(queue).map_or_else(Vec::new, |c| {
             let dead = c.dead_letters.lock().unwrap_or_else(PoisonError::into_inner);
@@ -237,7 +235,10 @@ impl QueueConsumer for MemoryQueue {
         dead.retain(|letter| letter.id != id);
         Ok(dead.len() < before)
     }
+}
 
+#[async_trait]
+impl QueueConsumer for MemoryQueue {
     /// A never-ending stream of the deliveries of `queue`.
     ///
     /// # Cancel safety

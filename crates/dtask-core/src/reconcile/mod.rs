@@ -68,9 +68,8 @@ use std::time::Duration;
 use time::OffsetDateTime;
 
 use crate::error::{Error, Result};
-use crate::host::Infrastructure;
 use crate::id::TaskId;
-use crate::infra::{ObjectMeta, ObjectStore, ProgressTracker, SagaStateStore};
+use crate::infra::{Infrastructure, ObjectMeta, ObjectStore, ProgressTracker, SagaStateStore};
 use crate::task::Task;
 
 pub use periodic::spawn_periodic;

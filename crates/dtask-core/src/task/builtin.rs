@@ -167,8 +167,8 @@ pub fn required<'a, T>(data: Option<&'a T>, name: &'static str) -> Result<&'a T,
 }
 
 /// Records one value a condition read.
-pub fn observe<T: std::fmt::Debug + ?Sized>(path: &'static str, value: &T) -> crate::progress::ObservedValue {
-    crate::progress::ObservedValue {
+pub fn observe<T: std::fmt::Debug + ?Sized>(path: &'static str, value: &T) -> super::ObservedValue {
+    super::ObservedValue {
         path: path.to_owned(),
         value: format!("{value:?}"),
     }
@@ -176,10 +176,10 @@ pub fn observe<T: std::fmt::Debug + ?Sized>(path: &'static str, value: &T) -> cr
 
 /// The evaluation of a condition that could not run because a step it
 /// reads was skipped: it does not hold.
-pub fn condition_missing(expression: &'static str, step: &'static str) -> crate::progress::ConditionSnapshot {
-    crate::progress::ConditionSnapshot {
+pub fn condition_missing(expression: &'static str, step: &'static str) -> super::ConditionSnapshot {
+    super::ConditionSnapshot {
         expression: expression.to_owned(),
-        observed: vec![crate::progress::ObservedValue {
+        observed: vec![super::ObservedValue {
             path: step.to_owned(),
             value: "<skipped>".to_owned(),
         }],

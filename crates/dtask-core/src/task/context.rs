@@ -6,7 +6,7 @@ use std::sync::Arc;
 use tokio::sync::watch;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 
-use crate::event::StepRef;
+use super::StepRef;
 use crate::id::TaskId;
 use crate::infra::ObjectStore;
 

@@ -5,7 +5,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::retry::RetryPolicy;
-use crate::codec::Format;
+use crate::format::Format;
 
 /// Which process runs a step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

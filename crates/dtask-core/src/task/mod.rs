@@ -8,6 +8,7 @@ mod context;
 mod definition;
 mod error;
 mod retry;
+mod step;
 
 use futures::future::BoxFuture;
 use serde::Serialize;
@@ -17,8 +18,7 @@ pub use context::{StepContext, StepReport};
 pub use definition::{GroupDefinition, Mode, Stage, StepDefinition, StepHost, StepKind, TaskDefinition};
 pub use error::{StepError, StepErrorKind};
 pub use retry::{Backoff, Jitter, OnExhausted, RetryPolicy};
-
-use crate::progress::ConditionSnapshot;
+pub use step::{ConditionSnapshot, ObservedValue, StepRef};
 
 /// How a completed step writes its typed data into the saga's data.
 pub type DataUpdate<D> = Box<dyn FnOnce(&mut D) + Send>;

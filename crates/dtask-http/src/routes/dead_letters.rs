@@ -6,7 +6,7 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use dtask_core::{QueuedDeadLetter, RetryOutcome};
+use dtask_core::{DeadLetteredTask, RetryOutcome};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -39,7 +39,7 @@ pub(crate) async fn list(State(state): State<Shared>, Query(query): Query<ListQu
     Ok(Json(json!({ "items": items, "limit": limit })))
 }
 
-fn item(queued: &QueuedDeadLetter) -> Value {
+fn item(queued: &DeadLetteredTask) -> Value {
     let letter = &queued.letter;
     let message = letter.message.as_ref();
     json!({
@@ -57,7 +57,7 @@ fn item(queued: &QueuedDeadLetter) -> Value {
 
 /// The task's error history: each step that failed at least once, with
 /// its attempts and last error.
-fn errors(queued: &QueuedDeadLetter) -> Vec<Value> {
+fn errors(queued: &DeadLetteredTask) -> Vec<Value> {
     let Some(progress) = &queued.progress else {
         return Vec::new();
     };

@@ -1,5 +1,5 @@
 //! The routes, and what they share: reading a task id, finding a task's
-//! endpoint, following its snapshots.
+//! endpoint.
 
 mod cancel;
 mod dead_letters;
@@ -22,8 +22,6 @@ use axum::http::{Method, StatusCode, Uri};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use dtask_core::{Host, TaskId, TaskProgress};
-use futures::StreamExt;
-use futures::stream::BoxStream;
 use tower_http::trace::TraceLayer;
 
 use crate::problem::{ApiResult, Problem, kinds};
@@ -134,31 +132,4 @@ pub(crate) fn endpoint_of<'a>(state: &'a Shared, progress: &TaskProgress) -> Api
             progress.task_id, progress.task_name
         ))
     })
-}
-
-/// A task's snapshots: the current one, then every change with a newer
-/// revision (so revisions strictly increase), ending after the terminal
-/// one.
-///
-/// # Errors
-/// `404` for an unknown task.
-pub(crate) async fn snapshots(host: &Host, task_id: TaskId) -> ApiResult<BoxStream<'static, TaskProgress>> {
-    let stream = host.stream(task_id).await.map_err(|e| match e {
-        e if e.is_not_found() => kinds::task_not_found(format!("no task {task_id}")),
-        e => Problem::from(e),
-    })?;
-    Ok(stream
-        .scan((None::<u64>, false), |(last, ended), progress| {
-            if *ended {
-                return futures::future::ready(None);
-            }
-            let fresh = last.is_none_or(|l| progress.revision > l);
-            if fresh {
-                *last = Some(progress.revision);
-                *ended = progress.is_terminal();
-            }
-            futures::future::ready(Some(fresh.then_some(progress)))
-        })
-        .filter_map(futures::future::ready)
-        .boxed())
 }

@@ -17,7 +17,8 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use dtask_core::TaskProgress;
 use futures::StreamExt;
 
-use super::{snapshots, task_id};
+use super::task_id;
+use crate::follow::snapshots;
 use crate::problem::ApiResult;
 use crate::state::Shared;
 

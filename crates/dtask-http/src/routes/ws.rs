@@ -14,7 +14,8 @@ use dtask_core::TaskProgress;
 use futures::stream::BoxStream;
 use futures::{SinkExt, StreamExt};
 
-use super::{snapshots, task_id};
+use super::task_id;
+use crate::follow::snapshots;
 use crate::problem::{ApiResult, Problem};
 use crate::state::Shared;
 

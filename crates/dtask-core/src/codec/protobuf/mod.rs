@@ -9,8 +9,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::{Format, SagaStateSerializer, check_schema_version, codec_error};
+use crate::codec::SagaSnapshot;
 use crate::error::{Error, Result};
-use crate::kernel::SagaSnapshot;
 use crate::progress::TaskProgress;
 use crate::task::Task;
 

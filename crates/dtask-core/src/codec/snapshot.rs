@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::progress::TaskProgress;
-use crate::task::Task;
+use crate::task::{Task, TaskDefinition};
 
 /// Everything needed to resume a task: its request, every step's data, the
 /// progress record (step states, attempts, completion order) and, once it
@@ -35,6 +35,51 @@ pub struct SagaSnapshot<T: Task> {
     /// When the task's timeout elapses.
     #[serde(with = "time::serde::rfc3339")]
     pub deadline: OffsetDateTime,
+}
+
+impl<T: Task> SagaSnapshot<T> {
+    /// Checks that the state was written for the task as this build
+    /// declares it: the same name, and the same steps in the same order.
+    /// A state from another version of the task (a deploy while its
+    /// messages were in flight) would run the wrong step at each index.
+    ///
+    /// # Errors
+    /// [`ShapeMismatch`], naming both shapes.
+    pub fn check_shape(&self) -> Result<(), ShapeMismatch> {
+        let definition = T::definition();
+        let stored = self.progress.steps.iter().map(|s| s.name.as_str());
+        let declared = definition.steps.iter().map(|s| s.name);
+        if self.progress.task_name == definition.name && stored.eq(declared) {
+            return Ok(());
+        }
+        Err(ShapeMismatch {
+            found: shape(
+                &self.progress.task_name,
+                self.progress.steps.iter().map(|s| s.name.as_str()),
+            ),
+            declared: declared_shape(definition),
+        })
+    }
+}
+
+/// A saga state whose task name or step list is not the one this build
+/// declares for the task.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the saga state is of task shape {found}, but this build declares {declared}")]
+pub struct ShapeMismatch {
+    /// The shape the state was written with: `Name[StepA, StepB]`.
+    pub found: String,
+    /// The shape this build declares.
+    pub declared: String,
+}
+
+fn shape<'a>(name: &str, steps: impl Iterator<Item = &'a str>) -> String {
+    format!("`{name}[{}]`", steps.collect::<Vec<_>>().join(", "))
+}
+
+/// `Name[StepA, StepB]` of a definition.
+fn declared_shape(definition: &TaskDefinition) -> String {
+    shape(definition.name, definition.steps.iter().map(|s| s.name))
 }
 
 const fn first_version() -> u32 {

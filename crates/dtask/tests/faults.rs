@@ -1,0 +1,461 @@
+//! Faults injected at the exact moment, against the real Redis and
+//! RabbitMQ on loopback: a TCP proxy between the worker and the server
+//! cuts the connection when a [`Tripwire`] state store sees the save it
+//! targets, or (AMQP) right after the broker confirms a dead letter and
+//! before the worker's ack reaches it. Each case ends with the task in its
+//! true terminal state, no step run again whose end was saved, nothing
+//! acknowledged that was not saved, and progress that never showed an
+//! unsaved state (an [`AuditedTracker`] checks every write against the
+//! state read through a connection the faults do not touch).
+//!
+//! Needs Redis on 127.0.0.1:6379 and RabbitMQ on 127.0.0.1:5672.
+
+#![cfg(feature = "distributed")]
+
+mod support;
+
+#[path = "support/audit.rs"]
+mod audit;
+#[path = "support/proxy.rs"]
+mod proxy;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use audit::{AuditedTracker, Tripwire, When};
+use dtask::StepStatus;
+use dtask::distributed::dtask_amqp::{AmqpConfig, AmqpQueue};
+use dtask::distributed::dtask_redis::{RedisBackends, RedisConfig};
+use dtask::distributed::dtask_redis_streams::{RedisStreamsConfig, RedisStreamsQueue};
+use dtask::infra::{DeadLetters, Infrastructure, NamespacedQueue, ProgressTracker, SagaStateStore};
+use dtask::memory::MemoryObjectStore;
+use dtask::prelude::*;
+use proxy::FaultProxy;
+use support::{Journal, OrderRequest, PlaceOrder, PlaceOrderV2};
+
+const REDIS: &str = "127.0.0.1:6379";
+const RABBITMQ: &str = "127.0.0.1:5672";
+/// The worker's lock TTL: its save retries last this long.
+const LOCK_TTL: Duration = Duration::from_secs(2);
+/// How long a test waits for what should happen.
+const PATIENCE: Duration = Duration::from_secs(60);
+
+fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", uuid_like())
+}
+
+fn uuid_like() -> String {
+    TaskId::new().to_string().replace('-', "")
+}
+
+fn addr(text: &str) -> SocketAddr {
+    text.parse().unwrap()
+}
+
+async fn redis(url: &str, prefix: &str) -> RedisBackends {
+    RedisConfig::new(url)
+        .with_key_prefix(prefix)
+        .with_connect_timeout(Duration::from_secs(1))
+        .with_response_timeout(Duration::from_secs(1))
+        .connect()
+        .await
+        .unwrap_or_else(|e| panic!("Redis is not reachable at {url} (the fault tests need it): {e}"))
+}
+
+async fn amqp(url: String, name: &str) -> AmqpQueue {
+    let config = AmqpConfig::new(url)
+        .with_connection_name(name)
+        .with_reconnect_backoff(Duration::from_millis(50), Duration::from_millis(500));
+    AmqpQueue::connect(config)
+        .await
+        .unwrap_or_else(|e| panic!("RabbitMQ is not reachable at {RABBITMQ} (the fault tests need it): {e}"))
+}
+
+/// Which queue the rig runs on, and whether the worker reaches it through
+/// a proxy.
+enum Broker {
+    RabbitMq { proxied: bool },
+    RedisStreams,
+}
+
+/// An API host on direct connections, and a worker host whose Redis (lock
+/// and saga state) goes through `redis_proxy` and whose queue goes
+/// through `queue_proxy` when there is one. The worker's progress writes
+/// go to Redis directly, audited against the state read directly.
+struct Rig {
+    api: Host,
+    worker: Host,
+    journal: Journal,
+    audit: AuditedTracker<PlaceOrder>,
+    redis_proxy: Arc<FaultProxy>,
+    queue_proxy: Option<Arc<FaultProxy>>,
+    namespace: String,
+    amqp: Option<AmqpQueue>,
+    streams: Option<RedisStreamsQueue>,
+    dead_letters: Arc<dyn DeadLetters>,
+}
+
+impl Rig {
+    async fn new(
+        broker: Broker,
+        worker_state: impl FnOnce(Arc<dyn SagaStateStore>, &Arc<FaultProxy>) -> Arc<dyn SagaStateStore>,
+    ) -> Self {
+        // The workers' logs, shown with a failing test's output.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+            .with_test_writer()
+            .try_init();
+        let prefix = format!("{}:", unique("dtask-faults"));
+        let namespace = unique("faults");
+        let redis_proxy = Arc::new(FaultProxy::start(addr(REDIS)).await);
+        let direct = redis(&format!("redis://{REDIS}"), &prefix).await;
+        let proxied = redis(&format!("redis://{}", redis_proxy.addr()), &prefix).await;
+
+        let (api_queue, worker_queue, queue_proxy, amqp_handle, streams_handle) = match broker {
+            Broker::RabbitMq { proxied } => {
+                let api = amqp(format!("amqp://guest:guest@{RABBITMQ}/%2f"), "faults-api").await;
+                let (worker, proxy) = if proxied {
+                    let proxy = Arc::new(FaultProxy::start(addr(RABBITMQ)).await);
+                    let url = format!("amqp://guest:guest@{}/%2f", proxy.addr());
+                    (amqp(url, "faults-worker").await, Some(proxy))
+                } else {
+                    (api.clone(), None)
+                };
+                (
+                    QueueSet::new(&namespace, api.clone()),
+                    QueueSet::new(&namespace, worker),
+                    proxy,
+                    Some(api),
+                    None,
+                )
+            }
+            Broker::RedisStreams => {
+                let proxy = Arc::new(FaultProxy::start(addr(REDIS)).await);
+                let config = |url: String| {
+                    RedisStreamsConfig::new(url)
+                        .with_key_prefix(format!("{prefix}queue:"))
+                        .with_visibility_timeout(Duration::from_secs(2))
+                        .with_block_timeout(Duration::from_millis(200))
+                        .with_connect_timeout(Duration::from_secs(1))
+                        .with_response_timeout(Duration::from_secs(1))
+                };
+                let api = RedisStreamsQueue::connect(config(format!("redis://{REDIS}")))
+                    .await
+                    .unwrap();
+                let worker = RedisStreamsQueue::connect(config(format!("redis://{}", proxy.addr())))
+                    .await
+                    .unwrap();
+                (
+                    QueueSet::new(&namespace, api.clone()),
+                    QueueSet::new(&namespace, worker),
+                    Some(proxy),
+                    None,
+                    Some(api),
+                )
+            }
+        };
+
+        let direct_state: Arc<dyn SagaStateStore> = Arc::new(direct.state());
+        let progress: Arc<dyn ProgressTracker> = Arc::new(direct.progress());
+        let audit = AuditedTracker::<PlaceOrder>::new(Arc::clone(&progress), Arc::clone(&direct_state));
+        let storage = Arc::new(MemoryObjectStore::new());
+        let api_infra = Infrastructure {
+            storage: storage.clone(),
+            publisher: api_queue.publisher,
+            consumer: api_queue.consumer,
+            lock: Arc::new(direct.lock()),
+            progress,
+            state: direct_state,
+            idempotency: Arc::new(direct.idempotency()),
+            dead_letters: Some(Arc::clone(&api_queue.dead_letters)),
+        };
+        let worker_infra = Infrastructure {
+            storage,
+            publisher: worker_queue.publisher,
+            consumer: worker_queue.consumer,
+            lock: Arc::new(proxied.lock()),
+            progress: Arc::new(audit.clone()),
+            state: worker_state(Arc::new(proxied.state()), &redis_proxy),
+            idempotency: Arc::new(direct.idempotency()),
+            dead_letters: Some(worker_queue.dead_letters),
+        };
+        let api = Host::builder()
+            .mode(Mode::Distributed)
+            .infrastructure(api_infra)
+            .register(PlaceOrder::default())
+            .run_workers(false)
+            .build()
+            .unwrap();
+        let journal = Journal::default();
+        let worker = Host::builder()
+            .mode(Mode::Distributed)
+            .infrastructure(worker_infra)
+            .register(PlaceOrder {
+                journal: journal.clone(),
+            })
+            .lock_ttl(LOCK_TTL)
+            .build()
+            .unwrap();
+        Self {
+            api,
+            worker,
+            journal,
+            audit,
+            redis_proxy,
+            queue_proxy,
+            namespace,
+            amqp: amqp_handle,
+            streams: streams_handle,
+            dead_letters: api_queue.dead_letters,
+        }
+    }
+
+    async fn run(&self, item: &str) -> (TaskId, TaskProgress, Option<support::OrderResponse>) {
+        let handle = self
+            .api
+            .submit::<PlaceOrder>(OrderRequest {
+                item: item.into(),
+                ..OrderRequest::default()
+            })
+            .await
+            .unwrap();
+        let outcome = tokio::time::timeout(PATIENCE, handle.wait())
+            .await
+            .expect("the task ends")
+            .unwrap();
+        (handle.id(), outcome.progress, outcome.response)
+    }
+
+    fn queue_name(&self) -> String {
+        format!("{}.orders", self.namespace)
+    }
+
+    /// Waits until the Redis stream holds nothing: no message waiting, none
+    /// out for delivery and not acked (the broker tells no one when a
+    /// message is settled, so this looks every 50 ms).
+    async fn until_stream_empty(&self) {
+        let (queue, streams) = (self.queue_name(), self.streams.as_ref().expect("a Redis Streams rig"));
+        tokio::time::timeout(PATIENCE, async {
+            while streams.len(&queue).await.unwrap() > 0 {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+        .await
+        .expect("the stream empties");
+    }
+
+    fn assert_audit_clean(&self) {
+        assert!(self.audit.writes() > 0, "the worker wrote no progress");
+        assert_eq!(
+            self.audit.violations(),
+            Vec::<String>::new(),
+            "progress showed unsaved state"
+        );
+    }
+
+    /// Stops the worker (handing back whatever it holds) and deletes the
+    /// queues; returns how many messages the RabbitMQ queue and its
+    /// dead-letter queue still held.
+    async fn cleanup(self) -> u32 {
+        self.worker.shutdown().await;
+        let queue = self.queue_name();
+        let mut left = 0;
+        if let Some(amqp) = &self.amqp {
+            left = amqp.delete(&queue).await.unwrap();
+        }
+        if let Some(streams) = &self.streams {
+            streams.delete_queue(&queue).await.unwrap();
+        }
+        left
+    }
+}
+
+/// A queue backend's three ends, namespaced.
+struct QueueSet {
+    publisher: Arc<dyn dtask::infra::QueuePublisher>,
+    consumer: Arc<dyn dtask::infra::QueueConsumer>,
+    dead_letters: Arc<dyn DeadLetters>,
+}
+
+impl QueueSet {
+    fn new<Q>(namespace: &str, queue: Q) -> Self
+    where
+        Q: dtask::infra::QueuePublisher + dtask::infra::QueueConsumer + DeadLetters + Clone,
+    {
+        let queue = NamespacedQueue::new(namespace, queue);
+        Self {
+            publisher: Arc::new(queue.clone()),
+            consumer: Arc::new(queue.clone()),
+            dead_letters: Arc::new(queue),
+        }
+    }
+}
+
+/// Cuts the proxy now and restores it after `outage`.
+fn cut_for(proxy: &Arc<FaultProxy>, outage: Duration) -> impl Fn() + Send + Sync + 'static {
+    let proxy = Arc::clone(proxy);
+    move || {
+        proxy.cut();
+        let proxy = Arc::clone(&proxy);
+        tokio::spawn(async move {
+            tokio::time::sleep(outage).await;
+            proxy.restore();
+        });
+    }
+}
+
+fn is_terminal(progress: &TaskProgress) -> bool {
+    progress.is_terminal()
+}
+
+fn charge_just_completed(progress: &TaskProgress) -> bool {
+    progress.steps[1].status == StepStatus::Completed && progress.steps[2].status == StepStatus::Pending
+}
+
+fn assert_completed(progress: &TaskProgress, response: Option<support::OrderResponse>, item: &str) {
+    assert_eq!(progress.status, TaskStatus::Completed, "{progress:?}");
+    let response = response.expect("the response is saved");
+    assert_eq!(response.tracking, format!("res-{item}/pay-for-res-{item}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_cut_at_the_final_save_hands_the_task_back_and_it_completes_without_rerunning_a_step() {
+    let rig = Rig::new(Broker::RabbitMq { proxied: false }, |state, proxy| {
+        // Longer than the save's retries (the lock's TTL).
+        Arc::new(Tripwire::<PlaceOrder>::new(
+            state,
+            When::Before,
+            is_terminal,
+            cut_for(proxy, LOCK_TTL * 3),
+        ))
+    })
+    .await;
+    let (_, progress, response) = rig.run("lamp").await;
+    assert_completed(&progress, response, "lamp");
+    assert_eq!(rig.redis_proxy.cuts(), 1, "the tripwire fired");
+    for step in ["run Reserve", "run Charge", "run Ship"] {
+        assert_eq!(rig.journal.count(step), 1, "{step} ran again though its end was saved");
+    }
+    rig.assert_audit_clean();
+    assert_eq!(rig.cleanup().await, 0, "a message was left behind or dead-lettered");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_cut_at_a_mid_run_save_runs_again_only_the_step_whose_end_was_not_saved() {
+    let rig = Rig::new(Broker::RabbitMq { proxied: false }, |state, proxy| {
+        Arc::new(Tripwire::<PlaceOrder>::new(
+            state,
+            When::Before,
+            charge_just_completed,
+            cut_for(proxy, LOCK_TTL * 3),
+        ))
+    })
+    .await;
+    let (_, progress, response) = rig.run("desk").await;
+    assert_completed(&progress, response, "desk");
+    assert_eq!(rig.redis_proxy.cuts(), 1, "the tripwire fired");
+    assert_eq!(rig.journal.count("run Reserve"), 1);
+    assert_eq!(
+        rig.journal.count("run Charge"),
+        2,
+        "Charge's end was not saved: it runs again"
+    );
+    assert_eq!(rig.journal.count("run Ship"), 1);
+    rig.assert_audit_clean();
+    assert_eq!(rig.cleanup().await, 0, "a message was left behind or dead-lettered");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_cut_during_the_ack_leaves_the_message_to_come_back_and_be_acked_once_the_task_is_found_ended() {
+    let queue_cut: Arc<std::sync::OnceLock<Arc<FaultProxy>>> = Arc::default();
+    let slot = Arc::clone(&queue_cut);
+    let rig = Rig::new(Broker::RedisStreams, move |state, _| {
+        // Once the final state is saved, the queue's connection goes.
+        Arc::new(Tripwire::<PlaceOrder>::new(
+            state,
+            When::After,
+            is_terminal,
+            move || {
+                let proxy = slot.get().expect("the queue proxy");
+                cut_for(proxy, Duration::from_millis(1500))();
+            },
+        ))
+    })
+    .await;
+    let _ = queue_cut.set(Arc::clone(rig.queue_proxy.as_ref().unwrap()));
+    let (_, progress, response) = rig.run("chair").await;
+    assert_completed(&progress, response, "chair");
+    rig.until_stream_empty().await;
+    let queue_proxy = rig.queue_proxy.as_ref().unwrap();
+    assert_eq!(queue_proxy.cuts(), 1, "the tripwire fired");
+    for step in ["run Reserve", "run Charge", "run Ship"] {
+        assert_eq!(rig.journal.count(step), 1, "{step} ran again");
+    }
+    let dead = rig.dead_letters.dead_letters("orders", 10).await.unwrap();
+    assert!(dead.is_empty(), "nothing is dead-lettered: {dead:?}");
+    rig.assert_audit_clean();
+    rig.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rabbitmq_cut_between_a_confirmed_dead_letter_and_its_ack_loses_nothing() {
+    let rig = Rig::new(Broker::RabbitMq { proxied: true }, |state, _| state).await;
+    let amqp_proxy = Arc::clone(rig.queue_proxy.as_ref().unwrap());
+    let new_api = Host::builder()
+        .mode(Mode::Distributed)
+        .infrastructure(rig.api.infrastructure().clone())
+        .register(PlaceOrderV2)
+        .run_workers(false)
+        .build()
+        .unwrap();
+
+    amqp_proxy.cut_after_next_confirm();
+    let foreign = new_api
+        .submit::<PlaceOrderV2>(OrderRequest::default())
+        .await
+        .unwrap()
+        .id();
+    // The proxy cuts once the broker confirmed the dead letter; the worker's
+    // ack never arrived, so the broker hands the message back.
+    // (Nothing tells the test when either happens: it looks every 20 ms.)
+    tokio::time::timeout(PATIENCE, async {
+        while amqp_proxy.cuts() == 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the broker confirmed a dead letter");
+    amqp_proxy.restore();
+    let dead = tokio::time::timeout(PATIENCE, async {
+        loop {
+            let dead = rig.dead_letters.dead_letters("orders", 10).await.unwrap();
+            if dead.len() >= 2 {
+                return dead;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the message came back and was dead-lettered again");
+    for letter in &dead {
+        assert_eq!(letter.message.as_ref().unwrap().task_id, foreign);
+        assert!(
+            letter.reason.contains("`PlaceOrder[Reserve, Pack, Ship]`"),
+            "{}",
+            letter.reason
+        );
+    }
+    // The first dead letter was confirmed before the cut and the message came
+    // back unacknowledged: it is dead-lettered again, never lost.
+    assert_eq!(dead.len(), 2, "{dead:?}");
+
+    // The worker goes on serving its own tasks.
+    let (_, progress, response) = rig.run("kettle").await;
+    assert_completed(&progress, response, "kettle");
+    assert_eq!(
+        rig.cleanup().await,
+        2,
+        "the two dead letters, and nothing left in the queue"
+    );
+}

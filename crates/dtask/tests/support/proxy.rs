@@ -1,0 +1,251 @@
+//! A TCP proxy that injects faults between a client and a real server:
+//! it forwards bytes both ways until told to cut every connection (and
+//! refuse new ones until restored), and can cut at an exact moment of an
+//! AMQP 0-9-1 conversation: right after the broker confirms a publish,
+//! before the client's next frame reaches the broker.
+
+#![allow(unreachable_pub)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// A proxy to one server. Dropping it stops it.
+pub struct FaultProxy {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    accept: JoinHandle<()>,
+}
+
+struct Shared {
+    target: SocketAddr,
+    /// `true` while connections are cut and refused; every pump watches it.
+    cut: watch::Sender<bool>,
+    /// Set by [`FaultProxy::cut_after_next_confirm`]; taken by the pump
+    /// that sees the confirmation.
+    cut_after_confirm: AtomicBool,
+    /// How many cuts happened (by hand or by a trigger).
+    cuts: AtomicU64,
+}
+
+impl FaultProxy {
+    /// A proxy on a free loopback port, forwarding to `target`.
+    pub async fn start(target: SocketAddr) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("binding the proxy");
+        let addr = listener.local_addr().expect("the proxy's address");
+        let shared = Arc::new(Shared {
+            target,
+            cut: watch::channel(false).0,
+            cut_after_confirm: AtomicBool::new(false),
+            cuts: AtomicU64::new(0),
+        });
+        let accept = tokio::spawn(accept_loop(listener, Arc::clone(&shared)));
+        Self { addr, shared, accept }
+    }
+
+    /// Where clients connect.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Closes every connection now and refuses new ones until
+    /// [`restore`](Self::restore).
+    pub fn cut(&self) {
+        self.shared.cut_now();
+    }
+
+    /// Accepts and forwards connections again.
+    pub fn restore(&self) {
+        self.shared.cut.send_replace(false);
+    }
+
+    /// How many times connections were cut.
+    pub fn cuts(&self) -> u64 {
+        self.shared.cuts.load(Ordering::SeqCst)
+    }
+
+    /// Arms a one-shot trigger for an AMQP connection: when the broker
+    /// next confirms a publish (a `basic.ack` frame from the broker), the
+    /// proxy stops forwarding what the client sends, hands the
+    /// confirmation to the client, and cuts every connection. Whatever the
+    /// client does on hearing the confirmation (typically acknowledging
+    /// the delivery it was dead-lettering) never reaches the broker.
+    pub fn cut_after_next_confirm(&self) {
+        self.shared.cut_after_confirm.store(true, Ordering::SeqCst);
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.accept.abort();
+        self.shared.cut_now();
+    }
+}
+
+impl Shared {
+    fn cut_now(&self) {
+        self.cuts.fetch_add(1, Ordering::SeqCst);
+        self.cut.send_replace(true);
+    }
+}
+
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+    loop {
+        let Ok((client, _)) = listener.accept().await else {
+            continue;
+        };
+        if *shared.cut.borrow() {
+            drop(client); // refused while cut
+            continue;
+        }
+        let Ok(server) = TcpStream::connect(shared.target).await else {
+            continue;
+        };
+        tokio::spawn(connection(client, server, Arc::clone(&shared)));
+    }
+}
+
+/// Forwards one connection both ways until either side closes or the
+/// proxy cuts.
+async fn connection(client: TcpStream, server: TcpStream, shared: Arc<Shared>) {
+    let _ = client.set_nodelay(true);
+    let _ = server.set_nodelay(true);
+    let (mut from_client, mut to_client) = client.into_split();
+    let (mut from_server, mut to_server) = server.into_split();
+    // Set before a confirmation reaches the client: nothing more goes to
+    // the broker.
+    let frozen = Arc::new(AtomicBool::new(false));
+    let upstream = {
+        let frozen = Arc::clone(&frozen);
+        async move {
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                let n = match from_client.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => n,
+                };
+                if frozen.load(Ordering::SeqCst) || to_server.write_all(&buf[..n]).await.is_err() {
+                    return;
+                }
+            }
+        }
+    };
+    let downstream = {
+        let shared = Arc::clone(&shared);
+        let frozen = Arc::clone(&frozen);
+        async move {
+            let mut frames = AmqpFrames::default();
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                let n = match from_server.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => n,
+                };
+                let chunk = &buf[..n];
+                let confirms = frames.feed(chunk);
+                if let Some(&end) = confirms.first()
+                    && shared.cut_after_confirm.swap(false, Ordering::SeqCst)
+                {
+                    frozen.store(true, Ordering::SeqCst);
+                    let _ = to_client.write_all(&chunk[..end]).await;
+                    let _ = to_client.flush().await;
+                    shared.cut_now();
+                    return;
+                }
+                if to_client.write_all(chunk).await.is_err() {
+                    return;
+                }
+            }
+        }
+    };
+    let mut cut = shared.cut.subscribe();
+    tokio::select! {
+        () = upstream => {}
+        () = downstream => {}
+        _ = cut.wait_for(|cut| *cut) => {}
+    }
+}
+
+/// Follows the frames of an AMQP 0-9-1 byte stream from the broker to find
+/// where a `basic.ack` (a publisher confirmation) ends.
+#[derive(Default)]
+struct AmqpFrames {
+    /// Bytes of a frame not complete yet.
+    pending: Vec<u8>,
+}
+
+impl AmqpFrames {
+    /// Frame type of a method frame.
+    const METHOD: u8 = 1;
+    /// `basic` class id and its `ack` method id.
+    const BASIC_ACK: (u16, u16) = (60, 80);
+
+    /// Reads `chunk`; returns the offsets in it just past each
+    /// `basic.ack` frame it completes.
+    fn feed(&mut self, chunk: &[u8]) -> Vec<usize> {
+        let already = self.pending.len();
+        self.pending.extend_from_slice(chunk);
+        let mut ends = Vec::new();
+        let mut at = 0;
+        while self.pending.len() >= at + 7 {
+            let header = &self.pending[at..at + 7];
+            let size = u32::from_be_bytes([header[3], header[4], header[5], header[6]]) as usize;
+            let end = at + 7 + size + 1;
+            if self.pending.len() < end {
+                break;
+            }
+            let payload = &self.pending[at + 7..at + 7 + size];
+            let method = (payload.len() >= 4).then(|| {
+                (
+                    u16::from_be_bytes([payload[0], payload[1]]),
+                    u16::from_be_bytes([payload[2], payload[3]]),
+                )
+            });
+            if header[0] == Self::METHOD && method == Some(Self::BASIC_ACK) {
+                ends.push(end - already);
+            }
+            at = end;
+        }
+        self.pending.drain(..at);
+        ends
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::AmqpFrames;
+
+    fn frame(kind: u8, class: u16, method: u16) -> Vec<u8> {
+        let mut payload = Vec::new();
+        payload.extend_from_slice(&class.to_be_bytes());
+        payload.extend_from_slice(&method.to_be_bytes());
+        payload.extend_from_slice(&[0; 9]);
+        let mut frame = vec![kind, 0, 1];
+        frame.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+        frame.extend_from_slice(&payload);
+        frame.push(0xCE);
+        frame
+    }
+
+    #[test]
+    fn a_confirmation_is_found_across_chunks() {
+        let deliver = frame(1, 60, 60);
+        let ack = frame(1, 60, 80);
+        let mut stream = deliver.clone();
+        stream.extend_from_slice(&ack);
+        stream.extend_from_slice(&deliver);
+        stream.extend_from_slice(&ack);
+        let mut frames = AmqpFrames::default();
+        let split = deliver.len() + 3;
+        assert!(frames.feed(&stream[..split]).is_empty());
+        let ends = frames.feed(&stream[split..]);
+        let first = deliver.len() + ack.len();
+        let second = first + deliver.len() + ack.len();
+        assert_eq!(ends, [first - split, second - split]);
+    }
+}
