@@ -22,9 +22,10 @@ impl Host {
     ///
     /// # Errors
     /// [`Error::Invalid`] when `T` is not registered; a backend error when
-    /// the task could not be recorded or handed over (its Api steps are
-    /// then compensated, unless the failure was saving its state: nothing
-    /// can be recorded then, and the reconciler deletes what they stored).
+    /// the task could not be recorded or handed over. When the publish
+    /// failed, its Api steps are compensated; when saving its state failed,
+    /// nothing more can be recorded: the task keeps the progress last
+    /// written, and what its Api steps stored stays.
     pub async fn submit<T: Task>(&self, request: T::Request) -> Result<TaskHandle<T>> {
         self.submit_with_id::<T>(TaskId::new(), request).await
     }
@@ -80,9 +81,9 @@ impl Host {
     }
 
     /// Saves the state as handed off, publishes it, then shows it queued.
-    /// When the state cannot be saved nothing more is recorded (the task's
-    /// Api steps are left for the reconciler); when the publish fails the
-    /// Api steps are compensated. Either way the caller gets the error.
+    /// When the state cannot be saved nothing more is recorded; when the
+    /// publish fails the Api steps are compensated. Either way the caller
+    /// gets the error.
     async fn hand_off<T: Task>(
         &self,
         run: &mut SagaRun<'_, T>,
