@@ -81,9 +81,9 @@ async fn run(n: usize, prefix: &str, client: &redis::Client) -> Result<()> {
         queue_live(&queue, n).await?.trips(&queue, before),
     );
     println!(
-        "\nqueue round trips per message: publish 1 (XADD), read 1/{} (XREADGROUP COUNT), ack 1 (XACK+XDEL \
-         pipelined), plus reclaims and renewals (rare); concurrent calls share one multiplexed connection, \
-         which pipelines them.",
+        "\nqueue round trips per message: publish 1 (a script: XLEN check, XADD), read 1/{} (XREADGROUP COUNT), \
+         ack 1 (a script: ownership check, XACK, XDEL), plus reclaims and renewals (rare); concurrent calls \
+         share one multiplexed connection, which pipelines them.",
         queue.config().read_count
     );
     Ok(())
