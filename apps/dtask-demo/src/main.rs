@@ -23,17 +23,17 @@ struct Args {
     #[command(subcommand)]
     command: Option<Command>,
     #[command(flatten)]
-    serve: ServeArgs,
+    serve: cli::ServeArgs,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Runs the HTTP API, the dashboard and the workers (the default), in
     /// either mode.
-    Serve(ServeArgs),
+    Serve(cli::ServeArgs),
     /// Runs the HTTP API and the dashboard only (Distributed mode): it runs
     /// the Api steps and hands tasks to the workers.
-    Api(ServeArgs),
+    Api(cli::ServeArgs),
     /// Runs a worker only (Distributed mode): consumes the queue and runs
     /// the Worker steps.
     Worker {
@@ -77,6 +77,13 @@ enum Command {
     /// Deletes the objects of failed, cancelled, compensated and unknown
     /// tasks from the task buckets (Distributed mode) and prints what it
     /// deleted; see docs/reconciliation.md.
+    /// Prints the hash of an API key, as the keys file
+    /// (`DTASK_AUTH_API_KEYS`) holds it; reads the key from standard input
+    /// when it is not given.
+    HashApiKey {
+        /// The key.
+        key: Option<String>,
+    },
     Reconcile {
         /// Distributed-mode options.
         #[command(flatten)]
@@ -88,26 +95,6 @@ enum Command {
         #[arg(long, default_value_t = 3600)]
         grace_secs: u64,
     },
-}
-
-#[derive(Debug, Clone, clap::Args)]
-struct ServeArgs {
-    /// The address to listen on (port 0 picks a free port).
-    #[arg(long, env = "DTASK_LISTEN", default_value = "127.0.0.1:8080")]
-    listen: String,
-    /// Keep uploads and archives in memory instead of a directory.
-    #[arg(long, conflicts_with = "data_dir")]
-    in_memory: bool,
-    /// Keep uploads and archives in DIR (default: a temporary directory
-    /// removed when the server stops).
-    #[arg(long, env = "DTASK_DATA_DIR", value_name = "DIR")]
-    data_dir: Option<PathBuf>,
-    /// The mode and, in Distributed mode, the services.
-    #[command(flatten)]
-    deploy: cli::deploy::DeployArgs,
-    /// The periodic reconciliation (Distributed mode).
-    #[command(flatten)]
-    reconcile: cli::reconcile::ScheduleArgs,
 }
 
 #[tokio::main]
@@ -125,18 +112,9 @@ async fn main() -> ExitCode {
         .with_ansi(std::io::stderr().is_terminal())
         .init();
     let result = match command {
-        Command::Serve(serve) => {
-            cli::serve(
-                serve.listen,
-                serve.in_memory,
-                serve.data_dir,
-                serve.deploy,
-                serve.reconcile,
-                false,
-            )
-            .await
-        }
-        Command::Api(api) => cli::serve(api.listen, api.in_memory, api.data_dir, api.deploy, api.reconcile, true).await,
+        Command::Serve(serve) => cli::serve(serve, false).await,
+        Command::Api(api) => cli::serve(api, true).await,
+        Command::HashApiKey { key } => cli::hash_api_key(key),
         Command::Worker { deploy, concurrency } => cli::worker(deploy, concurrency).await,
         Command::Submit { files, server, output } => cli::submit(files, server, output).await,
         Command::Zip {

@@ -24,7 +24,7 @@ use axum::Router;
 use dtask::fs::LocalFileSystemStore;
 use dtask::host::HostBuilder;
 use dtask::{EventKind, Format, Host, Infrastructure, KernelSettings, Mode};
-use dtask_http::{ApiConfig, TaskApi};
+use dtask_http::{ApiConfig, Authenticator, TaskApi};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -65,6 +65,14 @@ pub struct ServerConfig {
     /// declared one (`DTASK_SERIALIZER`). In InProcess mode nothing is
     /// serialized, so it changes nothing there.
     pub serializer: Option<Format>,
+    /// Who may call the API (default: nobody needs to prove anything, and
+    /// every caller is the operator).
+    pub auth: Authenticator,
+    /// The role that sees and manages every task.
+    pub operator_role: String,
+    /// Serve without authentication on an address beyond loopback (refused
+    /// otherwise).
+    pub insecure_no_auth: bool,
 }
 
 /// How a server runs in Distributed mode.
@@ -88,6 +96,9 @@ impl Default for ServerConfig {
             shutdown_grace: Duration::from_secs(10),
             distributed: None,
             serializer: None,
+            auth: Authenticator::default(),
+            operator_role: dtask::DEFAULT_OPERATOR_ROLE.to_owned(),
+            insecure_no_auth: false,
         }
     }
 }
@@ -100,6 +111,16 @@ pub enum ServerError {
     /// Another process listens on the address.
     #[error("cannot listen on {addr}: the address is already in use (choose another with --listen ADDR)")]
     AddressInUse {
+        /// The address asked for.
+        addr: String,
+    },
+    /// The address is beyond loopback and the API has no authentication.
+    #[error(
+        "refusing to listen on {addr} without authentication: anyone who reaches it could read, cancel and \
+         download every task; set DTASK_AUTH_JWT_SECRET, DTASK_AUTH_JWT_PUBLIC_KEY, DTASK_AUTH_JWT_JWKS or \
+         DTASK_AUTH_API_KEYS, listen on 127.0.0.1, or pass --insecure-no-auth"
+    )]
+    Insecure {
         /// The address asked for.
         addr: String,
     },
@@ -166,12 +187,16 @@ impl DemoServer {
             addr: config.listen.clone(),
             source,
         })?;
+        if !local_addr.ip().is_loopback() && !config.auth.is_enabled() && !config.insecure_no_auth {
+            return Err(ServerError::Insecure { addr: config.listen });
+        }
         let (builder, data) = host_builder(&config)?;
         let host = configure(builder).build().map_err(ServerError::Host)?;
         let stopping = CancellationToken::new();
         let api = TaskApi::builder(host.clone())
             .downloadable::<CreateZipFromFiles>()
             .config(config.api)
+            .authentication(config.auth)
             .build();
         let router = api
             .merge(dashboard::router())
@@ -277,7 +302,7 @@ pub fn logged_host_builder() -> HostBuilder {
 }
 
 fn host_builder(config: &ServerConfig) -> Result<(HostBuilder, Option<tempfile::TempDir>), ServerError> {
-    let mut builder = logged_host_builder();
+    let mut builder = logged_host_builder().operator_role(config.operator_role.clone());
     if let Some(format) = config.serializer {
         builder = builder.serializer(format);
     }

@@ -154,3 +154,99 @@ fn a_busy_address_is_a_one_line_error() {
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
     assert!(stderr.contains(&addr) && stderr.contains("already in use"), "{stderr}");
 }
+
+/// Waits for the server's first line (its dashboard URL) and returns it.
+fn announced(server: &mut std::process::Child) -> String {
+    let stdout = server.stdout.take().unwrap();
+    let (lines, first) = mpsc::channel();
+    // Reads every line (a closed pipe would fail the server's next write).
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = lines.send(line);
+        }
+    });
+    first
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the server prints its dashboard URL")
+}
+
+#[test]
+fn listening_beyond_loopback_without_authentication_is_refused() {
+    let run = demo()
+        .args(["serve", "--in-memory", "--listen", "0.0.0.0:0"])
+        .env_remove("DTASK_INSECURE_NO_AUTH")
+        .output()
+        .unwrap();
+    assert_eq!(run.status.code(), Some(1), "refused: a failing exit");
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+    assert!(
+        stderr.contains("refusing to listen on 0.0.0.0:0 without authentication")
+            && stderr.contains("DTASK_AUTH_JWT_SECRET")
+            && stderr.contains("--insecure-no-auth"),
+        "{stderr}"
+    );
+
+    // Told it is wanted, or given credentials to check, it serves.
+    for extra in [
+        vec!["--insecure-no-auth"],
+        vec!["--auth-jwt-secret", "a-shared-secret-of-32-bytes-or-more"],
+    ] {
+        let mut server = demo()
+            .args(["serve", "--in-memory", "--listen", "0.0.0.0:0"])
+            .args(&extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let line = announced(&mut server);
+        assert!(line.starts_with("Dashboard: http://127.0.0.1:"), "{extra:?}: {line}");
+        let addr = line
+            .trim_start_matches("Dashboard: http://")
+            .trim_end_matches('/')
+            .to_owned();
+        let list = get(&addr, "/api/tasks");
+        let expected = if extra[0] == "--insecure-no-auth" {
+            "HTTP/1.1 200"
+        } else {
+            "HTTP/1.1 401"
+        };
+        assert!(list.starts_with(expected), "{extra:?}: {list}");
+        server.kill().unwrap();
+        server.wait().unwrap();
+    }
+}
+
+#[test]
+fn a_weak_jwt_secret_is_a_one_line_error() {
+    let run = demo()
+        .args([
+            "serve",
+            "--in-memory",
+            "--listen",
+            "127.0.0.1:0",
+            "--auth-jwt-secret",
+            "short",
+        ])
+        .output()
+        .unwrap();
+    assert!(!run.status.success());
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(stderr.contains("use at least 32 random bytes"), "{stderr}");
+}
+
+#[test]
+fn hash_api_key_prints_the_line_of_the_keys_file() {
+    let run = demo().args(["hash-api-key", "k3y"]).output().unwrap();
+    assert!(run.status.success());
+    let hash = String::from_utf8(run.stdout).unwrap();
+    // sha256("k3y"), by Python's hashlib.
+    let expected = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import hashlib; print('sha256:' + hashlib.sha256(b'k3y').hexdigest())",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(hash, String::from_utf8(expected.stdout).unwrap());
+}

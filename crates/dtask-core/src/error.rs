@@ -57,6 +57,14 @@ pub enum Error {
         what: String,
     },
 
+    /// The caller may not do this: it lacks a role the task requires, or
+    /// the operation is an operator's.
+    #[error("forbidden: {reason}")]
+    Forbidden {
+        /// Why, for the caller.
+        reason: String,
+    },
+
     /// A write carried a fencing token older than one already seen: the
     /// writer's lease has expired and a newer holder has written.
     #[error("write fenced out: token {presented} is older than {current}")]

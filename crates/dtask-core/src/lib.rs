@@ -2,7 +2,7 @@
 //! builder and the in-memory implementations that make up InProcess mode.
 //!
 //! The modules stand in layers, each importing only from those below it:
-//! `id`, `error` and `format` at the bottom; the task model (`task`,
+//! `id`, `error`, `format` and `principal` at the bottom; the task model (`task`,
 //! `files`, the object store trait); events and progress; the serializers
 //! (`codec`); the infrastructure traits (`infra`) and their in-memory
 //! backends (`memory`, `fs`); the `kernel`; the `reconcile`r; the `host` on
@@ -27,6 +27,7 @@ mod id;
 pub mod infra;
 mod kernel;
 pub mod memory;
+mod principal;
 pub mod progress;
 pub mod reconcile;
 pub mod task;
@@ -43,10 +44,11 @@ pub use error::{BoxError, Error, Result};
 pub use event::{EventKind, TaskEvent};
 pub use files::{DownloadedFiles, Files, IncomingFile, LocalFile, StoredObject, StoredObjects};
 pub use host::{
-    CancelOutcome, DeadLetteredTask, Host, HostBuilder, Infrastructure, KernelSettings, RetryOutcome, StepInterceptor,
-    TaskHandle, TaskOutcome,
+    Caller, CancelOutcome, DeadLetteredTask, Host, HostBuilder, Infrastructure, KernelSettings, RetryOutcome,
+    StepInterceptor, TaskHandle, TaskOutcome,
 };
 pub use id::TaskId;
+pub use principal::{DEFAULT_OPERATOR_ROLE, Principal};
 pub use progress::{StepState, StepStatus, TaskProgress, TaskStatus};
 pub use task::{
     Backoff, Jitter, Mode, OnExhausted, RetryPolicy, StepContext, StepError, StepErrorKind, StepHost, Task,

@@ -153,6 +153,11 @@ pub struct TaskProgress {
     pub task_id: TaskId,
     /// Its declared name.
     pub task_name: String,
+    /// Who submitted it: the subject of the principal that did, when one
+    /// did (see [`Host::caller`](crate::Host::caller)). Only they and
+    /// operators see the task.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub submitter: Option<String>,
     /// Its state.
     pub status: TaskStatus,
     /// Number of declared steps.
@@ -224,6 +229,7 @@ impl TaskProgress {
         Self {
             task_id,
             task_name: definition.name.to_owned(),
+            submitter: None,
             status: TaskStatus::Pending,
             total_steps: steps.len() as u32,
             completed_steps: 0,

@@ -70,6 +70,7 @@ static STASH: TaskDefinition = TaskDefinition {
     mode: Mode::InProcess,
     format: Format::Json,
     cancellable: true,
+    required_roles: &[],
     steps: &[step("Store", 1, StepHost::Api), step("Finish", 2, StepHost::Worker)],
     groups: &[],
 };

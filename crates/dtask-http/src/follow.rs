@@ -1,7 +1,7 @@
 //! Following a task: its progress snapshots as a stream that ends with the
 //! task. A leaf that the routes (SSE, WebSocket) and the webhooks share.
 
-use dtask_core::{Host, TaskId, TaskProgress};
+use dtask_core::{Caller, TaskId, TaskProgress};
 use futures::StreamExt;
 use futures::stream::BoxStream;
 
@@ -12,9 +12,9 @@ use crate::problem::{ApiResult, Problem, kinds};
 /// one.
 ///
 /// # Errors
-/// `404` for an unknown task.
-pub(crate) async fn snapshots(host: &Host, task_id: TaskId) -> ApiResult<BoxStream<'static, TaskProgress>> {
-    let stream = host.stream(task_id).await.map_err(|e| match e {
+/// `404` for an unknown task, and for a task `caller` may not see.
+pub(crate) async fn snapshots(caller: &Caller, task_id: TaskId) -> ApiResult<BoxStream<'static, TaskProgress>> {
+    let stream = caller.stream(task_id).await.map_err(|e| match e {
         e if e.is_not_found() => kinds::task_not_found(format!("no task {task_id}")),
         e => Problem::from(e),
     })?;

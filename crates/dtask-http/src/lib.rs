@@ -1,5 +1,7 @@
 #![doc = include_str!("../README.md")]
 
+mod auth;
+mod caller;
 mod config;
 mod follow;
 mod introspect;
@@ -15,6 +17,7 @@ use std::sync::Arc;
 
 use dtask_core::{Host, Task};
 
+pub use auth::{API_KEY_HEADER, ApiKeys, AuthConfigError, Authenticator, DEFAULT_ROLES_CLAIM, JwtVerifier};
 pub use config::{ApiConfig, UploadLimits};
 pub use problem::{PROBLEM_CONTENT_TYPE, PROBLEM_TYPE_BASE, Problem};
 pub use registry::{FileRef, ProducesFile};
@@ -34,6 +37,7 @@ impl TaskApi {
             host,
             registry: Registry::default(),
             config: ApiConfig::default(),
+            auth: Authenticator::default(),
         }
     }
 }
@@ -43,6 +47,7 @@ pub struct TaskApiBuilder {
     host: Host,
     registry: Registry,
     config: ApiConfig,
+    auth: Authenticator,
 }
 
 impl TaskApiBuilder {
@@ -85,6 +90,16 @@ impl TaskApiBuilder {
         self
     }
 
+    /// Requires credentials on every route but `/healthz`, `/readyz` and
+    /// `/api/openapi.json`, and scopes each caller to its own tasks (see
+    /// [`Authenticator`]). Without it the API is open and every caller is
+    /// the host's operator.
+    #[must_use]
+    pub fn authentication(mut self, auth: Authenticator) -> Self {
+        self.auth = auth;
+        self
+    }
+
     /// The router of every route. Mount it at the root (its links are
     /// absolute paths); it has a fallback (a 404 problem), so merge other
     /// routes into it rather than it into a router with a fallback of its
@@ -104,6 +119,7 @@ impl TaskApiBuilder {
             host: self.host,
             registry: self.registry,
             config: self.config,
+            auth: Arc::new(self.auth),
             openapi: bytes::Bytes::new(),
         };
         state.openapi = serde_json::to_vec_pretty(&openapi::document(&state))
@@ -118,6 +134,7 @@ impl std::fmt::Debug for TaskApiBuilder {
         f.debug_struct("TaskApiBuilder")
             .field("host", &self.host)
             .field("config", &self.config)
+            .field("auth", &self.auth)
             .finish_non_exhaustive()
     }
 }

@@ -179,13 +179,16 @@ pub(crate) mod kinds {
 
 impl From<dtask_core::Error> for Problem {
     /// Maps a host error: unknown things are `404`, rejected arguments
-    /// `400`, unreachable or closed services `503`, the rest `500`. Server
-    /// errors are logged.
+    /// `400`, a caller not allowed `403`, unreachable or closed services
+    /// `503`, the rest `500`. Server errors are logged.
     fn from(error: dtask_core::Error) -> Self {
         use dtask_core::Error;
         match &error {
             Error::NotFound { .. } => kinds::task_not_found(error.to_string()),
             Error::Invalid { .. } => kinds::invalid_request(error.to_string()),
+            Error::Forbidden { reason } => {
+                Problem::new(StatusCode::FORBIDDEN, "forbidden", "Forbidden", reason.clone())
+            }
             Error::Unsupported(_) => Problem::new(
                 StatusCode::NOT_IMPLEMENTED,
                 "not-supported",

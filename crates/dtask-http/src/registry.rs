@@ -11,7 +11,7 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 
 use dtask_core::task::{StepHost, StepKind};
-use dtask_core::{Files, Host, Task, TaskDefinition, TaskId};
+use dtask_core::{Caller, Files, Task, TaskDefinition, TaskId};
 use futures::future::BoxFuture;
 use heck::ToKebabCase;
 use serde::{Deserialize, Serialize};
@@ -70,13 +70,13 @@ pub(crate) trait PreparedRequest: Send {
 
     /// Submits the task under `task_id` (runs its Api steps, hands it
     /// off).
-    fn submit(self: Box<Self>, host: Host, task_id: TaskId) -> BoxFuture<'static, dtask_core::Result<()>>;
+    fn submit(self: Box<Self>, caller: Caller, task_id: TaskId) -> BoxFuture<'static, dtask_core::Result<()>>;
 }
 
 trait TaskOps: Send + Sync + 'static {
     fn request(&self, value: Value) -> Result<Box<dyn PreparedRequest>, serde_json::Error>;
-    fn response<'a>(&'a self, host: &'a Host, task_id: TaskId) -> BoxFuture<'a, ApiResult<Option<Value>>>;
-    fn produced_file<'a>(&'a self, host: &'a Host, task_id: TaskId) -> BoxFuture<'a, ApiResult<Option<FileRef>>>;
+    fn response<'a>(&'a self, caller: &'a Caller, task_id: TaskId) -> BoxFuture<'a, ApiResult<Option<Value>>>;
+    fn produced_file<'a>(&'a self, caller: &'a Caller, task_id: TaskId) -> BoxFuture<'a, ApiResult<Option<FileRef>>>;
 }
 
 /// One mounted task.
@@ -164,13 +164,13 @@ impl Endpoint {
     }
 
     /// The typed response of a completed task, as JSON.
-    pub(crate) async fn response(&self, host: &Host, task_id: TaskId) -> ApiResult<Option<Value>> {
-        self.ops.response(host, task_id).await
+    pub(crate) async fn response(&self, caller: &Caller, task_id: TaskId) -> ApiResult<Option<Value>> {
+        self.ops.response(caller, task_id).await
     }
 
     /// The file a completed task produced.
-    pub(crate) async fn produced_file(&self, host: &Host, task_id: TaskId) -> ApiResult<Option<FileRef>> {
-        self.ops.produced_file(host, task_id).await
+    pub(crate) async fn produced_file(&self, caller: &Caller, task_id: TaskId) -> ApiResult<Option<FileRef>> {
+        self.ops.produced_file(caller, task_id).await
     }
 }
 
@@ -188,8 +188,8 @@ impl<T: Task> PreparedRequest for Prepared<T> {
         T::attach_files(&mut self.request, files)
     }
 
-    fn submit(self: Box<Self>, host: Host, task_id: TaskId) -> BoxFuture<'static, dtask_core::Result<()>> {
-        Box::pin(async move { host.submit_with_id::<T>(task_id, self.request).await.map(|_| ()) })
+    fn submit(self: Box<Self>, caller: Caller, task_id: TaskId) -> BoxFuture<'static, dtask_core::Result<()>> {
+        Box::pin(async move { caller.submit_with_id::<T>(task_id, self.request).await.map(|_| ()) })
     }
 }
 
@@ -199,9 +199,9 @@ impl<T: Task> TaskOps for Typed<T> {
         Ok(Box::new(Prepared::<T> { request }))
     }
 
-    fn response<'a>(&'a self, host: &'a Host, task_id: TaskId) -> BoxFuture<'a, ApiResult<Option<Value>>> {
+    fn response<'a>(&'a self, caller: &'a Caller, task_id: TaskId) -> BoxFuture<'a, ApiResult<Option<Value>>> {
         Box::pin(async move {
-            let outcome = host.outcome::<T>(task_id).await?;
+            let outcome = caller.outcome::<T>(task_id).await?;
             outcome
                 .response
                 .map(|r| serde_json::to_value(&r))
@@ -210,12 +210,12 @@ impl<T: Task> TaskOps for Typed<T> {
         })
     }
 
-    fn produced_file<'a>(&'a self, host: &'a Host, task_id: TaskId) -> BoxFuture<'a, ApiResult<Option<FileRef>>> {
+    fn produced_file<'a>(&'a self, caller: &'a Caller, task_id: TaskId) -> BoxFuture<'a, ApiResult<Option<FileRef>>> {
         Box::pin(async move {
             let Some(download) = &self.download else {
                 return Ok(None);
             };
-            let outcome = host.outcome::<T>(task_id).await?;
+            let outcome = caller.outcome::<T>(task_id).await?;
             Ok(outcome.response.as_ref().and_then(|r| download(r)))
         })
     }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use dtask_core::Host;
 
+use crate::auth::Authenticator;
 use crate::config::ApiConfig;
 use crate::registry::Registry;
 use crate::webhook::Webhooks;
@@ -14,6 +15,8 @@ pub(crate) struct AppState {
     pub(crate) host: Host,
     pub(crate) registry: Registry,
     pub(crate) config: ApiConfig,
+    /// Who may call; disabled: everyone, as the operator.
+    pub(crate) auth: Arc<Authenticator>,
     /// The webhook sender; `None` when no secret is configured.
     pub(crate) webhooks: Option<Webhooks>,
     /// The OpenAPI document, rendered once.

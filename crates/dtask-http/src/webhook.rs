@@ -16,7 +16,7 @@
 
 use std::time::Duration;
 
-use dtask_core::{Host, TaskId, TaskProgress};
+use dtask_core::{Caller, TaskId, TaskProgress};
 use futures::StreamExt;
 use hmac::{Hmac, KeyInit, Mac};
 use reqwest::Url;
@@ -106,10 +106,10 @@ impl Webhooks {
 
     /// Follows `task_id` in the background and delivers its terminal
     /// snapshot to `url`.
-    pub(crate) fn watch(&self, host: Host, task_id: TaskId, url: Url) {
+    pub(crate) fn watch(&self, caller: Caller, task_id: TaskId, url: Url) {
         let webhooks = self.clone();
         tokio::spawn(async move {
-            let terminal = match snapshots(&host, task_id).await {
+            let terminal = match snapshots(&caller, task_id).await {
                 Ok(stream) => stream.filter(|p| futures::future::ready(p.is_terminal())).next().await,
                 Err(error) => {
                     tracing::warn!(%task_id, %error, "cannot follow the task of a webhook");

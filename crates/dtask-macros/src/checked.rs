@@ -23,6 +23,8 @@ pub(crate) struct Task {
     pub(crate) mode: Mode,
     pub(crate) format: Format,
     pub(crate) cancellable: bool,
+    /// Holders of any of these may submit it; empty: anyone.
+    pub(crate) required_roles: Vec<String>,
     pub(crate) request: Type,
     pub(crate) response: Type,
     /// Sorted by order, declaration order among equals.

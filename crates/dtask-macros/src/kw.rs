@@ -17,6 +17,7 @@ syn::custom_keyword!(timeout_secs);
 syn::custom_keyword!(mode);
 syn::custom_keyword!(serialization);
 syn::custom_keyword!(cancellable);
+syn::custom_keyword!(requires_role);
 syn::custom_keyword!(order);
 syn::custom_keyword!(group);
 syn::custom_keyword!(inputs);
@@ -92,6 +93,7 @@ keys! {
         Mode => mode,
         Serialization => serialization,
         Cancellable => cancellable,
+        RequiresRole => requires_role,
     }
 }
 

@@ -68,6 +68,8 @@ pub(crate) struct TaskArgs {
     pub(crate) mode: Option<Mode>,
     pub(crate) format: Option<Format>,
     pub(crate) cancellable: bool,
+    /// `requires_role`: holders of any of them may submit the task.
+    pub(crate) required_roles: Vec<LitStr>,
 }
 
 /// `request.files`, `create_zip_archive` or `create_zip_archive.archive`.

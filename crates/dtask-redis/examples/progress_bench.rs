@@ -26,6 +26,7 @@ static DEFINITION: TaskDefinition = TaskDefinition {
     mode: Mode::Distributed,
     format: Format::Json,
     cancellable: true,
+    required_roles: &[],
     steps: &[],
     groups: &[],
 };

@@ -57,7 +57,6 @@ async fn redis(url: &str, prefix: &str) -> RedisBackends {
     RedisConfig::new(url)
         .with_key_prefix(prefix)
         .with_connect_timeout(Duration::from_secs(1))
-        .with_response_timeout(Duration::from_secs(1))
         .connect()
         .await
         .unwrap_or_else(|e| panic!("Redis is not reachable at {url} (the fault tests need it): {e}"))
@@ -138,7 +137,6 @@ impl Rig {
                         .with_visibility_timeout(Duration::from_secs(2))
                         .with_block_timeout(Duration::from_millis(200))
                         .with_connect_timeout(Duration::from_secs(1))
-                        .with_response_timeout(Duration::from_secs(1))
                 };
                 let api = RedisStreamsQueue::connect(config(format!("redis://{REDIS}")))
                     .await
@@ -219,7 +217,7 @@ impl Rig {
                 ..OrderRequest::default()
             })
             .await
-            .unwrap();
+            .expect("the API side submits on its direct connections");
         let outcome = tokio::time::timeout(PATIENCE, handle.wait())
             .await
             .expect("the task ends")

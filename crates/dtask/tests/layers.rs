@@ -19,7 +19,7 @@ use imports::{Crate, cycles};
 /// module path listed that contains it; it may import files of its own
 /// layer and of the layers below, never above.
 const CORE_LAYERS: &[(&str, &[&str])] = &[
-    ("foundation", &["id", "error", "format"]),
+    ("foundation", &["id", "error", "format", "principal"]),
     ("the task model", &["task", "files", "infra::storage"]),
     ("events and progress", &["event", "progress"]),
     ("serializers", &["codec"]),

@@ -1,5 +1,6 @@
 //! The demo's commands.
 
+pub(crate) mod auth;
 pub(crate) mod deploy;
 pub(crate) mod reconcile;
 mod serve;
@@ -9,7 +10,7 @@ mod view;
 mod worker;
 
 pub(crate) use reconcile::reconcile;
-pub(crate) use serve::serve;
+pub(crate) use serve::{ServeArgs, serve};
 pub(crate) use submit::submit;
 pub(crate) use worker::worker;
 
@@ -161,5 +162,22 @@ async fn download(host: &Host, response: &CreateZipResponse, output: &Path) -> a
     tokio::fs::rename(&partial, output)
         .await
         .with_context(|| format!("cannot write `{}`", output.display()))?;
+    Ok(())
+}
+
+/// `hash-api-key [KEY]`: the line's hash for the API keys file.
+pub(crate) fn hash_api_key(key: Option<String>) -> anyhow::Result<()> {
+    let key = match key {
+        Some(key) => key,
+        None => {
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line).context("reading the key")?;
+            line.trim_end_matches(['\r', '\n']).to_owned()
+        }
+    };
+    if key.is_empty() {
+        bail!("the key is empty");
+    }
+    println!("{}", dtask_http::ApiKeys::hash(&key));
     Ok(())
 }

@@ -6,20 +6,46 @@ use std::path::PathBuf;
 use dtask_demo::server::{DemoServer, Distributed, ServerConfig, Storage};
 use tokio_util::sync::CancellationToken;
 
+use super::auth::AuthArgs;
 use super::deploy::{DeployArgs, ModeArg};
 use super::reconcile::ScheduleArgs;
 use super::signals;
 
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct ServeArgs {
+    /// The address to listen on (port 0 picks a free port).
+    #[arg(long, env = "DTASK_LISTEN", default_value = "127.0.0.1:8080")]
+    pub(crate) listen: String,
+    /// Keep uploads and archives in memory instead of a directory.
+    #[arg(long, conflicts_with = "data_dir")]
+    pub(crate) in_memory: bool,
+    /// Keep uploads and archives in DIR (default: a temporary directory
+    /// removed when the server stops).
+    #[arg(long, env = "DTASK_DATA_DIR", value_name = "DIR")]
+    pub(crate) data_dir: Option<PathBuf>,
+    /// The mode and, in Distributed mode, the services.
+    #[command(flatten)]
+    pub(crate) deploy: DeployArgs,
+    /// The periodic reconciliation (Distributed mode).
+    #[command(flatten)]
+    pub(crate) reconcile: ScheduleArgs,
+    /// Who may call the API.
+    #[command(flatten)]
+    pub(crate) auth: AuthArgs,
+}
+
 /// Runs the server until Ctrl-C or SIGTERM: the API with workers (`serve`,
 /// either mode) or without (`api`, Distributed mode).
-pub(crate) async fn serve(
-    listen: String,
-    in_memory: bool,
-    data_dir: Option<PathBuf>,
-    deploy: DeployArgs,
-    reconcile: ScheduleArgs,
-    api_only: bool,
-) -> anyhow::Result<()> {
+pub(crate) async fn serve(args: ServeArgs, api_only: bool) -> anyhow::Result<()> {
+    let ServeArgs {
+        listen,
+        in_memory,
+        data_dir,
+        deploy,
+        reconcile,
+        auth,
+    } = args;
+    let authenticator = auth.authenticator()?;
     let distributed = if api_only || deploy.mode == ModeArg::Distributed {
         Some(Distributed {
             infrastructure: deploy.connect().await?,
@@ -45,6 +71,9 @@ pub(crate) async fn serve(
         storage,
         distributed,
         serializer: deploy.serializer,
+        auth: authenticator,
+        operator_role: auth.operator_role,
+        insecure_no_auth: auth.insecure_no_auth,
         ..ServerConfig::default()
     })
     .await?;

@@ -27,6 +27,7 @@ static DEFINITION: TaskDefinition = TaskDefinition {
     mode: Mode::InProcess,
     format: Format::Json,
     cancellable: true,
+    required_roles: &[],
     steps: &[],
     groups: &[],
 };
@@ -44,6 +45,7 @@ pub async fn run_all(tracker: &dyn ProgressTracker) {
     cancellation_is_sticky_and_streamed(tracker).await;
     cancelling_an_ended_task_changes_nothing(tracker).await;
     list_newest_first_with_filters(tracker).await;
+    list_by_submitter(tracker).await;
 }
 
 /// Now, to the millisecond, so every backend stores it exactly.
@@ -345,6 +347,7 @@ pub async fn list_newest_first_with_filters(tracker: &dyn ProgressTracker) {
         task_name: Some(name.clone()),
         offset,
         limit,
+        ..ProgressQuery::default()
     };
     let cases = [
         (page(None, 0, 50), vec![4, 3, 2, 1, 0], 5),
@@ -368,5 +371,50 @@ pub async fn list_newest_first_with_filters(tracker: &dyn ProgressTracker) {
     assert!(
         listed.items.is_empty() && listed.total == 0,
         "a name nobody uses lists tasks"
+    );
+}
+
+/// `list` with a submitter lists only the tasks that subject submitted,
+/// with their total; the submitter comes back in the snapshots.
+pub async fn list_by_submitter(tracker: &dyn ProgressTracker) {
+    let name = unique_name("ConformanceOwners");
+    let (alice, bob) = (unique_name("alice"), unique_name("bob"));
+    let base = now();
+    let mut ids = Vec::new();
+    for (n, owner) in [Some(&alice), Some(&bob), Some(&alice), None].into_iter().enumerate() {
+        let mut progress = new_task(&name);
+        progress.created_at = base + time::Duration::seconds(i64::try_from(n).unwrap_or(0));
+        progress.submitter = owner.cloned();
+        init(tracker, &progress).await;
+        ids.push(progress.task_id);
+    }
+    let of = |submitter: &str| ProgressQuery {
+        task_name: Some(name.clone()),
+        submitter: Some(submitter.to_owned()),
+        ..ProgressQuery::default()
+    };
+    let listed = tracker.list(&of(&alice)).await.expect("list failed");
+    let got: Vec<TaskId> = listed.items.iter().map(|p| p.task_id).collect();
+    assert_eq!(got, [ids[2], ids[0]], "alice's tasks, newest first");
+    assert_eq!(listed.total, 2, "alice's total");
+    assert!(
+        listed
+            .items
+            .iter()
+            .all(|p| p.submitter.as_deref() == Some(alice.as_str())),
+        "the submitter comes back in the snapshots"
+    );
+    let listed = tracker.list(&of(&bob)).await.expect("list failed");
+    assert_eq!(listed.items.len(), 1, "bob's tasks");
+    let everyone = ProgressQuery {
+        task_name: Some(name.clone()),
+        ..ProgressQuery::default()
+    };
+    let listed = tracker.list(&everyone).await.expect("list failed");
+    assert_eq!(listed.total, 4, "without a submitter, every task");
+    assert_eq!(
+        get(tracker, ids[3]).await.submitter,
+        None,
+        "a task no principal submitted has no submitter"
     );
 }

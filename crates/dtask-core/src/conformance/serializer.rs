@@ -82,6 +82,7 @@ static DEFINITION: TaskDefinition = TaskDefinition {
     mode: Mode::InProcess,
     format: Format::Json,
     cancellable: true,
+    required_roles: &[],
     steps: &[
         step("Receive", 1, StepHost::Api, None),
         step("Transform", 2, StepHost::Worker, None),

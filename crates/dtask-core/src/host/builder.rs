@@ -24,6 +24,7 @@ use crate::kernel::{EventListener, KernelSettings, Runtime, StepInterceptor};
 use crate::memory::{
     MemoryIdempotencyStore, MemoryLock, MemoryObjectStore, MemoryProgressTracker, MemoryQueue, MemoryStateStore,
 };
+use crate::principal::DEFAULT_OPERATOR_ROLE;
 use crate::task::{Mode, Task, TaskDefinition};
 
 /// Configures and starts a [`Host`].
@@ -64,6 +65,7 @@ pub struct HostBuilder {
     listeners: Vec<EventListener>,
     interceptor: Option<Arc<dyn StepInterceptor>>,
     tasks: Vec<PendingTask>,
+    operator_role: String,
 }
 
 /// A task given to [`HostBuilder::register`], typed and type-erased.
@@ -94,6 +96,7 @@ impl Default for HostBuilder {
             listeners: Vec::new(),
             interceptor: None,
             tasks: Vec::new(),
+            operator_role: DEFAULT_OPERATOR_ROLE.to_owned(),
         }
     }
 }
@@ -291,6 +294,14 @@ impl HostBuilder {
         self
     }
 
+    /// The role whose holders see and manage every task through a
+    /// [`Caller`](super::Caller) (default `dtask-operator`).
+    #[must_use]
+    pub fn operator_role(mut self, role: impl Into<String>) -> Self {
+        self.operator_role = role.into();
+        self
+    }
+
     /// Installs a hook called before every step and compensation attempt.
     #[must_use]
     pub fn interceptor(mut self, interceptor: impl StepInterceptor) -> Self {
@@ -360,6 +371,7 @@ impl HostBuilder {
                 tasks: typed,
                 workers,
                 runs_workers: self.run_workers,
+                operator_role: self.operator_role,
             }),
         })
     }

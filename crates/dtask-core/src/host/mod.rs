@@ -15,6 +15,7 @@
 //! ```
 
 mod builder;
+mod caller;
 mod dead_letters;
 mod handle;
 mod run_guard;
@@ -31,6 +32,7 @@ use tokio_util::task::TaskTracker;
 pub use crate::infra::Infrastructure;
 pub use crate::kernel::{EventListener, KernelSettings, StepInterceptor};
 pub use builder::HostBuilder;
+pub use caller::Caller;
 pub use dead_letters::{DeadLetteredTask, RetryOutcome};
 pub use handle::{CancelOutcome, TaskHandle, TaskOutcome};
 
@@ -59,6 +61,8 @@ struct HostInner {
     tasks: HashMap<&'static str, RegisteredTask>,
     workers: TaskTracker,
     runs_workers: bool,
+    /// The role whose holders see and manage every task.
+    operator_role: String,
 }
 
 impl Host {

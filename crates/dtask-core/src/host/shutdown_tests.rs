@@ -86,6 +86,7 @@ static GATED: TaskDefinition = TaskDefinition {
     mode: Mode::Distributed,
     format: Format::Json,
     cancellable: true,
+    required_roles: &[],
     steps: &[step("Slow", 1), step("After", 2)],
     groups: &[],
 };

@@ -20,6 +20,10 @@ impl Host {
     /// workers. Returns once it is handed over, or ended if it had no
     /// Worker step or an Api step ended it.
     ///
+    /// The host submits as itself: no submitter is recorded and no
+    /// `requires_role` is checked. On behalf of a user, submit through
+    /// [`Host::caller`].
+    ///
     /// # Errors
     /// [`Error::Invalid`] when `T` is not registered; a backend error when
     /// the task could not be recorded or handed over. When the publish
@@ -36,11 +40,23 @@ impl Host {
     /// # Errors
     /// As [`Host::submit`]; [`Error::AlreadyExists`] for a known id.
     pub async fn submit_with_id<T: Task>(&self, task_id: TaskId, request: T::Request) -> Result<TaskHandle<T>> {
+        self.submit_recorded::<T>(task_id, request, None).await
+    }
+
+    /// Submits `request` as task `task_id`, recording `submitter` as who
+    /// submitted it (the subject of a [`Caller`](super::Caller)).
+    pub(super) async fn submit_recorded<T: Task>(
+        &self,
+        task_id: TaskId,
+        request: T::Request,
+        submitter: Option<String>,
+    ) -> Result<TaskHandle<T>> {
         let task = self.registered::<T>()?;
         let rt = &*self.inner.rt;
         let definition = T::definition();
         let now = OffsetDateTime::now_utc();
         let mut progress = TaskProgress::new(task_id, definition, now);
+        progress.submitter = submitter;
         let submitted = TaskEvent {
             task_id,
             at: now,

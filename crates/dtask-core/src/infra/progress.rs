@@ -21,6 +21,9 @@ pub struct ProgressQuery {
     pub status: Option<TaskStatus>,
     /// Only tasks of this declared name.
     pub task_name: Option<String>,
+    /// Only tasks this subject submitted
+    /// ([`TaskProgress::submitter`](crate::TaskProgress::submitter)).
+    pub submitter: Option<String>,
     /// Tasks to skip, newest first.
     pub offset: usize,
     /// At most this many.
@@ -32,6 +35,7 @@ impl Default for ProgressQuery {
         Self {
             status: None,
             task_name: None,
+            submitter: None,
             offset: 0,
             limit: 50,
         }

@@ -238,6 +238,7 @@ impl ProgressTracker for MemoryProgressTracker {
             .map(|entry| &entry.progress)
             .filter(|p| query.status.is_none_or(|status| p.status == status))
             .filter(|p| query.task_name.as_deref().is_none_or(|name| p.task_name == name))
+            .filter(|p| query.submitter.is_none() || p.submitter == query.submitter)
             .collect();
         matches.sort_unstable_by_key(|p| Reverse((p.created_at, p.task_id)));
         let total = matches.len();

@@ -96,6 +96,9 @@ pub struct TaskDefinition {
     pub format: Format,
     /// Whether clients may cancel it.
     pub cancellable: bool,
+    /// Who may submit it through a [`Caller`](crate::host::Caller): holders of
+    /// any of these roles (`requires_role` in the DSL). Empty: anyone.
+    pub required_roles: &'static [&'static str],
     /// Its steps, sorted by order.
     pub steps: &'static [StepDefinition],
     /// Its parallel groups.

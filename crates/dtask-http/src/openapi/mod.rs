@@ -37,6 +37,17 @@ pub(crate) fn document(state: &AppState) -> Value {
     paths.insert("/api/openapi.json".into(), json!({ "get": openapi() }));
     paths.insert("/healthz".into(), json!({ "get": healthz() }));
     paths.insert("/readyz".into(), json!({ "get": readyz() }));
+    let mut components = json!({
+        "schemas": schemas::schemas(state.registry.iter()),
+        "parameters": parameters(),
+    });
+    let security = if state.auth.is_enabled() {
+        secure(&mut paths, state);
+        components["securitySchemes"] = security_schemes();
+        json!([{ "bearerAuth": [] }, { "apiKeyHeader": [] }])
+    } else {
+        json!([])
+    };
     let tasks: Vec<String> = state
         .registry
         .iter()
@@ -55,9 +66,58 @@ pub(crate) fn document(state: &AppState) -> Value {
             )
         },
         "paths": paths,
-        "components": {
-            "schemas": schemas::schemas(state.registry.iter()),
-            "parameters": parameters(),
+        "components": components,
+        "security": security,
+    })
+}
+
+/// The routes that stay open without credentials.
+const OPEN_PATHS: [&str; 3] = ["/api/openapi.json", "/healthz", "/readyz"];
+
+/// Declares the credentials every other route takes, and its `401` (and
+/// `403` where a role is required).
+fn secure(paths: &mut Map<String, Value>, state: &AppState) {
+    let restricted: Vec<String> = state
+        .registry
+        .iter()
+        .filter(|e| !e.definition.required_roles.is_empty())
+        .map(|e| e.path())
+        .collect();
+    for (path, item) in paths.iter_mut() {
+        let Some(operations) = item.as_object_mut() else {
+            continue;
+        };
+        for operation in operations.values_mut() {
+            if OPEN_PATHS.contains(&path.as_str()) {
+                operation["security"] = json!([]);
+                continue;
+            }
+            let responses = &mut operation["responses"];
+            responses["401"] = problem(
+                "Missing or invalid credentials (`unauthenticated`, `invalid-credentials`); the answer carries `WWW-Authenticate: Bearer`.",
+            );
+            if restricted.contains(path) {
+                responses["403"] = problem("The caller holds none of the roles the task requires (`forbidden`).");
+            } else if path == "/api/dead-letters" {
+                responses["403"] = problem("The caller is not an operator (`forbidden`).");
+            }
+        }
+    }
+}
+
+fn security_schemes() -> Value {
+    json!({
+        "bearerAuth": {
+            "type": "http",
+            "scheme": "bearer",
+            "bearerFormat": "JWT or API key",
+            "description": "A JWT (its `sub` is the caller, its roles claim its roles) or an API key."
+        },
+        "apiKeyHeader": {
+            "type": "apiKey",
+            "in": "header",
+            "name": "X-Api-Key",
+            "description": "An API key."
         }
     })
 }
@@ -103,7 +163,7 @@ fn ok_json(description: &str, schema: Value) -> Value {
 }
 
 const BAD_ID: &str = "The id is not a UUID.";
-const NO_TASK: &str = "No such task.";
+const NO_TASK: &str = "No such task, or one the caller may not see.";
 const UNAVAILABLE: &str = "A backend did not answer.";
 
 fn submit(endpoint: &Endpoint) -> Value {

@@ -115,6 +115,7 @@ fn task_progress() -> Value {
         "properties": {
             "taskId": { "type": "string", "format": "uuid" },
             "taskName": { "type": "string", "description": "The declared name, e.g. `CreateZipFromFiles`." },
+            "submitter": { "type": "string", "description": "Who submitted it (the subject of its caller's credentials); only they and operators see the task." },
             "status": schema_ref("TaskStatus"),
             "totalSteps": { "type": "integer", "minimum": 0 },
             "completedSteps": { "type": "integer", "minimum": 0, "description": "Steps completed or skipped." },

@@ -3,20 +3,20 @@
 //! cancelled; follow its status to see that happen.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use dtask_core::CancelOutcome;
 use serde_json::json;
 
 use super::{task_ended, task_error, task_id};
+use crate::caller::RequestCaller;
 use crate::problem::{ApiResult, kinds};
-use crate::state::Shared;
 
 /// Requests the cancellation.
-pub(crate) async fn cancel(State(state): State<Shared>, Path(id): Path<String>) -> ApiResult<Response> {
+pub(crate) async fn cancel(RequestCaller(caller): RequestCaller, Path(id): Path<String>) -> ApiResult<Response> {
     let task_id = task_id(&id)?;
-    let outcome = state.host.cancel(task_id).await.map_err(|e| task_error(task_id, e))?;
+    let outcome = caller.cancel(task_id).await.map_err(|e| task_error(task_id, e))?;
     match outcome {
         CancelOutcome::Requested => Ok((
             StatusCode::ACCEPTED,

@@ -3,7 +3,7 @@
 //! snapshot.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use dtask_core::{DeadLetteredTask, RetryOutcome};
@@ -11,8 +11,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{task_ended, task_error, task_id};
+use crate::caller::RequestCaller;
 use crate::problem::{ApiResult, kinds};
-use crate::state::Shared;
 
 /// The page size when none is asked for.
 const DEFAULT_LIMIT: usize = 50;
@@ -25,7 +25,10 @@ pub(crate) struct ListQuery {
 }
 
 /// `{ items, limit }`: up to `limit` dead letters of each task queue.
-pub(crate) async fn list(State(state): State<Shared>, Query(query): Query<ListQuery>) -> ApiResult<Json<Value>> {
+pub(crate) async fn list(
+    RequestCaller(caller): RequestCaller,
+    Query(query): Query<ListQuery>,
+) -> ApiResult<Json<Value>> {
     let limit = match query.limit {
         None => DEFAULT_LIMIT,
         Some(text) => text
@@ -34,7 +37,7 @@ pub(crate) async fn list(State(state): State<Shared>, Query(query): Query<ListQu
             .filter(|l| (1..=MAX_LIMIT).contains(l))
             .ok_or_else(|| kinds::invalid_request(format!("`limit` must be 1 to {MAX_LIMIT}, not `{text}`")))?,
     };
-    let letters = state.host.dead_letters(limit).await?;
+    let letters = caller.dead_letters(limit).await?;
     let items: Vec<Value> = letters.iter().map(item).collect();
     Ok(Json(json!({ "items": items, "limit": limit })))
 }
@@ -72,9 +75,9 @@ fn errors(queued: &DeadLetteredTask) -> Vec<Value> {
 }
 
 /// Requeues the task (202), or says why not (404, 409).
-pub(crate) async fn retry(State(state): State<Shared>, Path(id): Path<String>) -> ApiResult<Response> {
+pub(crate) async fn retry(RequestCaller(caller): RequestCaller, Path(id): Path<String>) -> ApiResult<Response> {
     let task_id = task_id(&id)?;
-    let outcome = state.host.retry(task_id).await.map_err(|e| task_error(task_id, e))?;
+    let outcome = caller.retry(task_id).await.map_err(|e| task_error(task_id, e))?;
     match outcome {
         RetryOutcome::Requeued => Ok((
             StatusCode::ACCEPTED,

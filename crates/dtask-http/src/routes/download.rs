@@ -12,17 +12,19 @@ use axum::response::Response;
 use super::range::{self, RangeRequest};
 use super::result::require_completed;
 use super::{endpoint_of, progress, task_id};
+use crate::caller::RequestCaller;
 use crate::problem::{ApiResult, Problem, kinds};
 use crate::state::Shared;
 
 /// Streams the produced file.
 pub(crate) async fn download(
     State(state): State<Shared>,
+    RequestCaller(caller): RequestCaller,
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let task_id = task_id(&id)?;
-    let progress = progress(&state.host, task_id).await?;
+    let progress = progress(&caller, task_id).await?;
     let endpoint = endpoint_of(&state, &progress)?;
     if !endpoint.downloadable {
         return Err(kinds::not_downloadable(format!(
@@ -32,7 +34,7 @@ pub(crate) async fn download(
     }
     require_completed(&progress)?;
     let file = endpoint
-        .produced_file(&state.host, task_id)
+        .produced_file(&caller, task_id)
         .await?
         .ok_or_else(|| kinds::not_downloadable(format!("task {task_id} produced no file")))?;
     let storage = &state.host.infrastructure().storage;

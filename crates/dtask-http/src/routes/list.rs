@@ -8,6 +8,7 @@ use dtask_core::TaskStatus;
 use dtask_core::infra::ProgressQuery;
 use serde_json::{Value, json};
 
+use crate::caller::RequestCaller;
 use crate::problem::{ApiResult, kinds};
 use crate::state::Shared;
 
@@ -17,9 +18,13 @@ pub(crate) const DEFAULT_LIMIT: usize = 50;
 pub(crate) const MAX_LIMIT: usize = 200;
 
 /// One page of tasks: `{ items, total, limit, offset }`.
-pub(crate) async fn list(State(state): State<Shared>, uri: Uri) -> ApiResult<Json<Value>> {
+pub(crate) async fn list(
+    State(state): State<Shared>,
+    RequestCaller(caller): RequestCaller,
+    uri: Uri,
+) -> ApiResult<Json<Value>> {
     let query = parse_query(&state, &uri)?;
-    let page = state.host.list(&query).await?;
+    let page = caller.list(&query).await?;
     Ok(Json(json!({
         "items": page.items,
         "total": page.total,

@@ -16,31 +16,35 @@ pub(crate) use list::STATUSES;
 
 use std::sync::Arc;
 
-use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{Method, StatusCode, Uri};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
-use dtask_core::{Host, TaskId, TaskProgress};
+use axum::{Router, middleware};
+use dtask_core::{Caller, TaskId, TaskProgress};
 use tower_http::trace::TraceLayer;
 
+use crate::auth;
+use crate::caller::RequestCaller;
 use crate::problem::{ApiResult, Problem, kinds};
 use crate::registry::Endpoint;
 use crate::state::Shared;
 use crate::submit;
 
-/// Every route of the API.
+/// Every route of the API: those that take credentials (when the API has
+/// an authenticator) and the open ones.
 pub(crate) fn router(state: Shared) -> Router {
-    let mut router = Router::new();
+    let mut protected = Router::new();
     for endpoint in state.registry.iter() {
         let endpoint = Arc::clone(endpoint);
         let path = endpoint.path();
-        let handler = move |axum::extract::State(state): axum::extract::State<Shared>, request| {
-            submit::submit(state, Arc::clone(&endpoint), request)
-        };
-        router = router.route(&path, post(handler).layer(DefaultBodyLimit::disable()));
+        let handler =
+            move |axum::extract::State(state): axum::extract::State<Shared>, caller: RequestCaller, request| {
+                submit::submit(state, Arc::clone(&endpoint), caller.0, request)
+            };
+        protected = protected.route(&path, post(handler).layer(DefaultBodyLimit::disable()));
     }
-    router
+    let mut protected = protected
         .route("/api/tasks", get(list::list))
         .route("/api/tasks/{id}", get(status::status).delete(cancel::cancel))
         .route("/api/tasks/{id}/status", get(status::status))
@@ -49,10 +53,15 @@ pub(crate) fn router(state: Shared) -> Router {
         .route("/api/tasks/{id}/result", get(result::result))
         .route("/api/tasks/{id}/download", get(download::download))
         .route("/api/tasks/{id}/retry", post(dead_letters::retry))
-        .route("/api/dead-letters", get(dead_letters::list))
+        .route("/api/dead-letters", get(dead_letters::list));
+    if state.auth.is_enabled() {
+        protected = protected.route_layer(middleware::from_fn_with_state(Arc::clone(&state.auth), auth::require));
+    }
+    Router::new()
         .route("/api/openapi.json", get(openapi))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .merge(protected)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(TraceLayer::new_for_http())
@@ -111,12 +120,14 @@ pub(crate) fn task_ended(task_id: TaskId, status: dtask_core::TaskStatus) -> Pro
     .with("taskStatus", status.as_str())
 }
 
-/// The task's current snapshot.
+/// The task's current snapshot, as `caller` may see it.
 ///
 /// # Errors
-/// `404` for an unknown task.
-pub(crate) async fn progress(host: &Host, task_id: TaskId) -> ApiResult<TaskProgress> {
-    host.progress(task_id)
+/// `404` for an unknown task, and for a task the caller may not see (the
+/// answer must not tell that it exists).
+pub(crate) async fn progress(caller: &Caller, task_id: TaskId) -> ApiResult<TaskProgress> {
+    caller
+        .progress(task_id)
         .await?
         .ok_or_else(|| kinds::task_not_found(format!("no task {task_id}")))
 }

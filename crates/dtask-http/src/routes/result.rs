@@ -6,17 +6,22 @@ use dtask_core::{TaskProgress, TaskStatus};
 use serde_json::Value;
 
 use super::{endpoint_of, progress, task_id};
+use crate::caller::RequestCaller;
 use crate::problem::{ApiResult, Problem, kinds};
 use crate::state::Shared;
 
 /// The response, once the task completed.
-pub(crate) async fn result(State(state): State<Shared>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+pub(crate) async fn result(
+    State(state): State<Shared>,
+    RequestCaller(caller): RequestCaller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
     let task_id = task_id(&id)?;
-    let progress = progress(&state.host, task_id).await?;
+    let progress = progress(&caller, task_id).await?;
     let endpoint = endpoint_of(&state, &progress)?;
     require_completed(&progress)?;
     let response = endpoint
-        .response(&state.host, task_id)
+        .response(&caller, task_id)
         .await?
         .ok_or_else(|| kinds::internal(format!("task {task_id} completed but its response is missing")))?;
     Ok(Json(response))

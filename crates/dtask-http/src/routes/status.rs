@@ -2,15 +2,18 @@
 //! snapshot (polling).
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::Path;
 use dtask_core::TaskProgress;
 
 use super::{progress, task_id};
+use crate::caller::RequestCaller;
 use crate::problem::ApiResult;
-use crate::state::Shared;
 
 /// The task's current snapshot.
-pub(crate) async fn status(State(state): State<Shared>, Path(id): Path<String>) -> ApiResult<Json<TaskProgress>> {
+pub(crate) async fn status(
+    RequestCaller(caller): RequestCaller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<TaskProgress>> {
     let task_id = task_id(&id)?;
-    Ok(Json(progress(&state.host, task_id).await?))
+    Ok(Json(progress(&caller, task_id).await?))
 }

@@ -18,6 +18,7 @@ use dtask_core::TaskProgress;
 use futures::StreamExt;
 
 use super::task_id;
+use crate::caller::RequestCaller;
 use crate::follow::snapshots;
 use crate::problem::ApiResult;
 use crate::state::Shared;
@@ -26,9 +27,13 @@ use crate::state::Shared;
 pub(crate) const PROGRESS_EVENT: &str = "progress";
 
 /// The task's SSE stream.
-pub(crate) async fn stream(State(state): State<Shared>, Path(id): Path<String>) -> ApiResult<impl IntoResponse> {
+pub(crate) async fn stream(
+    State(state): State<Shared>,
+    RequestCaller(caller): RequestCaller,
+    Path(id): Path<String>,
+) -> ApiResult<impl IntoResponse> {
     let task_id = task_id(&id)?;
-    let events = snapshots(&state.host, task_id)
+    let events = snapshots(&caller, task_id)
         .await?
         .map(|progress| Ok::<_, Infallible>(event(&progress)));
     let sse = Sse::new(events).keep_alive(KeepAlive::new().interval(state.config.sse_keep_alive));

@@ -7,29 +7,29 @@
 
 use std::time::Duration;
 
+use axum::extract::Path;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
-use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use dtask_core::TaskProgress;
 use futures::stream::BoxStream;
 use futures::{SinkExt, StreamExt};
 
 use super::task_id;
+use crate::caller::RequestCaller;
 use crate::follow::snapshots;
 use crate::problem::{ApiResult, Problem};
-use crate::state::Shared;
 
 /// How long the server waits for the client's close frame.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Upgrades to a WebSocket that carries the task's snapshots.
 pub(crate) async fn ws(
-    State(state): State<Shared>,
+    RequestCaller(caller): RequestCaller,
     Path(id): Path<String>,
     upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> ApiResult<Response> {
     let task_id = task_id(&id)?;
-    let stream = snapshots(&state.host, task_id).await?;
+    let stream = snapshots(&caller, task_id).await?;
     let upgrade = upgrade.map_err(|rejection| {
         Problem::new(
             rejection.status(),

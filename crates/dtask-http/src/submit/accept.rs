@@ -2,7 +2,7 @@
 
 use axum::body::Body;
 use bytes::Bytes;
-use dtask_core::{Files, TaskId, TaskStatus};
+use dtask_core::{Caller, Files, TaskId, TaskStatus};
 use futures::StreamExt;
 use reqwest::Url;
 use serde_json::Value;
@@ -29,6 +29,7 @@ const MAX_JSON_BYTES: u64 = 1024 * 1024;
 pub(super) async fn accept(
     state: &Shared,
     endpoint: &Endpoint,
+    caller: &Caller,
     task_id: TaskId,
     submission: Submission,
     fingerprint: &mut Fingerprint,
@@ -36,15 +37,14 @@ pub(super) async fn accept(
     let webhook = match submission.kind {
         BodyKind::Multipart(ref boundary) => {
             let boundary = boundary.clone();
-            accept_multipart(state, endpoint, task_id, submission, boundary, fingerprint).await?
+            accept_multipart(state, endpoint, caller, task_id, submission, boundary, fingerprint).await?
         }
-        BodyKind::Json => accept_json(state, endpoint, task_id, submission, fingerprint).await?,
+        BodyKind::Json => accept_json(state, endpoint, caller, task_id, submission, fingerprint).await?,
     };
     if let (Some(url), Some(webhooks)) = (webhook, &state.webhooks) {
-        webhooks.watch(state.host.clone(), task_id, url);
+        webhooks.watch(caller.clone(), task_id, url);
     }
-    let status = state
-        .host
+    let status = caller
         .progress(task_id)
         .await?
         .map_or(TaskStatus::Pending, |p| p.status);
@@ -54,6 +54,7 @@ pub(super) async fn accept(
 async fn accept_multipart(
     state: &Shared,
     endpoint: &Endpoint,
+    caller: &Caller,
     task_id: TaskId,
     submission: Submission,
     boundary: String,
@@ -81,7 +82,7 @@ async fn accept_multipart(
     let (first, sender) = match (first, sender, takes_files) {
         (Some(first), Some(sender), true) => (first, sender),
         (None, _, false) => {
-            submit(state, prepared, task_id).await?;
+            submit(caller, prepared, task_id).await?;
             return Ok(webhook);
         }
         (None, _, true) => {
@@ -103,7 +104,7 @@ async fn accept_multipart(
             ));
         }
     };
-    let submission = tokio::spawn(prepared.submit(state.host.clone(), task_id));
+    let submission = tokio::spawn(prepared.submit(caller.clone(), task_id));
     if let Err(problem) = reader.pump(first, Some(sender), fingerprint).await {
         // The upload step fails and removes what it stored; the task ends
         // failed in the background.
@@ -124,6 +125,7 @@ async fn accept_multipart(
 async fn accept_json(
     state: &Shared,
     endpoint: &Endpoint,
+    caller: &Caller,
     task_id: TaskId,
     submission: Submission,
     fingerprint: &mut Fingerprint,
@@ -150,7 +152,7 @@ async fn accept_json(
             endpoint.definition.name
         )));
     }
-    submit(state, prepared, task_id).await?;
+    submit(caller, prepared, task_id).await?;
     Ok(webhook)
 }
 
@@ -191,9 +193,9 @@ fn listening_of(
     listening.or(query).webhook(state.webhooks.is_some())
 }
 
-async fn submit(state: &Shared, prepared: Box<dyn PreparedRequest>, task_id: TaskId) -> ApiResult<()> {
+async fn submit(caller: &Caller, prepared: Box<dyn PreparedRequest>, task_id: TaskId) -> ApiResult<()> {
     prepared
-        .submit(state.host.clone(), task_id)
+        .submit(caller.clone(), task_id)
         .await
         .map_err(|e| submission_failed(task_id, e))
 }
@@ -201,6 +203,7 @@ async fn submit(state: &Shared, prepared: Box<dyn PreparedRequest>, task_id: Tas
 fn submission_failed(task_id: TaskId, error: dtask_core::Error) -> Problem {
     use dtask_core::Error;
     let problem = match &error {
+        Error::Forbidden { .. } => return Problem::from(error),
         Error::Backend { .. } | Error::Closed { .. } => {
             kinds::unavailable(format!("task {task_id} could not be submitted: {error}"))
         }

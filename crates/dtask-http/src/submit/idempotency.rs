@@ -3,8 +3,9 @@
 //! submission it is `422`; while the first is still being read it is
 //! `409`.
 //!
-//! The key is claimed in the host's [`IdempotencyStore`] before the task
-//! exists. A submission that is accepted records its fingerprint
+//! Keys are the caller's own: the store holds each one scoped to the
+//! subject that sent it. The key is claimed in the host's
+//! [`IdempotencyStore`] before the task exists. A submission that is accepted records its fingerprint
 //! ([`Fingerprint`]: the route, the fields and every file's name and
 //! bytes); one that is refused releases the key, so the client may try
 //! again. A repeated submission is read and hashed the same way, never
@@ -15,7 +16,7 @@ use std::sync::Arc;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use dtask_core::infra::{IdempotencyRecord, IdempotencyStore};
-use dtask_core::{TaskId, TaskStatus};
+use dtask_core::{Caller, TaskId, TaskStatus};
 
 use super::accept::{accept, json_limit, read_json};
 use super::fingerprint::Fingerprint;
@@ -46,15 +47,23 @@ pub(super) fn key(headers: &HeaderMap) -> ApiResult<Option<String>> {
     Ok(Some(key.to_owned()))
 }
 
-/// Submits once per key.
+/// The key as stored: scoped to the subject that sent it, so one
+/// subject's key never meets (nor reveals the task of) another's.
+fn scoped(subject: &str, key: &str) -> String {
+    format!("{}:{subject}:{key}", subject.len())
+}
+
+/// Submits once per key (of the caller's).
 pub(super) async fn submit_once(
     state: &Shared,
     endpoint: &Endpoint,
-    key: String,
+    caller: &Caller,
+    key: &str,
     task_id: TaskId,
     submission: Submission,
     mut fingerprint: Fingerprint,
 ) -> ApiResult<Response> {
+    let key = scoped(caller.principal().subject(), key);
     let store = Arc::clone(&state.host.infrastructure().idempotency);
     let claimed = match store.claim(&key, task_id, state.config.idempotency_ttl).await {
         Ok(claimed) => claimed,
@@ -64,13 +73,13 @@ pub(super) async fn submit_once(
         }
     };
     if let Some(record) = claimed {
-        return replay(state, endpoint, record, submission, fingerprint).await;
+        return replay(state, endpoint, caller, record, submission, fingerprint).await;
     }
     let guard = KeyGuard {
         store: Some(Arc::clone(&store)),
         key,
     };
-    match accept(state, endpoint, task_id, submission, &mut fingerprint).await {
+    match accept(state, endpoint, caller, task_id, submission, &mut fingerprint).await {
         Ok(accepted) => {
             guard.finish(fingerprint.finish()).await;
             Ok(answer(endpoint, &accepted, false))
@@ -85,6 +94,7 @@ pub(super) async fn submit_once(
 async fn replay(
     state: &Shared,
     endpoint: &Endpoint,
+    caller: &Caller,
     record: IdempotencyRecord,
     submission: Submission,
     mut fingerprint: Fingerprint,
@@ -113,8 +123,7 @@ async fn replay(
             ),
         ));
     }
-    let status = state
-        .host
+    let status = caller
         .progress(record.task_id)
         .await?
         .map_or(TaskStatus::Pending, |p| p.status);

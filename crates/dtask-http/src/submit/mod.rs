@@ -23,7 +23,7 @@ use axum::extract::{Query, Request};
 use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use dtask_core::{TaskId, TaskStatus};
+use dtask_core::{Caller, TaskId, TaskStatus};
 use futures::StreamExt;
 use serde_json::json;
 
@@ -65,15 +65,20 @@ pub(crate) struct Accepted {
 }
 
 /// The submit handler of `endpoint`.
-pub(crate) async fn submit(state: Shared, endpoint: Arc<Endpoint>, request: Request) -> Response {
-    match handle(&state, &endpoint, request).await {
+pub(crate) async fn submit(state: Shared, endpoint: Arc<Endpoint>, caller: Caller, request: Request) -> Response {
+    match handle(&state, &endpoint, &caller, request).await {
         Ok(response) => response,
         Err(problem) => problem.into_response(),
     }
 }
 
-async fn handle(state: &Shared, endpoint: &Endpoint, request: Request) -> ApiResult<Response> {
+async fn handle(state: &Shared, endpoint: &Endpoint, caller: &Caller, request: Request) -> ApiResult<Response> {
     let (parts, body) = request.into_parts();
+    if let Err(forbidden) = caller.may_submit(endpoint.definition) {
+        // Refused before the body is read: no upload is taken in vain.
+        drain_raw(body, content_length(&parts.headers)).await;
+        return Err(forbidden.into());
+    }
     let content_length = content_length(&parts.headers);
     let checked = check_headers(state, endpoint, &parts.uri, &parts.headers, content_length);
     let (kind, query, key) = match checked {
@@ -97,9 +102,9 @@ async fn handle(state: &Shared, endpoint: &Endpoint, request: Request) -> ApiRes
     };
     let task_id = TaskId::new();
     match key {
-        Some(key) => idempotency::submit_once(state, endpoint, key, task_id, submission, fingerprint).await,
+        Some(key) => idempotency::submit_once(state, endpoint, caller, &key, task_id, submission, fingerprint).await,
         None => {
-            let accepted = accept::accept(state, endpoint, task_id, submission, &mut fingerprint).await?;
+            let accepted = accept::accept(state, endpoint, caller, task_id, submission, &mut fingerprint).await?;
             Ok(answer(endpoint, &accepted, false))
         }
     }

@@ -6,16 +6,18 @@
 pub mod schema;
 pub mod sse;
 pub mod tasks;
+pub mod tokens;
 
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use dtask::HostBuilder;
 use dtask::testing::TestHost;
 use dtask::{Host, TaskId, TaskProgress};
 use dtask_demo::CreateZipFromFiles;
-use dtask_http::{ApiConfig, TaskApi};
+use dtask_http::{ApiConfig, Authenticator, TaskApi, TaskApiBuilder};
 use futures::StreamExt;
 use reqwest::multipart::{Form, Part};
 use serde_json::Value;
@@ -76,12 +78,51 @@ impl TestServer {
 
     /// A server over `host`, which must register the three test tasks.
     pub async fn serve(host: Host, gate: Gate, config: ApiConfig) -> Self {
-        let app = TaskApi::builder(host.clone())
+        Self::serve_with(host, gate, config, Authenticator::default(), |api| api).await
+    }
+
+    /// A server over a fresh test host (with `register` adding tasks to
+    /// it), taking credentials as `auth` says; `mount` mounts more tasks.
+    pub async fn with_auth(
+        auth: Authenticator,
+        register: impl FnOnce(HostBuilder) -> HostBuilder + 'static,
+        mount: impl FnOnce(TaskApiBuilder) -> TaskApiBuilder,
+    ) -> Self {
+        let gate = Gate::default();
+        let scratch = tempfile::tempdir().unwrap();
+        let host_gate = gate.clone();
+        let root = scratch.path().to_owned();
+        let test_host = TestHost::with(move |builder| {
+            register(
+                builder
+                    .register(CreateZipFromFiles)
+                    .register(Echo)
+                    .register(host_gate)
+                    .scratch_root(root),
+            )
+        });
+        let mut server = Self::serve_with(test_host.host().clone(), gate, ApiConfig::default(), auth, mount).await;
+        server.test_host = Some(test_host);
+        server.scratch = Some(scratch);
+        server
+    }
+
+    /// A server over `host` (which must register the three test tasks),
+    /// taking credentials as `auth` says; `mount` mounts more tasks.
+    pub async fn serve_with(
+        host: Host,
+        gate: Gate,
+        config: ApiConfig,
+        auth: Authenticator,
+        mount: impl FnOnce(TaskApiBuilder) -> TaskApiBuilder,
+    ) -> Self {
+        let api = TaskApi::builder(host.clone())
             .downloadable::<CreateZipFromFiles>()
             .task::<Echo>()
             .task::<Gate>()
             .config(config)
-            .build();
+            .authentication(auth);
+        let app = mount(api).build();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let server = tokio::spawn(async move {

@@ -100,3 +100,30 @@ impl gate::Steps for Gate {
         Ok(GateResponse { value: *outputs.finish })
     }
 }
+
+// ---------------------------------------------------------------- Privileged
+
+/// Privileged may be submitted by holders of `uploader` or `admin` only.
+#[dtask::task(
+    name = "Privileged",
+    request = EchoRequest,
+    response = EchoResponse,
+    queue = "privileged",
+    mode = InProcess,
+    requires_role = ["uploader", "admin"]
+)]
+#[custom_step(Copy, order = 1, output = String)]
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Privileged;
+
+impl privileged::Steps for Privileged {
+    async fn copy(&self, _cx: &StepContext, input: privileged::CopyInput<'_>) -> Result<String, StepError> {
+        Ok(input.request.text.clone())
+    }
+
+    fn response(&self, outputs: privileged::Outputs<'_>) -> Result<EchoResponse, StepError> {
+        Ok(EchoResponse {
+            text: outputs.copy.clone(),
+        })
+    }
+}

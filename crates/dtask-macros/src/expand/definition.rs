@@ -14,6 +14,7 @@ pub(super) fn definition(task: &Task) -> TokenStream {
         max_retries,
         timeout_secs,
         cancellable,
+        required_roles,
         ..
     } = task;
     let mode = match task.mode {
@@ -36,6 +37,7 @@ pub(super) fn definition(task: &Task) -> TokenStream {
             mode: ::dtask::__private::Mode::#mode,
             format: ::dtask::__private::Format::#format,
             cancellable: #cancellable,
+            required_roles: &[#(#required_roles),*],
             steps: &[#(#steps),*],
             groups: &[#(#groups),*],
         };

@@ -86,6 +86,25 @@ pub(crate) fn string(input: ParseStream<'_>, key: &str) -> syn::Result<LitStr> {
     }
 }
 
+/// `= "text"` or `= ["one", "two"]`.
+pub(crate) fn strings(input: ParseStream<'_>, key: &str) -> syn::Result<Vec<LitStr>> {
+    let expr = assigned(input)?;
+    let elements: Vec<&Expr> = match &expr {
+        Expr::Array(array) => array.elems.iter().collect(),
+        single => vec![single],
+    };
+    elements
+        .into_iter()
+        .map(|element| match element {
+            Expr::Lit(syn::ExprLit { lit: Lit::Str(lit), .. }) => Ok(lit.clone()),
+            other => Err(syn::Error::new_spanned(
+                other,
+                format!("`{key}` takes a string literal or an array of them: `{key} = [\"a\", \"b\"]`"),
+            )),
+        })
+        .collect()
+}
+
 /// Nothing (`true`) or `= true|false`.
 pub(crate) fn flag(input: ParseStream<'_>, key: &str) -> syn::Result<bool> {
     if !input.peek(Token![=]) {

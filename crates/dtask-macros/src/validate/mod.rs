@@ -45,6 +45,7 @@ pub(crate) fn validate(item: &ItemStruct, declaration: Declaration) -> Result<Ta
     let settings = structure::settings(&scope, &mut errors);
     structure::api_prefix(&scope, &settings, &mut errors);
     let kinds = data::kinds(&scope, &mut errors);
+    let required_roles = required_roles(&declaration.args.required_roles, &mut errors);
     let conditions: Vec<Option<Condition>> = declaration
         .steps
         .iter()
@@ -117,11 +118,36 @@ pub(crate) fn validate(item: &ItemStruct, declaration: Declaration) -> Result<Ta
         mode: args.mode.unwrap_or(Mode::Distributed),
         format: args.format.unwrap_or(Format::Json),
         cancellable: args.cancellable,
+        required_roles,
         request: required.request,
         response: required.response,
         steps,
         groups,
     })
+}
+
+/// The roles of `requires_role`, reporting empty and repeated ones.
+fn required_roles(roles: &[LitStr], errors: &mut Errors) -> Vec<String> {
+    let mut seen: Vec<String> = Vec::with_capacity(roles.len());
+    for role in roles {
+        let value = role.value();
+        if value.trim().is_empty() {
+            errors.on(role, "a role in `requires_role` cannot be empty");
+        } else if value.chars().any(char::is_whitespace) {
+            errors.on(
+                role,
+                format_args!("the role `{value}` contains whitespace: roles are single words"),
+            );
+        } else if seen.contains(&value) {
+            errors.on(
+                role,
+                format_args!("the role `{value}` is listed twice in `requires_role`"),
+            );
+        } else {
+            seen.push(value);
+        }
+    }
+    seen
 }
 
 /// The required arguments, reporting those missing (spanned on the task

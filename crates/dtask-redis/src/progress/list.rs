@@ -1,10 +1,10 @@
 //! Listing tasks, newest first, from the index sorted by creation time.
 //!
 //! Without filters a page costs two round trips (the range with the
-//! total, then the snapshots). Filtering by status or name reads the small
-//! `status` and `name` fields of every indexed task, 500 at a time in one
-//! pipeline, then the page's snapshots: its cost grows with the index,
-//! which the progress expiry keeps bounded.
+//! total, then the snapshots). Filtering by status, name or submitter
+//! reads the small `status`, `name` and `submitter` fields of every indexed
+//! task, 500 at a time in one pipeline, then the page's snapshots: its cost
+//! grows with the index, which the progress expiry keeps bounded.
 
 use std::collections::HashSet;
 
@@ -19,7 +19,7 @@ use crate::conn::redis_error;
 const PAGE: usize = 500;
 
 pub(super) async fn list(reader: &Reader, query: &ProgressQuery) -> Result<ProgressPage> {
-    if query.status.is_none() && query.task_name.is_none() {
+    if query.status.is_none() && query.task_name.is_none() && query.submitter.is_none() {
         return unfiltered(reader, query).await;
     }
     filtered(reader, query).await
@@ -89,9 +89,13 @@ async fn unfiltered(reader: &Reader, query: &ProgressQuery) -> Result<ProgressPa
     })
 }
 
-fn matches(query: &ProgressQuery, status: &str, name: &str) -> bool {
+fn matches(query: &ProgressQuery, status: &str, name: &str, submitter: Option<&str>) -> bool {
     query.status.is_none_or(|wanted| wanted.as_str() == status)
         && query.task_name.as_deref().is_none_or(|wanted| wanted == name)
+        && query
+            .submitter
+            .as_deref()
+            .is_none_or(|wanted| Some(wanted) == submitter)
 }
 
 async fn filtered(reader: &Reader, query: &ProgressQuery) -> Result<ProgressPage> {
@@ -105,20 +109,24 @@ async fn filtered(reader: &Reader, query: &ProgressQuery) -> Result<ProgressPage
         }
         let mut pipe = redis::pipe();
         for id in &ids {
-            pipe.cmd("HMGET").arg(reader.keys.task(id)).arg(&["status", "name"]);
+            pipe.cmd("HMGET")
+                .arg(reader.keys.task(id))
+                .arg(&["status", "name", "submitter"]);
         }
-        let rows: Vec<(Option<String>, Option<String>)> = pipe
+        let rows: Vec<(Option<String>, Option<String>, Option<String>)> = pipe
             .query_async(&mut reader.connection.manager.clone())
             .await
             .map_err(redis_error)?;
         let count = ids.len();
         for (id, row) in ids.into_iter().zip(rows) {
-            let (Some(status), Some(name)) = row else {
+            let (Some(status), Some(name), submitter) = row else {
                 vanished.push(id);
                 continue;
             };
+            // Written empty for a task no principal submitted.
+            let submitter = submitter.filter(|s| !s.is_empty());
             // A task indexed meanwhile shifts the ranks: never count one twice.
-            if matches(query, &status, &name) && seen.insert(id.clone()) {
+            if matches(query, &status, &name, submitter.as_deref()) && seen.insert(id.clone()) {
                 if window.contains(&total) {
                     page.push(id);
                 }
@@ -134,6 +142,6 @@ async fn filtered(reader: &Reader, query: &ProgressQuery) -> Result<ProgressPage
     forget(reader, &vanished).await?;
     let (mut items, _) = fetch(reader, &page).await?;
     // A task may have changed state since its status was read.
-    items.retain(|p| matches(query, p.status.as_str(), &p.task_name));
+    items.retain(|p| matches(query, p.status.as_str(), &p.task_name, p.submitter.as_deref()));
     Ok(ProgressPage { items, total })
 }

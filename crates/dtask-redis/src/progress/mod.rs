@@ -210,6 +210,7 @@ impl ProgressTracker for RedisProgressTracker {
             .arg(flag(progress.is_terminal()))
             .arg(self.expiry_ms())
             .arg(progress.task_id.to_string())
+            .arg(progress.submitter.as_deref().unwrap_or(""))
             .invoke_async(&mut self.manager())
             .await
             .map_err(redis_error)?;

@@ -36,14 +36,15 @@ fn script(body: &str) -> Script {
 /// Creates the hash unless it exists, and indexes the task.
 ///
 /// `KEYS`: hash, index, expiring. `ARGV`: snapshot, revision, cancel flag,
-/// created (ms), status, name, done flag, expiry ms (0: none), task id.
-/// Returns 1 when created, 0 when the task exists.
+/// created (ms), status, name, done flag, expiry ms (0: none), task id,
+/// submitter (empty: none). Returns 1 when created, 0 when the task
+/// exists.
 pub(crate) static INIT: LazyLock<Script> = LazyLock::new(|| {
     script(
         r"
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 redis.call('HSET', KEYS[1], 'snapshot', ARGV[1], 'revision', ARGV[2], 'cancel', ARGV[3],
-  'created', ARGV[4], 'status', ARGV[5], 'name', ARGV[6], 'done', ARGV[7])
+  'created', ARGV[4], 'status', ARGV[5], 'name', ARGV[6], 'done', ARGV[7], 'submitter', ARGV[10])
 redis.call('ZADD', KEYS[2], ARGV[4], ARGV[9])
 if ARGV[7] == '1' and ARGV[8] ~= '0' then expire(KEYS[1], KEYS[3], ARGV[8], ARGV[9]) end
 return 1
