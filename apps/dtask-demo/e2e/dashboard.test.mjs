@@ -191,3 +191,36 @@ test('a running task is cancelled from the page and its uploads are undone', asy
   assert.deepEqual(errors, []);
   await page.close();
 });
+
+test('a form on a page of another site cannot submit a task', async () => {
+  // `localhost` and `127.0.0.1` are different sites to the browser: the
+  // dashboard opened by one name plays the attacker's page, posting a
+  // plain HTML form to the server by the other name.
+  const target = new URL('/api/tasks/create-zip-from-files', SERVER);
+  const attacker = new URL(SERVER);
+  attacker.hostname = attacker.hostname === 'localhost' ? '127.0.0.1' : 'localhost';
+  const total = async () => (await (await fetch(new URL('/api/tasks', SERVER))).json()).total;
+  const before = await total();
+  const page = await context.newPage();
+  await page.goto(attacker.href);
+  const [answer] = await Promise.all([
+    page.waitForResponse((r) => r.url() === target.href && r.request().method() === 'POST'),
+    page.evaluate((action) => {
+      const form = document.createElement('form');
+      form.method = 'POST';
+      form.action = action;
+      form.enctype = 'multipart/form-data';
+      const field = document.createElement('input');
+      field.name = 'outputFileName';
+      field.value = 'forged';
+      form.append(field);
+      document.body.append(form);
+      form.submit();
+    }, target.href),
+  ]);
+  assert.equal(answer.status(), 403);
+  const problem = await answer.json();
+  assert.equal(problem.type, 'https://dtask.invalid/problems/cross-site-request');
+  assert.equal(await total(), before, 'no task was created');
+  await page.close();
+});

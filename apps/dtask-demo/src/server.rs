@@ -15,7 +15,7 @@
 //! # }
 //! ```
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -24,7 +24,7 @@ use axum::Router;
 use dtask::fs::LocalFileSystemStore;
 use dtask::host::HostBuilder;
 use dtask::{EventKind, Format, Host, Infrastructure, KernelSettings, Mode};
-use dtask_http::{ApiConfig, Authenticator, TaskApi};
+use dtask_http::{ApiConfig, Authenticator, ServeOptions, TaskApi};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -256,11 +256,11 @@ impl DemoServer {
             ..
         } = self;
         let signal = stopping.clone();
-        let serve = axum::serve(listener, router).with_graceful_shutdown(async move {
+        let serve = dtask_http::serve(listener, router, ServeOptions::default(), async move {
             shutdown.await;
             signal.cancel();
         });
-        let mut server = tokio::spawn(serve.into_future());
+        let mut server = tokio::spawn(serve);
         tokio::select! {
             ended = &mut server => {
                 host.shutdown().await;

@@ -1,12 +1,16 @@
-//! What an API can be tuned with: upload limits, the webhook secret and
-//! retries, idempotency and SSE keep-alive.
+//! What an API can be tuned with: upload and traffic limits, allowed
+//! browser origins, webhooks, idempotency and SSE keep-alive.
 
 use std::time::Duration;
+
+use crate::protect::{AllowedOrigins, TrafficLimits};
+use crate::webhook::WebhookConfig;
 
 /// Limits on one multipart submission.
 ///
 /// A submission past a limit is refused with a problem response: `413` for
-/// the size, `400` for the number of files and the file name length.
+/// the size, `400` for the number of files or fields and the file name
+/// length.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UploadLimits {
     /// The most bytes one submission may carry: its files and fields
@@ -16,6 +20,9 @@ pub struct UploadLimits {
     pub max_total_bytes: u64,
     /// The most `files` parts in one submission (default 1000).
     pub max_files: usize,
+    /// The most scalar fields (parts before the first file) in one
+    /// submission (default 64).
+    pub max_fields: usize,
     /// The longest file name a part may carry, in bytes, before it is
     /// sanitized (default 255).
     pub max_file_name_bytes: usize,
@@ -26,6 +33,7 @@ impl Default for UploadLimits {
         Self {
             max_total_bytes: 2 * 1024 * 1024 * 1024,
             max_files: 1000,
+            max_fields: 64,
             max_file_name_bytes: 255,
         }
     }
@@ -39,27 +47,25 @@ impl Default for UploadLimits {
 ///
 /// let config = ApiConfig {
 ///     limits: UploadLimits { max_total_bytes: 100 * 1024 * 1024, ..UploadLimits::default() },
-///     webhook_secret: Some("s3cr3t".to_owned()),
 ///     ..ApiConfig::default()
 /// };
-/// assert_eq!(config.webhook_retries, 5);
+/// assert_eq!(config.webhooks.retries, 5);
 /// assert_eq!(config.sse_keep_alive, Duration::from_secs(15));
+/// assert!(config.cors_origins.is_empty(), "CORS is off by default");
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiConfig {
     /// Limits on submissions.
     pub limits: UploadLimits,
-    /// The HMAC-SHA256 key that signs webhook deliveries. Without it,
-    /// `listening=webhook` is refused with `400`.
-    pub webhook_secret: Option<String>,
-    /// How many times a webhook delivery is retried after its first
-    /// attempt failed (default 5).
-    pub webhook_retries: u32,
-    /// The delay before the first retry of a webhook delivery; it doubles
-    /// with every retry (default 1 s: 1, 2, 4, 8, 16 s).
-    pub webhook_backoff: Duration,
-    /// The time limit of one webhook delivery attempt (default 10 s).
-    pub webhook_timeout: Duration,
+    /// Webhooks: the signing secret (off without one), the allowed
+    /// internal hosts, retries.
+    pub webhooks: WebhookConfig,
+    /// Bounds on headers, idle bodies, requests in flight and event
+    /// subscribers.
+    pub traffic: TrafficLimits,
+    /// Browser origins whose pages may call the API (CORS, and past the
+    /// cross-site refusal). Empty by default: CORS is off.
+    pub cors_origins: AllowedOrigins,
     /// How long an `Idempotency-Key` is remembered (default 24 h).
     pub idempotency_ttl: Duration,
     /// How often an idle SSE stream sends a keep-alive comment (default
@@ -71,10 +77,9 @@ impl Default for ApiConfig {
     fn default() -> Self {
         Self {
             limits: UploadLimits::default(),
-            webhook_secret: None,
-            webhook_retries: 5,
-            webhook_backoff: Duration::from_secs(1),
-            webhook_timeout: Duration::from_secs(10),
+            webhooks: WebhookConfig::default(),
+            traffic: TrafficLimits::default(),
+            cors_origins: AllowedOrigins::default(),
             idempotency_ttl: Duration::from_secs(24 * 60 * 60),
             sse_keep_alive: Duration::from_secs(15),
         }

@@ -3,12 +3,15 @@
 mod auth;
 mod caller;
 mod config;
+mod extract;
 mod follow;
 mod introspect;
 mod openapi;
 mod problem;
+mod protect;
 mod registry;
 mod routes;
+mod serve;
 mod state;
 mod submit;
 mod webhook;
@@ -20,8 +23,13 @@ use dtask_core::{Host, Task};
 pub use auth::{API_KEY_HEADER, ApiKeys, AuthConfigError, Authenticator, DEFAULT_ROLES_CLAIM, JwtVerifier};
 pub use config::{ApiConfig, UploadLimits};
 pub use problem::{PROBLEM_CONTENT_TYPE, PROBLEM_TYPE_BASE, Problem};
+pub use protect::{AllowedOrigins, InvalidOrigin, TrafficLimits};
 pub use registry::{FileRef, ProducesFile};
-pub use webhook::{DELIVERY_HEADER, EVENT_HEADER, SIGNATURE_HEADER, TASK_ID_HEADER, sign, verify_signature};
+pub use serve::{ServeOptions, serve};
+pub use webhook::{
+    EVENT_HEADER, TASK_ID_HEADER, TIMESTAMP_TOLERANCE, WEBHOOK_ID_HEADER, WEBHOOK_SIGNATURE_HEADER,
+    WEBHOOK_TIMESTAMP_HEADER, WebhookConfig, WebhookSecret, WebhookSecretError, WebhookVerifyError,
+};
 
 use registry::{Endpoint, FileOf, Registry};
 use state::AppState;
@@ -83,7 +91,8 @@ impl TaskApiBuilder {
         self
     }
 
-    /// Replaces the configuration (limits, webhooks, idempotency, SSE).
+    /// Replaces the configuration (limits, origins, webhooks, idempotency,
+    /// SSE).
     #[must_use]
     pub fn config(mut self, config: ApiConfig) -> Self {
         self.config = config;
@@ -114,8 +123,13 @@ impl TaskApiBuilder {
                 );
             }
         }
+        let traffic = &self.config.traffic;
         let mut state = AppState {
-            webhooks: webhook::Webhooks::new(&self.config),
+            subscribers: Arc::new(protect::Subscribers::new(
+                traffic.max_subscribers_per_task,
+                traffic.max_subscribers,
+            )),
+            webhooks: webhook::Webhooks::new(&self.config.webhooks),
             host: self.host,
             registry: self.registry,
             config: self.config,

@@ -158,6 +158,24 @@ pub(crate) mod kinds {
         Problem::new(StatusCode::CONFLICT, kind, title, detail)
     }
 
+    /// A request body that could not be read: `408` when it stalled past
+    /// the idle timeout, `400` otherwise.
+    pub(crate) fn unreadable_body(error: &(dyn std::error::Error + 'static)) -> Problem {
+        let mut cause = Some(error);
+        while let Some(error) = cause {
+            if error.is::<tower_http::timeout::TimeoutError>() {
+                return Problem::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "request-timeout",
+                    "Request timeout",
+                    "the request body stopped arriving",
+                );
+            }
+            cause = error.source();
+        }
+        invalid_request(format!("the body could not be read: {error}"))
+    }
+
     pub(crate) fn unavailable(detail: impl Into<String>) -> Problem {
         Problem::new(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -127,8 +127,19 @@ impl Endpoint {
     /// list).
     ///
     /// # Errors
-    /// `400` with serde's message.
+    /// `400` for a field the request does not have (when its fields are
+    /// known), and with serde's message.
     pub(crate) fn prepare_fields(&self, fields: &[(String, String)]) -> ApiResult<Box<dyn PreparedRequest>> {
+        let unknown = fields
+            .iter()
+            .find(|(name, _)| !self.request_fields.is_empty() && !self.request_fields.contains(&name.as_str()));
+        if let Some((name, _)) = unknown {
+            return Err(kinds::invalid_request(format!(
+                "`{name}` is not a field of a {} request; its fields are {}",
+                self.definition.name,
+                self.request_fields.join(", ")
+            )));
+        }
         let as_strings: Map<String, Value> = fields
             .iter()
             .map(|(k, v)| (k.clone(), Value::String(v.clone())))

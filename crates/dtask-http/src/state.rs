@@ -7,6 +7,7 @@ use dtask_core::Host;
 
 use crate::auth::Authenticator;
 use crate::config::ApiConfig;
+use crate::protect::Subscribers;
 use crate::registry::Registry;
 use crate::webhook::Webhooks;
 
@@ -19,6 +20,8 @@ pub(crate) struct AppState {
     pub(crate) auth: Arc<Authenticator>,
     /// The webhook sender; `None` when no secret is configured.
     pub(crate) webhooks: Option<Webhooks>,
+    /// The live SSE and WebSocket subscribers, bounded.
+    pub(crate) subscribers: Arc<Subscribers>,
     /// The OpenAPI document, rendered once.
     pub(crate) openapi: Bytes,
 }

@@ -5,17 +5,21 @@ mod support;
 
 use dtask::TaskStatus;
 use dtask::infra::ObjectStoreExt;
-use dtask_http::{ApiConfig, UploadLimits};
+use dtask_http::{ApiConfig, UploadLimits, WebhookConfig};
 use reqwest::multipart::{Form, Part};
 use serde_json::{Value, json};
 use support::{TestServer, expect_problem, noise, zip_entries, zip_form};
 
 const ZIP: &str = "/api/tasks/create-zip-from-files";
+const WEBHOOK_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
 fn small_limits(limits: UploadLimits) -> ApiConfig {
     ApiConfig {
         limits,
-        webhook_secret: Some("secret".into()),
+        webhooks: WebhookConfig {
+            secret: Some(WEBHOOK_SECRET.parse().unwrap()),
+            ..WebhookConfig::default()
+        },
         ..ApiConfig::default()
     }
 }
@@ -252,7 +256,7 @@ async fn a_field_after_a_file_is_400() {
         .send()
         .await
         .unwrap();
-    let problem = expect_problem(response, 400, "field-after-file").await;
+    let problem = expect_problem(response, 422, "field-after-file").await;
     assert!(
         problem["detail"].as_str().unwrap().contains("outputFileName"),
         "{problem}"
@@ -277,11 +281,11 @@ async fn webhook_urls_must_be_http_and_webhooks_configured() {
     assert_eq!(problem["detail"], "webhooks are not configured");
 
     let server = TestServer::with_config(small_limits(UploadLimits::default())).await;
-    for url in [
-        "ftp://example.com/hook",
-        "file:///etc/passwd",
-        "not a url",
-        "javascript:alert(1)",
+    for (url, status) in [
+        ("ftp://example.com/hook", 422),
+        ("file:///etc/passwd", 422),
+        ("not a url", 400),
+        ("javascript:alert(1)", 422),
     ] {
         let form = Form::new()
             .text("listening", "webhook")
@@ -294,7 +298,7 @@ async fn webhook_urls_must_be_http_and_webhooks_configured() {
             .send()
             .await
             .unwrap();
-        expect_problem(response, 400, "invalid-webhook").await;
+        expect_problem(response, status, "invalid-webhook").await;
     }
     // Without a URL, and through the query parameter.
     let response = server

@@ -3,17 +3,21 @@
 
 mod support;
 
-use dtask_http::{ApiConfig, UploadLimits};
+use dtask_http::{ApiConfig, UploadLimits, WebhookConfig};
 use futures::stream;
 use reqwest::multipart::{Form, Part};
 use support::{TestServer, expect_problem, noise, zip_form};
 
 const ZIP: &str = "/api/tasks/create-zip-from-files";
+const WEBHOOK_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
 fn small_limits(limits: UploadLimits) -> ApiConfig {
     ApiConfig {
         limits,
-        webhook_secret: Some("secret".into()),
+        webhooks: WebhookConfig {
+            secret: Some(WEBHOOK_SECRET.parse().unwrap()),
+            ..WebhookConfig::default()
+        },
         ..ApiConfig::default()
     }
 }

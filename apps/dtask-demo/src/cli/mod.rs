@@ -1,5 +1,6 @@
 //! The demo's commands.
 
+mod api;
 pub(crate) mod auth;
 pub(crate) mod deploy;
 pub(crate) mod reconcile;

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use dtask_demo::server::{DemoServer, Distributed, ServerConfig, Storage};
 use tokio_util::sync::CancellationToken;
 
+use super::api::ApiArgs;
 use super::auth::AuthArgs;
 use super::deploy::{DeployArgs, ModeArg};
 use super::reconcile::ScheduleArgs;
@@ -32,6 +33,9 @@ pub(crate) struct ServeArgs {
     /// Who may call the API.
     #[command(flatten)]
     pub(crate) auth: AuthArgs,
+    /// Browser origins and webhooks.
+    #[command(flatten)]
+    pub(crate) api: ApiArgs,
 }
 
 /// Runs the server until Ctrl-C or SIGTERM: the API with workers (`serve`,
@@ -44,8 +48,10 @@ pub(crate) async fn serve(args: ServeArgs, api_only: bool) -> anyhow::Result<()>
         deploy,
         reconcile,
         auth,
+        api,
     } = args;
     let authenticator = auth.authenticator()?;
+    let api = api.config()?;
     let distributed = if api_only || deploy.mode == ModeArg::Distributed {
         Some(Distributed {
             infrastructure: deploy.connect().await?,
@@ -71,6 +77,7 @@ pub(crate) async fn serve(args: ServeArgs, api_only: bool) -> anyhow::Result<()>
         storage,
         distributed,
         serializer: deploy.serializer,
+        api,
         auth: authenticator,
         operator_role: auth.operator_role,
         insecure_no_auth: auth.insecure_no_auth,

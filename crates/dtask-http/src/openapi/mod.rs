@@ -41,6 +41,7 @@ pub(crate) fn document(state: &AppState) -> Value {
         "schemas": schemas::schemas(state.registry.iter()),
         "parameters": parameters(),
     });
+    limits(&mut paths);
     let security = if state.auth.is_enabled() {
         secure(&mut paths, state);
         components["securitySchemes"] = security_schemes();
@@ -103,6 +104,45 @@ fn secure(paths: &mut Map<String, Value>, state: &AppState) {
             }
         }
     }
+}
+
+/// Declares the answers of the bounds every route passes (`protect`):
+/// `431` everywhere, `503` past the in-flight bound (and the subscriber
+/// bounds on the streams), `403` for cross-site state changes.
+fn limits(paths: &mut Map<String, Value>) {
+    for (path, item) in paths.iter_mut() {
+        let Some(operations) = item.as_object_mut() else {
+            continue;
+        };
+        for (method, operation) in operations.iter_mut() {
+            let responses = &mut operation["responses"];
+            responses["431"] = problem("The request's headers are too large (`headers-too-large`).");
+            if OPEN_PATHS.contains(&path.as_str()) {
+                continue;
+            }
+            let mut busy = "Too many requests in flight (`overloaded`, with `Retry-After`).".to_owned();
+            if path.ends_with("/stream") || path.ends_with("/ws") {
+                busy.push_str(" Too many live subscribers of the task or in all (`too-many-subscribers`).");
+            }
+            append(responses, "503", &busy);
+            if method != "get" {
+                append(
+                    responses,
+                    "403",
+                    "A browser sent it from a page of another origin (`cross-site-request`).",
+                );
+            }
+        }
+    }
+}
+
+/// Adds `description` to the problem answer `status` of `responses`.
+fn append(responses: &mut Value, status: &str, description: &str) {
+    let merged = match responses[status]["description"].as_str() {
+        Some(existing) => format!("{existing} {description}"),
+        None => description.to_owned(),
+    };
+    responses[status] = problem(&merged);
 }
 
 fn security_schemes() -> Value {
@@ -204,11 +244,11 @@ fn submit(endpoint: &Endpoint) -> Value {
                 },
                 "content": { "application/json": { "schema": schema_ref("SubmitAccepted") } }
             },
-            "400": problem("A malformed body or field, a missing `files` part, files for a task that takes none, a field after a file, too many files, a file name too long, an unknown `listening`, a webhook URL that is not http(s), webhooks not configured, or a malformed Idempotency-Key."),
+            "400": problem("A malformed body or field, a missing `files` part, files for a task that takes none, too many files or fields, an unknown form field, a file name too long, an unknown `listening`, a webhook URL that does not parse, webhooks not configured, or a malformed Idempotency-Key."),
             "409": problem("A submission with this Idempotency-Key is still being received."),
             "413": problem("The upload exceeds the size limit."),
             "415": problem("The body is neither multipart/form-data nor (for tasks without files) application/json."),
-            "422": problem("This Idempotency-Key was used with a different submission."),
+            "422": problem("This Idempotency-Key was used with a different submission, a field came after a file, or the webhook URL is not http(s) or its host resolves to an address that is not public."),
             "500": problem("The task is mounted but not registered on the host."),
             "503": problem(UNAVAILABLE)
         }

@@ -289,7 +289,7 @@ fn form(endpoint: &Endpoint) -> Value {
     );
     properties.insert(
         "webhookUrl".into(),
-        json!({ "type": "string", "format": "uri", "description": "An http or https URL the terminal snapshot is POSTed to, signed (`X-Dtask-Signature: sha256=<hex HMAC-SHA256>`)." }),
+        json!({ "type": "string", "format": "uri", "description": "An http or https URL the terminal snapshot is POSTed to, signed the Standard Webhooks way (`webhook-id`, `webhook-timestamp`, `webhook-signature`). Hosts resolving to internal addresses are refused (422)." }),
     );
     let mut required = Vec::new();
     if endpoint.takes_files {
@@ -304,7 +304,7 @@ fn form(endpoint: &Endpoint) -> Value {
         );
         required.push(FILES_PART);
     }
-    json!({
+    let mut form = json!({
         "type": "object",
         "description": format!(
             "A {} submission. Scalar fields must come before the first file part (as S3's POST policy form requires).",
@@ -312,7 +312,11 @@ fn form(endpoint: &Endpoint) -> Value {
         ),
         "required": required,
         "properties": properties
-    })
+    });
+    if !endpoint.request_fields.is_empty() {
+        form["additionalProperties"] = json!(false);
+    }
+    form
 }
 
 /// An object with these properties, of types the document does not know.

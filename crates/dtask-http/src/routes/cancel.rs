@@ -3,7 +3,6 @@
 //! cancelled; follow its status to see that happen.
 
 use axum::Json;
-use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use dtask_core::CancelOutcome;
@@ -11,6 +10,7 @@ use serde_json::json;
 
 use super::{task_ended, task_error, task_id};
 use crate::caller::RequestCaller;
+use crate::extract::Path;
 use crate::problem::{ApiResult, kinds};
 
 /// Requests the cancellation.

@@ -3,7 +3,6 @@
 //! snapshot.
 
 use axum::Json;
-use axum::extract::{Path, Query};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use dtask_core::{DeadLetteredTask, RetryOutcome};
@@ -12,6 +11,7 @@ use serde_json::{Value, json};
 
 use super::{task_ended, task_error, task_id};
 use crate::caller::RequestCaller;
+use crate::extract::{Path, Query};
 use crate::problem::{ApiResult, kinds};
 
 /// The page size when none is asked for.

@@ -2,7 +2,7 @@
 //! streamed from the object store, with single byte ranges.
 
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::header::{
     ACCEPT_RANGES, CONTENT_DISPOSITION, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, IF_RANGE, RANGE,
 };
@@ -13,6 +13,7 @@ use super::range::{self, RangeRequest};
 use super::result::require_completed;
 use super::{endpoint_of, progress, task_id};
 use crate::caller::RequestCaller;
+use crate::extract::Path;
 use crate::problem::{ApiResult, Problem, kinds};
 use crate::state::Shared;
 

@@ -2,7 +2,7 @@
 //! newest first.
 
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::Uri;
 use dtask_core::TaskStatus;
 use dtask_core::infra::ProgressQuery;
@@ -34,7 +34,7 @@ pub(crate) async fn list(
 }
 
 fn parse_query(state: &Shared, uri: &Uri) -> ApiResult<ProgressQuery> {
-    let pairs = Query::<Vec<(String, String)>>::try_from_uri(uri)
+    let pairs = axum::extract::Query::<Vec<(String, String)>>::try_from_uri(uri)
         .map_err(|e| kinds::invalid_request(format!("malformed query string: {e}")))?
         .0;
     let mut query = ProgressQuery {
@@ -43,7 +43,7 @@ fn parse_query(state: &Shared, uri: &Uri) -> ApiResult<ProgressQuery> {
     };
     for (name, value) in pairs {
         match name.as_str() {
-            "status" if !value.is_empty() => query.status = Some(status(&value)?),
+            "status" => query.status = Some(status(&value)?),
             "taskName" if !value.is_empty() => {
                 let name = state
                     .registry
@@ -61,9 +61,13 @@ fn parse_query(state: &Shared, uri: &Uri) -> ApiResult<ProgressQuery> {
                     })?;
             }
             "offset" => {
-                query.offset = value
-                    .parse()
-                    .map_err(|_| kinds::invalid_request(format!("`offset` must be a number, not `{value}`")))?;
+                if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+                    return Err(kinds::invalid_request(format!(
+                        "`offset` must be a number, not `{value}`"
+                    )));
+                }
+                // An offset past any count is an empty page, not an error.
+                query.offset = value.parse().unwrap_or(usize::MAX);
             }
             _ => {}
         }

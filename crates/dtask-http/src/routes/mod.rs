@@ -27,6 +27,7 @@ use tower_http::trace::TraceLayer;
 use crate::auth;
 use crate::caller::RequestCaller;
 use crate::problem::{ApiResult, Problem, kinds};
+use crate::protect;
 use crate::registry::Endpoint;
 use crate::state::Shared;
 use crate::submit;
@@ -57,15 +58,16 @@ pub(crate) fn router(state: Shared) -> Router {
     if state.auth.is_enabled() {
         protected = protected.route_layer(middleware::from_fn_with_state(Arc::clone(&state.auth), auth::require));
     }
-    Router::new()
+    let protected = protect::limit_in_flight(protected, &state.config.traffic);
+    let router = Router::new()
         .route("/api/openapi.json", get(openapi))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .merge(protected)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(TraceLayer::new_for_http())
-        .with_state(state)
+        .with_state(Arc::clone(&state));
+    protect::outer_layers(router, &state.config.traffic, &state.config.cors_origins).layer(TraceLayer::new_for_http())
 }
 
 async fn openapi(axum::extract::State(state): axum::extract::State<Shared>) -> impl IntoResponse {

@@ -1,12 +1,13 @@
 //! `GET /api/tasks/{id}/result`: the typed response of a completed task.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use dtask_core::{TaskProgress, TaskStatus};
 use serde_json::Value;
 
 use super::{endpoint_of, progress, task_id};
 use crate::caller::RequestCaller;
+use crate::extract::Path;
 use crate::problem::{ApiResult, Problem, kinds};
 use crate::state::Shared;
 

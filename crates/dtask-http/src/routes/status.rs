@@ -2,11 +2,11 @@
 //! snapshot (polling).
 
 use axum::Json;
-use axum::extract::Path;
 use dtask_core::TaskProgress;
 
 use super::{progress, task_id};
 use crate::caller::RequestCaller;
+use crate::extract::Path;
 use crate::problem::ApiResult;
 
 /// The task's current snapshot.

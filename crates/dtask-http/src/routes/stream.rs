@@ -3,14 +3,15 @@
 //!
 //! Each snapshot is one `progress` event whose `id` is the snapshot's
 //! revision and whose data is its JSON: the current snapshot first, then
-//! every change; the stream ends after the terminal one. A reconnecting
+//! every change; the stream ends after the terminal one. Streams count
+//! against the subscriber bounds (`503 too-many-subscribers` past them). A reconnecting
 //! client (`Last-Event-ID`) simply gets the current snapshot first again,
 //! which tells it everything it missed. Idle streams carry keep-alive
 //! comments.
 
 use std::convert::Infallible;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::HeaderName;
 use axum::response::IntoResponse;
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -19,6 +20,7 @@ use futures::StreamExt;
 
 use super::task_id;
 use crate::caller::RequestCaller;
+use crate::extract::Path;
 use crate::follow::snapshots;
 use crate::problem::ApiResult;
 use crate::state::Shared;
@@ -33,9 +35,13 @@ pub(crate) async fn stream(
     Path(id): Path<String>,
 ) -> ApiResult<impl IntoResponse> {
     let task_id = task_id(&id)?;
-    let events = snapshots(&caller, task_id)
-        .await?
-        .map(|progress| Ok::<_, Infallible>(event(&progress)));
+    let snapshots = snapshots(&caller, task_id).await?;
+    // Taken once the caller may see the task, held while the stream lives.
+    let subscription = state.subscribers.subscribe(task_id)?;
+    let events = snapshots.map(move |progress| {
+        let _held = &subscription;
+        Ok::<_, Infallible>(event(&progress))
+    });
     let sse = Sse::new(events).keep_alive(KeepAlive::new().interval(state.config.sse_keep_alive));
     // Tells reverse proxies (nginx) not to buffer the stream.
     Ok(([(HeaderName::from_static("x-accel-buffering"), "no")], sse))

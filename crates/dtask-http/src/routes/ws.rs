@@ -3,11 +3,11 @@
 //! The server sends each snapshot as a JSON text message (the same as the
 //! SSE stream's data), then a close frame with code 1000 after the
 //! terminal one. Messages from the client are ignored; a close from the
-//! client ends the stream.
+//! client ends the stream. Sockets count against the subscriber bounds.
 
 use std::time::Duration;
 
-use axum::extract::Path;
+use axum::extract::State;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
 use axum::response::{IntoResponse, Response};
 use dtask_core::TaskProgress;
@@ -16,20 +16,24 @@ use futures::{SinkExt, StreamExt};
 
 use super::task_id;
 use crate::caller::RequestCaller;
+use crate::extract::Path;
 use crate::follow::snapshots;
 use crate::problem::{ApiResult, Problem};
+use crate::state::Shared;
 
 /// How long the server waits for the client's close frame.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Upgrades to a WebSocket that carries the task's snapshots.
 pub(crate) async fn ws(
+    State(state): State<Shared>,
     RequestCaller(caller): RequestCaller,
     Path(id): Path<String>,
     upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> ApiResult<Response> {
     let task_id = task_id(&id)?;
     let stream = snapshots(&caller, task_id).await?;
+    let subscription = state.subscribers.subscribe(task_id)?;
     let upgrade = upgrade.map_err(|rejection| {
         Problem::new(
             rejection.status(),
@@ -39,7 +43,10 @@ pub(crate) async fn ws(
         )
     })?;
     Ok(upgrade
-        .on_upgrade(move |socket| send_snapshots(socket, stream))
+        .on_upgrade(move |socket| async move {
+            send_snapshots(socket, stream).await;
+            drop(subscription);
+        })
         .into_response())
 }
 

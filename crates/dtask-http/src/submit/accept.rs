@@ -61,11 +61,21 @@ async fn accept_multipart(
     fingerprint: &mut Fingerprint,
 ) -> ApiResult<Option<Url>> {
     let mut reader = MultipartReader::new(submission.body, boundary, state.config.limits.clone());
-    let (mut fields, first) = reader.read_fields(fingerprint).await?;
+    let (mut fields, first) = match reader.read_fields(fingerprint).await {
+        Ok(read) => read,
+        Err(problem) => {
+            reader.drain().await;
+            return Err(problem);
+        }
+    };
     let prepared = listening_of(&mut fields, &submission.query, state)
         .and_then(|webhook| Ok((webhook, endpoint.prepare_fields(&fields)?)));
-    let (webhook, mut prepared) = match prepared {
-        Ok(prepared) => prepared,
+    let checked = match prepared {
+        Ok((webhook, prepared)) => admit(state, webhook.as_ref()).await.map(|()| (webhook, prepared)),
+        Err(problem) => Err(problem),
+    };
+    let (webhook, mut prepared) = match checked {
+        Ok(checked) => checked,
         Err(problem) => {
             reader.drain().await;
             return Err(problem);
@@ -146,6 +156,7 @@ async fn accept_json(
     }
     let webhook = listening.or(&submission.query).webhook(state.webhooks.is_some())?;
     let mut prepared = endpoint.prepare_json(value)?;
+    admit(state, webhook.as_ref()).await?;
     if prepared.attach(Files::empty()).is_ok() {
         return Err(kinds::unsupported_media_type(format!(
             "{} takes files: send multipart/form-data with `{FILES_PART}` parts",
@@ -166,7 +177,7 @@ pub(super) async fn read_json(body: Body, limit: u64) -> ApiResult<Bytes> {
     let mut stream = body.into_data_stream();
     let mut buffer = Vec::new();
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| kinds::invalid_request(format!("the body could not be read: {e}")))?;
+        let chunk = chunk.map_err(|e| kinds::unreadable_body(&e))?;
         if (buffer.len() + chunk.len()) as u64 > limit {
             return Err(kinds::too_large(format!("a JSON body may be at most {limit} bytes")));
         }
@@ -191,6 +202,22 @@ fn listening_of(
         webhook_url: take("webhookUrl"),
     };
     listening.or(query).webhook(state.webhooks.is_some())
+}
+
+/// Refuses a webhook URL whose host resolves to an address that is not
+/// public (unless allowed), before the task exists.
+async fn admit(state: &Shared, webhook: Option<&Url>) -> ApiResult<()> {
+    let (Some(url), Some(webhooks)) = (webhook, &state.webhooks) else {
+        return Ok(());
+    };
+    webhooks.admit(url).await.map_err(|refusal| {
+        Problem::new(
+            axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+            "webhook-address-refused",
+            "Webhook address refused",
+            refusal.to_string(),
+        )
+    })
 }
 
 async fn submit(caller: &Caller, prepared: Box<dyn PreparedRequest>, task_id: TaskId) -> ApiResult<()> {

@@ -31,8 +31,8 @@ impl ListeningRequest {
     ///
     /// # Errors
     /// `400` for an unknown strategy, a webhook without a URL or with one
-    /// that is not `http`/`https`, a URL with another strategy, or when
-    /// webhooks are not configured.
+    /// that does not parse, a URL with another strategy, or when webhooks
+    /// are not configured; `422` for a URL that is not `http`/`https`.
     pub(crate) fn webhook(&self, configured: bool) -> ApiResult<Option<Url>> {
         let strategy = match self.listening.as_deref() {
             None if self.webhook_url.is_some() => "webhook",
@@ -61,22 +61,26 @@ impl ListeningRequest {
                 "webhooks are not configured",
             ));
         }
-        let raw = self
-            .webhook_url
-            .as_deref()
-            .ok_or_else(|| invalid_webhook("`listening=webhook` needs a `webhookUrl`".to_owned()))?;
-        let url = Url::parse(raw).map_err(|e| invalid_webhook(format!("`{raw}` is not a URL: {e}")))?;
+        let raw = self.webhook_url.as_deref().ok_or_else(|| {
+            invalid_webhook(
+                StatusCode::BAD_REQUEST,
+                "`listening=webhook` needs a `webhookUrl`".to_owned(),
+            )
+        })?;
+        let url = Url::parse(raw)
+            .map_err(|e| invalid_webhook(StatusCode::BAD_REQUEST, format!("`{raw}` is not a URL: {e}")))?;
         if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-            return Err(invalid_webhook(format!(
-                "`{raw}` is not an http or https URL with a host"
-            )));
+            return Err(invalid_webhook(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("`{raw}` is not an http or https URL with a host"),
+            ));
         }
         Ok(Some(url))
     }
 }
 
-fn invalid_webhook(detail: String) -> Problem {
-    Problem::new(StatusCode::BAD_REQUEST, "invalid-webhook", "Invalid webhook", detail)
+fn invalid_webhook(status: StatusCode, detail: String) -> Problem {
+    Problem::new(status, "invalid-webhook", "Invalid webhook", detail)
 }
 
 #[cfg(test)]
@@ -105,7 +109,12 @@ mod tests {
             (Some("sse"), Some("https://example.com/hook")),
         ] {
             let problem = request(listening, url).webhook(true).unwrap_err();
-            assert_eq!(problem.status(), 400, "{listening:?} {url:?}");
+            let expected = if url.is_some_and(|u| u.contains("://")) && listening == Some("webhook") {
+                422
+            } else {
+                400
+            };
+            assert_eq!(problem.status(), expected, "{listening:?} {url:?}");
         }
         let problem = request(Some("webhook"), Some("https://example.com"))
             .webhook(false)

@@ -30,6 +30,9 @@ const BODY_CHUNKS: usize = 8;
 /// connection.
 pub(crate) const DRAIN_LIMIT: u64 = 16 * 1024 * 1024;
 
+/// What a part's boundary and headers count for when draining.
+const PART_OVERHEAD: u64 = 128;
+
 /// A multipart body being read, with what it has used of the limits.
 pub(crate) struct MultipartReader {
     inner: multer::Multipart<'static>,
@@ -73,8 +76,8 @@ impl MultipartReader {
     /// unread) or the end.
     ///
     /// # Errors
-    /// `400` for a malformed body, a nameless or duplicate field, a value
-    /// that is not UTF-8 or too long, or a file sent in a part not named
+    /// `400` for a malformed body, too many fields, a nameless or
+    /// duplicate field, a value that is not UTF-8 or too long, or a file sent in a part not named
     /// `files`; `413` past the size limit.
     pub(crate) async fn read_fields(
         &mut self,
@@ -85,6 +88,14 @@ impl MultipartReader {
             if is_file(&field) {
                 check_files_part(&field)?;
                 return Ok((fields, Some(field)));
+            }
+            if fields.len() >= self.limits.max_fields {
+                return Err(Problem::new(
+                    axum::http::StatusCode::BAD_REQUEST,
+                    "too-many-fields",
+                    "Too many fields",
+                    format!("a submission may carry at most {} fields", self.limits.max_fields),
+                ));
             }
             let name = field
                 .name()
@@ -104,8 +115,8 @@ impl MultipartReader {
     /// `files` (or, without it, only checks and hashes them).
     ///
     /// # Errors
-    /// `400` for a field after a file, too many files, a file name too
-    /// long or a malformed body; `413` past the size limit. The upload
+    /// `400` for too many files, a file name too long or a malformed
+    /// body; `422` for a field after a file; `413` past the size limit. The upload
     /// step is told first, so it fails and removes what it stored.
     pub(crate) async fn pump(
         &mut self,
@@ -147,7 +158,7 @@ impl MultipartReader {
         if !is_file(&field) {
             let name = field.name().unwrap_or_default();
             return Err(Problem::new(
-                axum::http::StatusCode::BAD_REQUEST,
+                axum::http::StatusCode::UNPROCESSABLE_ENTITY,
                 "field-after-file",
                 "Field after a file",
                 format!(
@@ -218,6 +229,8 @@ impl MultipartReader {
     pub(crate) async fn drain(&mut self) {
         let mut drained = 0u64;
         while let Ok(Some(mut field)) = self.inner.next_field().await {
+            // A part's headers count too, so a body of empty parts ends.
+            drained += PART_OVERHEAD;
             while let Ok(Some(chunk)) = field.chunk().await {
                 drained += chunk.len() as u64;
                 if drained > DRAIN_LIMIT {
@@ -273,5 +286,8 @@ fn check_files_part(field: &Field<'_>) -> ApiResult<()> {
 }
 
 fn malformed(error: multer::Error) -> Problem {
+    if let multer::Error::StreamReadFailed(cause) = &error {
+        return kinds::unreadable_body(cause.as_ref());
+    }
     kinds::invalid_request(format!("malformed multipart body: {error}"))
 }

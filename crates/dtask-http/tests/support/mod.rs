@@ -17,7 +17,7 @@ use dtask::HostBuilder;
 use dtask::testing::TestHost;
 use dtask::{Host, TaskId, TaskProgress};
 use dtask_demo::CreateZipFromFiles;
-use dtask_http::{ApiConfig, Authenticator, TaskApi, TaskApiBuilder};
+use dtask_http::{ApiConfig, Authenticator, ServeOptions, TaskApi, TaskApiBuilder};
 use futures::StreamExt;
 use reqwest::multipart::{Form, Part};
 use serde_json::Value;
@@ -27,6 +27,9 @@ pub use tasks::{Echo, Gate};
 
 /// How long a test waits for anything.
 pub const PATIENCE: Duration = Duration::from_secs(60);
+
+/// How long the test server lets a client take over a request's head.
+pub const SLOW_CLIENT: Duration = Duration::from_secs(2);
 
 /// A test host serving CreateZipFromFiles, Echo and a Gate, with its
 /// scratch directories under `scratch`.
@@ -125,8 +128,14 @@ impl TestServer {
         let app = mount(api).build();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        let options = ServeOptions {
+            header_read_timeout: SLOW_CLIENT,
+            ..ServeOptions::default()
+        };
         let server = tokio::spawn(async move {
-            axum::serve(listener, app).await.unwrap();
+            dtask_http::serve(listener, app, options, std::future::pending())
+                .await
+                .unwrap();
         });
         Self {
             addr,
