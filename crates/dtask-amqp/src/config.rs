@@ -26,7 +26,7 @@ pub const DEFAULT_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 /// Every process that declares a queue must use the same
 /// [`max_deliveries`](Self::max_deliveries): RabbitMQ refuses to declare a
 /// queue again with other arguments.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct AmqpConfig {
     /// The AMQP URL, e.g. `amqp://guest:guest@127.0.0.1:5672/%2f` (the vhost
@@ -130,7 +130,24 @@ impl AmqpConfig {
     /// The URL with its password replaced by `***`, fit for logs and error
     /// messages.
     pub fn redacted_url(&self) -> String {
-        redact(&self.url)
+        dtask_core::infra::redact_url(&self.url)
+    }
+}
+
+impl std::fmt::Debug for AmqpConfig {
+    /// The URL shows with its password redacted.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AmqpConfig")
+            .field("url", &self.redacted_url())
+            .field("prefetch", &self.prefetch)
+            .field("max_deliveries", &self.max_deliveries)
+            .field("connection_name", &self.connection_name)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("reconnect_initial_backoff", &self.reconnect_initial_backoff)
+            .field("reconnect_max_backoff", &self.reconnect_max_backoff)
+            .field("reconnect_timeout", &self.reconnect_timeout)
+            .field("confirm_timeout", &self.confirm_timeout)
+            .finish()
     }
 }
 
@@ -138,21 +155,6 @@ impl Default for AmqpConfig {
     /// The defaults, with the broker at [`DEFAULT_URL`].
     fn default() -> Self {
         Self::new(DEFAULT_URL)
-    }
-}
-
-/// `url` with the password of its user info (if any) replaced by `***`.
-fn redact(url: &str) -> String {
-    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
-        return url.to_owned();
-    };
-    let authority_end = url[scheme_end..].find('/').map_or(url.len(), |i| scheme_end + i);
-    let Some(at) = url[scheme_end..authority_end].rfind('@').map(|i| scheme_end + i) else {
-        return url.to_owned();
-    };
-    match url[scheme_end..at].find(':').map(|i| scheme_end + i) {
-        Some(colon) => format!("{}:***{}", &url[..colon], &url[at..]),
-        None => url.to_owned(),
     }
 }
 
@@ -178,12 +180,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_password_is_redacted() {
-        assert_eq!(redact(DEFAULT_URL), "amqp://guest:***@127.0.0.1:5672/%2f");
-        assert_eq!(redact("amqp://u:p@h"), "amqp://u:***@h");
-        assert_eq!(redact("amqp://127.0.0.1:1"), "amqp://127.0.0.1:1");
-        assert_eq!(redact("amqp://user@host/%2f"), "amqp://user@host/%2f");
-        assert_eq!(redact("not a url"), "not a url");
+    fn debug_output_hides_the_password() {
+        let shown = format!("{:?}", AmqpConfig::new("amqp://app:s3cr3t@broker:5672/%2f"));
+        assert!(shown.contains("amqp://app:***@broker:5672/%2f"), "{shown}");
+        assert!(!shown.contains("s3cr3t"), "{shown}");
     }
 
     #[test]

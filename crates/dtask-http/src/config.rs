@@ -66,6 +66,10 @@ pub struct ApiConfig {
     /// Browser origins whose pages may call the API (CORS, and past the
     /// cross-site refusal). Empty by default: CORS is off.
     pub cors_origins: AllowedOrigins,
+    /// Whether problem details carry the errors of backends (`/readyz`),
+    /// which may name internal hosts (default `false`: only the backend's
+    /// name; the cause is logged). For debugging.
+    pub expose_internal_errors: bool,
     /// How long an `Idempotency-Key` is remembered (default 24 h).
     pub idempotency_ttl: Duration,
     /// How often an idle SSE stream sends a keep-alive comment (default
@@ -80,6 +84,7 @@ impl Default for ApiConfig {
             webhooks: WebhookConfig::default(),
             traffic: TrafficLimits::default(),
             cors_origins: AllowedOrigins::default(),
+            expose_internal_errors: false,
             idempotency_ttl: Duration::from_secs(24 * 60 * 60),
             sse_keep_alive: Duration::from_secs(15),
         }

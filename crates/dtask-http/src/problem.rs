@@ -198,7 +198,8 @@ pub(crate) mod kinds {
 impl From<dtask_core::Error> for Problem {
     /// Maps a host error: unknown things are `404`, rejected arguments
     /// `400`, a caller not allowed `403`, unreachable or closed services
-    /// `503`, the rest `500`. Server errors are logged.
+    /// `503` (naming the backend, not its cause), the rest `500`. Server
+    /// errors are logged.
     fn from(error: dtask_core::Error) -> Self {
         use dtask_core::Error;
         match &error {
@@ -215,13 +216,24 @@ impl From<dtask_core::Error> for Problem {
             ),
             Error::Backend { .. } | Error::Closed { .. } => {
                 tracing::error!(error = %error, "a backend failed");
-                kinds::unavailable(error.to_string())
+                kinds::unavailable(public_message(&error))
             }
             _ => {
                 tracing::error!(error = %error, "a host operation failed");
                 kinds::internal(error.to_string())
             }
         }
+    }
+}
+
+/// What a client may read of a host error: a backend's failure names the
+/// backend, not its cause (which may name internal hosts and is logged).
+pub(crate) fn public_message(error: &dtask_core::Error) -> String {
+    match error {
+        dtask_core::Error::Backend { backend, .. } => {
+            format!("the {backend} backend failed; its cause is in the server's log")
+        }
+        other => other.to_string(),
     }
 }
 

@@ -284,13 +284,25 @@ async fn readiness_names_the_backends_that_are_down() {
         .storage(DownStore)
         .build()
         .unwrap();
-    let server = TestServer::serve(host, gate, ApiConfig::default()).await;
+    let server = TestServer::serve(host.clone(), gate.clone(), ApiConfig::default()).await;
     let response = server.client.get(server.url("/readyz")).send().await.unwrap();
     let problem = expect_problem(response, 503, "not-ready").await;
     assert_eq!(problem["failing"][0]["service"], "storage");
     assert!(
+        !problem.to_string().contains("connection refused"),
+        "the cause stays in the log: {problem}"
+    );
+    assert_eq!(server.get_json("/healthz").await.0, 200);
+
+    let debugging = ApiConfig {
+        expose_internal_errors: true,
+        ..ApiConfig::default()
+    };
+    let server = TestServer::serve(host, gate, debugging).await;
+    let response = server.client.get(server.url("/readyz")).send().await.unwrap();
+    let problem = expect_problem(response, 503, "not-ready").await;
+    assert!(
         problem["detail"].as_str().unwrap().contains("connection refused"),
         "{problem}"
     );
-    assert_eq!(server.get_json("/healthz").await.0, 200);
 }

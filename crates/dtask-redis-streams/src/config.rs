@@ -19,7 +19,7 @@ use std::time::Duration;
 ///     .with_max_deliveries(3);
 /// assert_eq!(config.group, "dtask-workers");
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct RedisStreamsConfig {
     /// The Redis URL, e.g. `redis://127.0.0.1:6379` or
@@ -68,6 +68,26 @@ pub struct RedisStreamsConfig {
     /// How long a command (other than the blocking read) may wait for its
     /// reply. Default 5 s.
     pub response_timeout: Duration,
+}
+
+impl std::fmt::Debug for RedisStreamsConfig {
+    /// The URL shows with its password redacted.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStreamsConfig")
+            .field("url", &self.redacted_url())
+            .field("key_prefix", &self.key_prefix)
+            .field("max_backlog", &self.max_backlog)
+            .field("full_queue_wait", &self.full_queue_wait)
+            .field("group", &self.group)
+            .field("consumer", &self.consumer)
+            .field("read_count", &self.read_count)
+            .field("block_timeout", &self.block_timeout)
+            .field("visibility_timeout", &self.visibility_timeout)
+            .field("max_deliveries", &self.max_deliveries)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("response_timeout", &self.response_timeout)
+            .finish()
+    }
 }
 
 impl RedisStreamsConfig {
@@ -172,7 +192,7 @@ impl RedisStreamsConfig {
 
     /// The URL without its password, for messages and logs.
     pub fn redacted_url(&self) -> String {
-        redact(&self.url)
+        dtask_core::infra::redact_url(&self.url)
     }
 
     /// The block of one `XREADGROUP`: the block timeout, but no longer than
@@ -207,22 +227,6 @@ fn default_consumer_name() -> String {
     format!("{host}-{}-{}", std::process::id(), uuid::Uuid::new_v4().simple())
 }
 
-/// `url` with the password (if any) replaced by `***`.
-fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    let (authority, path) = rest.split_at(authority_end);
-    let Some((userinfo, host)) = authority.rsplit_once('@') else {
-        return url.to_owned();
-    };
-    match userinfo.split_once(':') {
-        Some((user, _password)) => format!("{scheme}://{user}:***@{host}{path}"),
-        None => url.to_owned(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -242,19 +246,17 @@ mod tests {
     }
 
     #[test]
+    fn debug_output_hides_the_password() {
+        let shown = format!("{:?}", RedisStreamsConfig::new("redis://:s3cr3t@cache:6379/2"));
+        assert!(shown.contains("redis://:***@cache:6379/2"), "{shown}");
+        assert!(!shown.contains("s3cr3t"), "{shown}");
+    }
+
+    #[test]
     fn read_block_follows_the_visibility_timeout() {
         let config = RedisStreamsConfig::new("redis://x").with_visibility_timeout(Duration::from_millis(300));
         assert_eq!(config.read_block(), Duration::from_millis(150));
         let config = config.with_visibility_timeout(Duration::ZERO);
         assert_eq!(config.read_block(), Duration::from_millis(10));
-    }
-
-    #[test]
-    fn passwords_are_redacted() {
-        assert_eq!(redact("redis://127.0.0.1:6379/0"), "redis://127.0.0.1:6379/0");
-        assert_eq!(redact("redis://:secret@host:6379/2"), "redis://:***@host:6379/2");
-        assert_eq!(redact("redis://user:secret@host"), "redis://user:***@host");
-        assert_eq!(redact("redis://user@host"), "redis://user@host");
-        assert_eq!(redact("not a url"), "not a url");
     }
 }

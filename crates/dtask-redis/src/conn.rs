@@ -83,25 +83,7 @@ pub(crate) fn unreachable(url: &str, error: Option<RedisError>, after: Duration)
     )
 }
 
-/// `url` with its password, if any, replaced by `***`, fit for messages
-/// and logs.
-pub(crate) fn redact(url: &str) -> String {
-    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
-        return url.to_owned();
-    };
-    let authority_end = url[scheme_end..].find('/').map_or(url.len(), |i| scheme_end + i);
-    let authority = &url[scheme_end..authority_end];
-    let Some(at) = authority.rfind('@') else {
-        return url.to_owned();
-    };
-    let user_info = &authority[..at];
-    let user = user_info.split_once(':').map_or("", |(user, _)| user);
-    if !user_info.contains(':') {
-        // `redis://password@host`: the whole user part is the secret.
-        return format!("{}***{}", &url[..scheme_end], &url[scheme_end + at..]);
-    }
-    format!("{}{user}:***{}", &url[..scheme_end], &url[scheme_end + at..])
-}
+pub(crate) use dtask_core::infra::redact_url as redact;
 
 /// Parses `url` into a client.
 ///
@@ -220,18 +202,6 @@ pub(crate) fn millis(duration: Duration) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn passwords_are_redacted() {
-        assert_eq!(redact("redis://127.0.0.1:6379/1"), "redis://127.0.0.1:6379/1");
-        assert_eq!(
-            redact("redis://user:secret@host:6379/0"),
-            "redis://user:***@host:6379/0"
-        );
-        assert_eq!(redact("redis://:secret@host"), "redis://:***@host");
-        assert_eq!(redact("redis://secret@host/2"), "redis://***@host/2");
-        assert_eq!(redact("not a url"), "not a url");
-    }
 
     #[test]
     fn millis_are_clamped() {

@@ -24,6 +24,10 @@ pub(crate) struct ApiArgs {
     /// `https://app.example.com`); CORS is off without them.
     #[arg(long, env = "DTASK_CORS_ORIGINS", value_delimiter = ',', value_name = "ORIGIN,...")]
     cors_origins: Vec<String>,
+    /// Show backends' errors (which may name internal hosts) in `/readyz`
+    /// answers, for debugging; they are always logged.
+    #[arg(long, env = "DTASK_EXPOSE_INTERNAL_ERRORS")]
+    expose_internal_errors: bool,
 }
 
 impl ApiArgs {
@@ -44,6 +48,7 @@ impl ApiArgs {
                 ..WebhookConfig::default()
             },
             cors_origins,
+            expose_internal_errors: self.expose_internal_errors,
             ..ApiConfig::default()
         })
     }

@@ -23,6 +23,7 @@ mod lock;
 mod namespace;
 mod progress;
 mod queue;
+mod redact;
 mod services;
 mod state;
 mod storage;
@@ -35,6 +36,7 @@ pub use queue::{
     Acknowledger, DeadLetter, DeadLetters, Delivery, DeliveryStream, MessageHeaders, QueueConsumer, QueueMessage,
     QueuePublisher,
 };
+pub use redact::redact_url;
 pub use services::Infrastructure;
 pub use state::{SagaStateStore, StoredState};
 pub use storage::{

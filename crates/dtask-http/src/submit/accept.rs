@@ -231,9 +231,10 @@ fn submission_failed(task_id: TaskId, error: dtask_core::Error) -> Problem {
     use dtask_core::Error;
     let problem = match &error {
         Error::Forbidden { .. } => return Problem::from(error),
-        Error::Backend { .. } | Error::Closed { .. } => {
-            kinds::unavailable(format!("task {task_id} could not be submitted: {error}"))
-        }
+        Error::Backend { .. } | Error::Closed { .. } => kinds::unavailable(format!(
+            "task {task_id} could not be submitted: {}",
+            crate::problem::public_message(&error)
+        )),
         _ => kinds::internal(format!("task {task_id} could not be submitted: {error}")),
     };
     tracing::error!(%task_id, error = %error, "a submission failed");
