@@ -16,8 +16,9 @@ use schemas::schema_ref;
 /// The document of `state`'s API.
 pub(crate) fn document(state: &AppState) -> Value {
     let mut paths = Map::new();
+    let webhooks = state.webhooks.is_some();
     for endpoint in state.registry.iter() {
-        paths.insert(endpoint.path(), json!({ "post": submit(endpoint) }));
+        paths.insert(endpoint.path(), json!({ "post": submit(endpoint, webhooks) }));
     }
     paths.insert("/api/tasks".into(), json!({ "get": list() }));
     paths.insert(
@@ -38,8 +39,8 @@ pub(crate) fn document(state: &AppState) -> Value {
     paths.insert("/healthz".into(), json!({ "get": healthz() }));
     paths.insert("/readyz".into(), json!({ "get": readyz() }));
     let mut components = json!({
-        "schemas": schemas::schemas(state.registry.iter()),
-        "parameters": parameters(),
+        "schemas": schemas::schemas(state.registry.iter(), webhooks),
+        "parameters": parameters(webhooks),
     });
     limits(&mut paths);
     let security = if state.auth.is_enabled() {
@@ -162,7 +163,9 @@ fn security_schemes() -> Value {
     })
 }
 
-fn parameters() -> Value {
+/// The shared parameters; the webhook ones only when webhooks are
+/// configured (a client could not use them otherwise).
+fn parameters(webhooks: bool) -> Value {
     json!({
         "TaskId": {
             "name": "id", "in": "path", "required": true,
@@ -177,7 +180,7 @@ fn parameters() -> Value {
         "Listening": {
             "name": "listening", "in": "query", "required": false,
             "description": "How the client will follow the task (also a form field).",
-            "schema": { "type": "string", "enum": crate::submit::STRATEGIES }
+            "schema": { "type": "string", "enum": schemas::strategies(webhooks) }
         },
         "WebhookUrl": {
             "name": "webhookUrl", "in": "query", "required": false,
@@ -206,7 +209,7 @@ const BAD_ID: &str = "The id is not a UUID.";
 const NO_TASK: &str = "No such task, or one the caller may not see.";
 const UNAVAILABLE: &str = "A backend did not answer.";
 
-fn submit(endpoint: &Endpoint) -> Value {
+fn submit(endpoint: &Endpoint, webhooks: bool) -> Value {
     let name = endpoint.definition.name;
     let mut content = Map::new();
     content.insert(
@@ -233,7 +236,11 @@ fn submit(endpoint: &Endpoint) -> Value {
         "operationId": format!("submit{name}"),
         "summary": format!("Submit a {name} task"),
         "description": description,
-        "parameters": [param("IdempotencyKey"), param("Listening"), param("WebhookUrl")],
+        "parameters": if webhooks {
+            json!([param("IdempotencyKey"), param("Listening"), param("WebhookUrl")])
+        } else {
+            json!([param("IdempotencyKey"), param("Listening")])
+        },
         "requestBody": { "required": true, "content": content },
         "responses": {
             "202": {
@@ -346,7 +353,20 @@ fn stream() -> Value {
         "responses": {
             "200": {
                 "description": "The event stream.",
-                "content": { "text/event-stream": { "schema": { "type": "string" } } }
+                "content": { "text/event-stream": { "schema": {
+                    "type": "object",
+                    "description": "One event: `event: progress`, `id:` the snapshot's revision, `data:` the snapshot's JSON.",
+                    "required": ["data"],
+                    "properties": {
+                        "event": { "type": "string", "const": crate::routes::PROGRESS_EVENT },
+                        "id": { "type": "string" },
+                        "data": {
+                            "type": "string",
+                            "contentMediaType": "application/json",
+                            "contentSchema": schema_ref("TaskProgress")
+                        }
+                    }
+                } } }
             },
             "400": problem(BAD_ID),
             "404": problem(NO_TASK),
@@ -393,7 +413,8 @@ fn result(state: &AppState) -> Value {
 }
 
 fn download() -> Value {
-    let file = json!({ "application/octet-stream": { "schema": { "type": "string", "contentMediaType": "application/octet-stream" } } });
+    // The task names the file's media type (`application/zip`...).
+    let file = json!({ "*/*": { "schema": { "type": "string", "contentMediaType": "application/octet-stream" } } });
     let headers = json!({
         "Content-Disposition": { "description": "`attachment` with the file's name (`filename` and `filename*`).", "schema": { "type": "string" } },
         "Content-Length": { "schema": { "type": "integer" } },

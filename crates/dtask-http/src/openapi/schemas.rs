@@ -14,7 +14,10 @@ pub(super) fn schema_ref(name: &str) -> Value {
 }
 
 /// Every component schema.
-pub(super) fn schemas<'a>(endpoints: impl Iterator<Item = &'a std::sync::Arc<Endpoint>>) -> Map<String, Value> {
+pub(super) fn schemas<'a>(
+    endpoints: impl Iterator<Item = &'a std::sync::Arc<Endpoint>>,
+    webhooks: bool,
+) -> Map<String, Value> {
     let mut schemas = Map::new();
     let statuses: Vec<&str> = STATUSES.iter().map(|s| s.as_str()).collect();
     schemas.insert(
@@ -43,7 +46,7 @@ pub(super) fn schemas<'a>(endpoints: impl Iterator<Item = &'a std::sync::Arc<End
     schemas.insert("Problem".into(), problem());
     for endpoint in endpoints {
         let name = endpoint.definition.name;
-        schemas.insert(format!("{name}Form"), form(endpoint));
+        schemas.insert(format!("{name}Form"), form(endpoint, webhooks));
         schemas.insert(
             format!("{name}Request"),
             object(&endpoint.request_fields, "The task's request as JSON."),
@@ -272,7 +275,13 @@ fn problem() -> Value {
 }
 
 /// The multipart form of a task: its scalar fields first, then its files.
-fn form(endpoint: &Endpoint) -> Value {
+/// The listening strategies a client may name: `webhook` only when
+/// webhooks are configured.
+pub(super) fn strategies(webhooks: bool) -> Vec<&'static str> {
+    STRATEGIES.into_iter().filter(|s| webhooks || *s != "webhook").collect()
+}
+
+fn form(endpoint: &Endpoint, webhooks: bool) -> Value {
     let mut properties = Map::new();
     for field in &endpoint.request_fields {
         properties.insert(
@@ -285,12 +294,14 @@ fn form(endpoint: &Endpoint) -> Value {
     }
     properties.insert(
         "listening".into(),
-        json!({ "type": "string", "enum": STRATEGIES, "description": "How the client will follow the task; `webhook` needs `webhookUrl`." }),
+        json!({ "type": "string", "enum": strategies(webhooks), "description": "How the client will follow the task; `webhook` needs `webhookUrl`." }),
     );
-    properties.insert(
-        "webhookUrl".into(),
+    if webhooks {
+        properties.insert(
+            "webhookUrl".into(),
         json!({ "type": "string", "format": "uri", "description": "An http or https URL the terminal snapshot is POSTed to, signed the Standard Webhooks way (`webhook-id`, `webhook-timestamp`, `webhook-signature`). Hosts resolving to internal addresses are refused (422)." }),
-    );
+        );
+    }
     let mut required = Vec::new();
     if endpoint.takes_files {
         properties.insert(

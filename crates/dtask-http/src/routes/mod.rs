@@ -13,6 +13,7 @@ mod stream;
 mod ws;
 
 pub(crate) use list::STATUSES;
+pub(crate) use stream::PROGRESS_EVENT;
 
 use std::sync::Arc;
 

@@ -31,8 +31,8 @@ impl ListeningRequest {
     ///
     /// # Errors
     /// `400` for an unknown strategy, a webhook without a URL or with one
-    /// that does not parse, a URL with another strategy, or when webhooks
-    /// are not configured; `422` for a URL that is not `http`/`https`.
+    /// that does not parse, or when webhooks are not configured; `422` for
+    /// a URL that is not `http`/`https` or comes with another strategy.
     pub(crate) fn webhook(&self, configured: bool) -> ApiResult<Option<Url>> {
         let strategy = match self.listening.as_deref() {
             None if self.webhook_url.is_some() => "webhook",
@@ -47,9 +47,10 @@ impl ListeningRequest {
         };
         if strategy != "webhook" {
             return match self.webhook_url {
-                Some(_) => Err(kinds::invalid_request(format!(
-                    "`webhookUrl` is only used with `listening=webhook`, not `{strategy}`"
-                ))),
+                Some(_) => Err(invalid_webhook(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    format!("`webhookUrl` is only used with `listening=webhook`, not `{strategy}`"),
+                )),
                 None => Ok(None),
             };
         }
@@ -100,21 +101,16 @@ mod tests {
         assert!(request(Some("sse"), None).webhook(true).unwrap().is_none());
         let ok = request(Some("webhook"), Some("https://example.com/hook")).webhook(true);
         assert_eq!(ok.unwrap().unwrap().as_str(), "https://example.com/hook");
-        for (listening, url) in [
-            (Some("webhook"), None),
-            (Some("webhook"), Some("ftp://example.com/x")),
-            (Some("webhook"), Some("file:///etc/passwd")),
-            (Some("webhook"), Some("not a url")),
-            (Some("carrier-pigeon"), None),
-            (Some("sse"), Some("https://example.com/hook")),
+        for (listening, url, status) in [
+            (Some("webhook"), None, 400),
+            (Some("webhook"), Some("ftp://example.com/x"), 422),
+            (Some("webhook"), Some("file:///etc/passwd"), 422),
+            (Some("webhook"), Some("not a url"), 400),
+            (Some("carrier-pigeon"), None, 400),
+            (Some("sse"), Some("https://example.com/hook"), 422),
         ] {
             let problem = request(listening, url).webhook(true).unwrap_err();
-            let expected = if url.is_some_and(|u| u.contains("://")) && listening == Some("webhook") {
-                422
-            } else {
-                400
-            };
-            assert_eq!(problem.status(), expected, "{listening:?} {url:?}");
+            assert_eq!(problem.status(), status, "{listening:?} {url:?}");
         }
         let problem = request(Some("webhook"), Some("https://example.com"))
             .webhook(false)
