@@ -175,7 +175,7 @@ fn parameters(webhooks: bool) -> Value {
         "IdempotencyKey": {
             "name": "Idempotency-Key", "in": "header", "required": false,
             "description": "Makes the submission safe to repeat: the same key with the same request answers the first submission's 202 (same task); with a different request, 422; while the first is still being received, 409. Keys are remembered for 24 h by default.",
-            "schema": { "type": "string", "minLength": 1, "maxLength": 255 }
+            "schema": { "type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[!-~]+$" }
         },
         "Listening": {
             "name": "listening", "in": "query", "required": false,
