@@ -21,6 +21,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use axum::Router;
+use dtask::codec::KeyRing;
 use dtask::fs::LocalFileSystemStore;
 use dtask::host::HostBuilder;
 use dtask::{EventKind, Format, Host, Infrastructure, KernelSettings, Mode};
@@ -85,6 +86,9 @@ pub struct Distributed {
     pub run_workers: bool,
     /// The kernel's settings (lock lifetime...).
     pub kernel: KernelSettings,
+    /// Seals every message and saga state (`DTASK_ENCRYPTION_KEYS`); see
+    /// [`HostBuilder::encryption`].
+    pub encryption: Option<KeyRing>,
 }
 
 impl Default for ServerConfig {
@@ -307,6 +311,9 @@ fn host_builder(config: &ServerConfig) -> Result<(HostBuilder, Option<tempfile::
         builder = builder.serializer(format);
     }
     if let Some(distributed) = &config.distributed {
+        if let Some(keys) = &distributed.encryption {
+            builder = builder.encryption(keys.clone());
+        }
         let builder = builder
             .mode(Mode::Distributed)
             .infrastructure(distributed.infrastructure.clone())

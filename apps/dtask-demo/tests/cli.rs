@@ -236,6 +236,22 @@ fn a_weak_jwt_secret_is_a_one_line_error() {
 }
 
 #[test]
+fn a_bad_encryption_key_is_a_one_line_error_that_does_not_show_it() {
+    let run = demo()
+        .args(["worker", "--mode", "distributed"])
+        .env("DTASK_ENCRYPTION_KEYS", "k1:c2hvcnQta2V5")
+        .output()
+        .unwrap();
+    assert!(!run.status.success());
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        stderr.contains("the key `k1` is 9 bytes long; keys are 32 random bytes"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("c2hvcnQta2V5"), "the key shows: {stderr}");
+}
+
+#[test]
 fn hash_api_key_prints_the_line_of_the_keys_file() {
     let run = demo().args(["hash-api-key", "k3y"]).output().unwrap();
     assert!(run.status.success());

@@ -3,7 +3,8 @@
 //! S3 server. Twenty zips checked byte for byte; a cancellation across
 //! processes that leaves no object behind; a worker killed with SIGKILL in
 //! the middle of CreateZipArchive whose task completes on another worker,
-//! resumed from its snapshot.
+//! resumed from its snapshot. The Redis Streams run seals its messages and
+//! saga states (`DTASK_ENCRYPTION_KEYS`), checked raw in Redis.
 
 mod cluster;
 
@@ -28,7 +29,33 @@ async fn objects_left(store: &S3ObjectStore, task_id: &str) -> usize {
     left
 }
 
-async fn run_cluster(cluster: Cluster) {
+/// The key ring of the sealed run (two keys: the second opens only).
+const KEYS: &str = "k2:ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8=,k1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
+/// Asserts that the saga state of `task_id` in Redis (the demo's default
+/// prefix) is sealed with `k2` and does not show the archive's name.
+async fn assert_state_sealed(task_id: &str, archive_name: &str) {
+    let client = redis::Client::open("redis://127.0.0.1:6379").expect("a Redis URL");
+    let mut conn = client.get_multiplexed_async_connection().await.expect("Redis");
+    let fields: Vec<Vec<u8>> = redis::cmd("HGETALL")
+        .arg(format!("dtask:state:{task_id}"))
+        .query_async(&mut conn)
+        .await
+        .expect("the saga state");
+    assert!(!fields.is_empty(), "no saga state for {task_id}");
+    let sealed = fields
+        .iter()
+        .any(|value| value.starts_with(&[0x00, b'D', b'T', b'S', 0x01, 2, b'k', b'2']));
+    assert!(sealed, "the saga state of {task_id} is not sealed with k2");
+    for value in &fields {
+        assert!(
+            !value.windows(archive_name.len()).any(|w| w == archive_name.as_bytes()),
+            "the saga state of {task_id} shows the request"
+        );
+    }
+}
+
+async fn run_cluster(cluster: Cluster, sealed: bool) {
     let (api, url) = cluster.api();
     let mut worker_a = cluster.worker();
     let mut worker_b = cluster.worker();
@@ -65,6 +92,9 @@ async fn run_cluster(cluster: Cluster) {
             (format!("data-{i}.bin"), noise(200_000 + *i as usize * 10_000, *i)),
         ];
         assert_eq!(entries.len(), 2, "task {i}");
+        if sealed {
+            assert_state_sealed(&task.task_id, &format!("t{i}.zip")).await;
+        }
         for ((name, content), (expected_name, expected_content)) in entries.iter().zip(&expected) {
             assert_eq!(name, expected_name);
             assert!(content == expected_content, "task {i}: {name} differs");
@@ -126,10 +156,13 @@ async fn run_cluster(cluster: Cluster) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cluster_on_rabbitmq_protobuf_hand_offs_json_snapshots() {
-    run_cluster(Cluster::new(Broker::RabbitMq).serializers("protobuf", "json")).await;
+    run_cluster(Cluster::new(Broker::RabbitMq).serializers("protobuf", "json"), false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_cluster_on_redis_streams_msgpack_hand_offs_protobuf_snapshots() {
-    run_cluster(Cluster::new(Broker::RedisStreams).serializers("msgpack", "protobuf")).await;
+async fn a_sealed_cluster_on_redis_streams_msgpack_hand_offs_protobuf_snapshots() {
+    let cluster = Cluster::new(Broker::RedisStreams)
+        .serializers("msgpack", "protobuf")
+        .env("DTASK_ENCRYPTION_KEYS", KEYS);
+    run_cluster(cluster, true).await;
 }

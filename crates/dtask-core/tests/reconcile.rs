@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use dtask_core::codec::{Codec, Format, Payload};
+use dtask_core::codec::{Codec, Format, KeyRing, Payload};
 use dtask_core::infra::{
     ByteStream, GetResult, ObjectMeta, ObjectStore, ObjectStoreExt, ProgressPage, ProgressQuery, ProgressStream,
     ProgressTracker, SagaStateStore, StoredState,
@@ -20,8 +20,8 @@ use dtask_core::reconcile::{OrphanReason, ReconcileMode, ReconcileReport, Reconc
 use dtask_core::task::{DataUpdate, StepDefinition, StepKind};
 use dtask_core::testing::TestHost;
 use dtask_core::{
-    Error, Mode, RetryPolicy, SCHEMA_VERSION, SagaSnapshot, StepContext, StepError, StepHost, Task, TaskDefinition,
-    TaskId, TaskProgress, TaskStatus,
+    Error, Mode, RetryPolicy, SCHEMA_VERSION, SagaSnapshot, SagaStateSerializer, StepContext, StepError, StepHost,
+    Task, TaskDefinition, TaskId, TaskProgress, TaskStatus,
 };
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
@@ -71,6 +71,7 @@ static STASH: TaskDefinition = TaskDefinition {
     format: Format::Json,
     cancellable: true,
     required_roles: &[],
+    encrypt_messages: false,
     steps: &[step("Store", 1, StepHost::Api), step("Finish", 2, StepHost::Worker)],
     groups: &[],
 };
@@ -592,6 +593,38 @@ async fn an_in_memory_saga_state_is_read_only_for_registered_tasks() {
     let report = fx
         .reconciler(HOUR)
         .with_task::<Stash>()
+        .run(ReconcileMode::Delete)
+        .await
+        .unwrap();
+    assert_eq!(keys_of(&report, task), keys.to_vec(), "{report}");
+    assert!(fx.all_keys().await.is_empty());
+}
+
+#[tokio::test]
+async fn a_sealed_saga_state_is_judged_only_with_the_key_ring() {
+    let fx = Fixture::new();
+    let ring = || KeyRing::new([("k1", [7u8; 32])]).unwrap();
+    let task = TaskId::new();
+    let format = Format::MessagePack;
+    let encoded = Codec::new(format)
+        .serialize_state(&snapshot(task, TaskStatus::Failed))
+        .unwrap();
+    let payload = Payload::Encoded {
+        format,
+        bytes: ring().seal(task, format, &encoded),
+    };
+    fx.state.save(task, StoredState { fence: 1, payload }).await.unwrap();
+    let keys = fx.objects_of(task, 2 * HOUR).await;
+
+    // Without the keys it cannot be read: kept.
+    let report = fx.reconciler(HOUR).run(ReconcileMode::Delete).await.unwrap();
+    assert!(report.orphans.is_empty(), "{report}");
+    assert_eq!(report.kept.unreadable, 2);
+
+    // With them, the failed task's objects go.
+    let report = fx
+        .reconciler(HOUR)
+        .with_key_ring(ring())
         .run(ReconcileMode::Delete)
         .await
         .unwrap();

@@ -25,6 +25,8 @@ pub(crate) struct Task {
     pub(crate) cancellable: bool,
     /// Holders of any of these may submit it; empty: anyone.
     pub(crate) required_roles: Vec<String>,
+    /// Its messages and saga states must be sealed.
+    pub(crate) encrypt_messages: bool,
     pub(crate) request: Type,
     pub(crate) response: Type,
     /// Sorted by order, declaration order among equals.

@@ -18,6 +18,7 @@ syn::custom_keyword!(mode);
 syn::custom_keyword!(serialization);
 syn::custom_keyword!(cancellable);
 syn::custom_keyword!(requires_role);
+syn::custom_keyword!(encrypt_messages);
 syn::custom_keyword!(order);
 syn::custom_keyword!(group);
 syn::custom_keyword!(inputs);
@@ -94,6 +95,7 @@ keys! {
         Serialization => serialization,
         Cancellable => cancellable,
         RequiresRole => requires_role,
+        EncryptMessages => encrypt_messages,
     }
 }
 

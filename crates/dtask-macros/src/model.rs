@@ -70,6 +70,8 @@ pub(crate) struct TaskArgs {
     pub(crate) cancellable: bool,
     /// `requires_role`: holders of any of them may submit the task.
     pub(crate) required_roles: Vec<LitStr>,
+    /// `encrypt_messages`: its messages and saga states must be sealed.
+    pub(crate) encrypt_messages: bool,
 }
 
 /// `request.files`, `create_zip_archive` or `create_zip_archive.archive`.

@@ -1,12 +1,15 @@
 //! The deployment options shared by `serve`, `api` and `worker`: the mode
 //! and, in Distributed mode, where the services are.
 
+use std::fmt;
+use std::str::FromStr;
 use std::time::Duration;
 
-use anyhow::bail;
+use anyhow::{anyhow, bail};
 use clap::ValueEnum;
+use dtask::codec::KeyRing;
 use dtask::distributed::{DistributedOptions, QueueKind};
-use dtask::{Format, Infrastructure, KernelSettings, Task};
+use dtask::{Format, HostBuilder, Infrastructure, KernelSettings, Task};
 use dtask_demo::CreateZipFromFiles;
 
 /// Which mode a process runs in.
@@ -88,6 +91,37 @@ pub(crate) struct DeployArgs {
     /// unset. Readers need no setting: every message names its format.
     #[arg(long, env = "DTASK_SERIALIZER")]
     pub(crate) serializer: Option<Format>,
+    /// The keys that seal messages and saga states (Distributed mode):
+    /// `id:base64key[,id:base64key]`, each key 32 random bytes (`openssl
+    /// rand -base64 32`); the first seals, all open. Unset: nothing is
+    /// sealed.
+    #[arg(
+        long,
+        env = "DTASK_ENCRYPTION_KEYS",
+        hide_env_values = true,
+        value_name = "ID:KEY,..."
+    )]
+    encryption_keys: Option<Secret>,
+}
+
+/// A flag's value that must not be printed: clap shows a value it could
+/// not parse in its error, so keys are parsed after it, by
+/// [`DeployArgs::key_ring`], whose errors never show them.
+#[derive(Clone)]
+pub(crate) struct Secret(String);
+
+impl FromStr for Secret {
+    type Err = std::convert::Infallible;
+
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        Ok(Self(value.to_owned()))
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(..)")
+    }
 }
 
 impl DeployArgs {
@@ -97,6 +131,8 @@ impl DeployArgs {
         if self.mode != ModeArg::Distributed {
             bail!("this needs Distributed mode (--mode distributed or DTASK_MODE=distributed)");
         }
+        // A bad key ring is told before any service is dialled.
+        self.key_ring()?;
         let queue = match self.queue {
             QueueArg::Rabbitmq => QueueKind::RabbitMq,
             QueueArg::RedisStreams => QueueKind::RedisStreams,
@@ -114,6 +150,31 @@ impl DeployArgs {
         options.streams = Some(streams);
         let buckets = CreateZipFromFiles::definition().buckets();
         Ok(options.connect(&buckets).await?)
+    }
+
+    /// The key ring of `--encryption-keys` (`DTASK_ENCRYPTION_KEYS`), if set.
+    ///
+    /// # Errors
+    /// A malformed ring, named by entry and key id, never by key.
+    pub(crate) fn key_ring(&self) -> anyhow::Result<Option<KeyRing>> {
+        self.encryption_keys
+            .as_ref()
+            .map(|Secret(spec)| spec.parse().map_err(|error| anyhow!("DTASK_ENCRYPTION_KEYS: {error}")))
+            .transpose()
+    }
+
+    /// `builder` with the serializer and the key ring these flags choose.
+    ///
+    /// # Errors
+    /// A malformed key ring.
+    pub(crate) fn configure(&self, mut builder: HostBuilder) -> anyhow::Result<HostBuilder> {
+        if let Some(format) = self.serializer {
+            builder = builder.serializer(format);
+        }
+        if let Some(keys) = self.key_ring()? {
+            builder = builder.encryption(keys);
+        }
+        Ok(builder)
     }
 
     /// The kernel settings these flags choose.

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::bail;
 use dtask::Infrastructure;
+use dtask::codec::KeyRing;
 use dtask::reconcile::{ReconcileMode, Reconciler, spawn_periodic};
 use dtask_demo::CreateZipFromFiles;
 use tokio::task::JoinHandle;
@@ -37,23 +38,33 @@ pub(crate) struct ScheduleArgs {
 impl ScheduleArgs {
     /// Starts the periodic reconciler on `infrastructure` until `shutdown`
     /// fires; `None` when disabled.
-    pub(crate) fn spawn(&self, infrastructure: &Infrastructure, shutdown: CancellationToken) -> Option<JoinHandle<()>> {
+    pub(crate) fn spawn(
+        &self,
+        infrastructure: &Infrastructure,
+        keys: Option<KeyRing>,
+        shutdown: CancellationToken,
+    ) -> Option<JoinHandle<()>> {
         if self.every_secs == 0 {
             tracing::info!("periodic reconciliation disabled");
             return None;
         }
         let every = Duration::from_secs(self.every_secs);
-        let reconciler = reconciler(infrastructure, Duration::from_secs(self.grace_secs));
+        let reconciler = reconciler(infrastructure, keys, Duration::from_secs(self.grace_secs));
         tracing::info!(every_secs = self.every_secs, grace_secs = self.grace_secs, buckets = ?reconciler.buckets(), "periodic reconciliation on");
         Some(spawn_periodic(reconciler, every, shutdown))
     }
 }
 
-/// The reconciler of the demo's buckets (those of CreateZipFromFiles).
-fn reconciler(infrastructure: &Infrastructure, grace: Duration) -> Reconciler {
-    Reconciler::from_infrastructure(infrastructure)
+/// The reconciler of the demo's buckets (those of CreateZipFromFiles),
+/// opening sealed saga states with `keys`.
+fn reconciler(infrastructure: &Infrastructure, keys: Option<KeyRing>, grace: Duration) -> Reconciler {
+    let reconciler = Reconciler::from_infrastructure(infrastructure)
         .with_task::<CreateZipFromFiles>()
-        .with_grace(grace)
+        .with_grace(grace);
+    match keys {
+        Some(keys) => reconciler.with_key_ring(keys),
+        None => reconciler,
+    }
 }
 
 /// `reconcile [--dry-run] [--grace-secs N]`: one run, its report on
@@ -65,7 +76,7 @@ pub(crate) async fn reconcile(deploy: DeployArgs, dry_run: bool, grace_secs: u64
     } else {
         ReconcileMode::Delete
     };
-    let report = reconciler(&infrastructure, Duration::from_secs(grace_secs))
+    let report = reconciler(&infrastructure, deploy.key_ring()?, Duration::from_secs(grace_secs))
         .run(mode)
         .await?;
     println!("{report}");

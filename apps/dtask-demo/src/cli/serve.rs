@@ -57,13 +57,16 @@ pub(crate) async fn serve(args: ServeArgs, api_only: bool) -> anyhow::Result<()>
             infrastructure: deploy.connect().await?,
             run_workers: !api_only,
             kernel: deploy.kernel(),
+            encryption: deploy.key_ring()?,
         })
     } else {
         None
     };
     // Distributed mode only: InProcess progress dies with the process, so
     // after a restart every task would look unknown.
-    let reconciled = distributed.as_ref().map(|d| d.infrastructure.clone());
+    let reconciled = distributed
+        .as_ref()
+        .map(|d| (d.infrastructure.clone(), d.encryption.clone()));
     let storage = match (in_memory, data_dir) {
         (true, _) => Storage::InMemory,
         (false, Some(dir)) => Storage::Directory(dir),
@@ -86,7 +89,8 @@ pub(crate) async fn serve(args: ServeArgs, api_only: bool) -> anyhow::Result<()>
     .await?;
     tracing::info!(addr = %server.local_addr(), "listening");
     let stop_reconciling = CancellationToken::new();
-    let reconciler = reconciled.and_then(|infrastructure| reconcile.spawn(&infrastructure, stop_reconciling.clone()));
+    let reconciler =
+        reconciled.and_then(|(infrastructure, keys)| reconcile.spawn(&infrastructure, keys, stop_reconciling.clone()));
     let mut stdout = std::io::stdout().lock();
     writeln!(stdout, "Dashboard: {}", server.dashboard_url())?;
     let url = server.dashboard_url();

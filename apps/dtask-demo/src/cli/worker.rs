@@ -17,11 +17,8 @@ use super::signals;
 pub(crate) async fn worker(deploy: DeployArgs, concurrency: usize) -> anyhow::Result<()> {
     let shutdown = signals::shutdown()?;
     let infrastructure = deploy.connect().await?;
-    let mut builder = logged_host_builder();
-    if let Some(format) = deploy.serializer {
-        builder = builder.serializer(format);
-    }
-    let host = builder
+    let host = deploy
+        .configure(logged_host_builder())?
         .mode(Mode::Distributed)
         .infrastructure(infrastructure)
         .kernel_settings(deploy.kernel())

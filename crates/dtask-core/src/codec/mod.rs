@@ -12,6 +12,7 @@ mod json;
 mod msgpack;
 mod payload;
 mod protobuf;
+mod seal;
 mod snapshot;
 
 use std::fmt;
@@ -29,6 +30,8 @@ pub use json::JsonSerializer;
 pub use msgpack::MessagePackSerializer;
 pub use payload::Payload;
 pub use protobuf::{NestedEncoding, ProtobufSerializer};
+pub(crate) use seal::unseal;
+pub use seal::{KeyRing, KeyRingError, MAX_KEY_ID_LEN, SealError};
 pub use snapshot::{SagaSnapshot, ShapeMismatch};
 
 /// The version of the saga state schema this build writes, and the newest it

@@ -28,6 +28,7 @@ static DEFINITION: TaskDefinition = TaskDefinition {
     format: Format::Json,
     cancellable: true,
     required_roles: &[],
+    encrypt_messages: false,
     steps: &[],
     groups: &[],
 };

@@ -83,6 +83,7 @@ static DEFINITION: TaskDefinition = TaskDefinition {
     format: Format::Json,
     cancellable: true,
     required_roles: &[],
+    encrypt_messages: false,
     steps: &[
         step("Receive", 1, StepHost::Api, None),
         step("Transform", 2, StepHost::Worker, None),

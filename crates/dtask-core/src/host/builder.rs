@@ -13,6 +13,7 @@ use tokio_util::task::TaskTracker;
 
 use super::worker::{self, ErasedTask, Registered};
 use super::{Host, HostInner, RegisteredTask};
+use crate::codec::KeyRing;
 use crate::error::{Error, Result};
 use crate::event::TaskEvent;
 use crate::format::Format;
@@ -66,6 +67,7 @@ pub struct HostBuilder {
     interceptor: Option<Arc<dyn StepInterceptor>>,
     tasks: Vec<PendingTask>,
     operator_role: String,
+    keys: Option<Arc<KeyRing>>,
 }
 
 /// A task given to [`HostBuilder::register`], typed and type-erased.
@@ -97,6 +99,7 @@ impl Default for HostBuilder {
             interceptor: None,
             tasks: Vec::new(),
             operator_role: DEFAULT_OPERATOR_ROLE.to_owned(),
+            keys: None,
         }
     }
 }
@@ -143,6 +146,19 @@ impl HostBuilder {
     #[must_use]
     pub fn serialize_in_process(mut self, serialize: bool) -> Self {
         self.serialize_in_process = serialize;
+        self
+    }
+
+    /// Seals every message and saga state this host encodes with the
+    /// ring's first key (XChaCha20-Poly1305, bound to the task id and the
+    /// format), and opens sealed ones with whichever key of the ring they
+    /// name: list a new key first and keep the old ones after it until the
+    /// messages they sealed are gone. Progress is not sealed. Required
+    /// when a task declares `encrypt_messages` and the host serializes
+    /// (Distributed mode, or [`serialize_in_process`](Self::serialize_in_process)).
+    #[must_use]
+    pub fn encryption(mut self, keys: KeyRing) -> Self {
+        self.keys = Some(Arc::new(keys));
         self
     }
 
@@ -314,11 +330,26 @@ impl HostBuilder {
     ///
     /// # Errors
     /// [`Error::Invalid`] for two tasks of one name, tasks declaring
-    /// different default modes with no mode chosen, or Distributed mode
-    /// with services missing.
+    /// different default modes with no mode chosen, Distributed mode with
+    /// services missing, or a task declaring `encrypt_messages` on a host
+    /// that serializes without a key ring.
     pub fn build(self) -> Result<Host> {
         let mode = self.resolve_mode()?;
         let infra = self.resolve_infrastructure(mode)?;
+        let serialize = mode == Mode::Distributed || self.serialize_in_process;
+        if serialize
+            && self.keys.is_none()
+            && let Some(task) = self.tasks.iter().find(|t| t.definition.encrypt_messages)
+        {
+            return Err(Error::invalid(
+                "encryption",
+                format!(
+                    "`{}` declares encrypt_messages but the host has no key ring: \
+                         set DTASK_ENCRYPTION_KEYS or call HostBuilder::encryption",
+                    task.definition.name
+                ),
+            ));
+        }
         let mut typed = HashMap::new();
         let mut erased: HashMap<&'static str, Arc<dyn ErasedTask>> = HashMap::new();
         for PendingTask {
@@ -341,7 +372,8 @@ impl HostBuilder {
         let rt = Arc::new(Runtime {
             infra,
             format_override: self.format,
-            serialize: mode == Mode::Distributed || self.serialize_in_process,
+            serialize,
+            keys: self.keys,
             settings: self.settings,
             listeners: self.listeners,
             events: broadcast::channel(1024).0,

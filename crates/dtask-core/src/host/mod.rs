@@ -176,7 +176,7 @@ impl Host {
                     .load(task_id)
                     .await?
                     .ok_or_else(|| Error::not_found(format!("saga state of task {task_id}")))?;
-                stored.payload.decode_state::<T>()?.response
+                rt.decode_state::<T>(task_id, &stored.payload)?.response
             }
             _ => None,
         };

@@ -87,6 +87,7 @@ static GATED: TaskDefinition = TaskDefinition {
     format: Format::Json,
     cancellable: true,
     required_roles: &[],
+    encrypt_messages: false,
     steps: &[step("Slow", 1), step("After", 2)],
     groups: &[],
 };

@@ -139,7 +139,7 @@ async fn handle_delivery<T: Task>(rt: &Runtime, task: &T, delivery: Delivery) {
 /// delivery ends.
 async fn run_delivery<T: Task>(rt: &Runtime, task: &T, guard: &mut RunGuard<'_>) -> Settlement {
     let task_id = guard.message().task_id;
-    let handed_off: SagaSnapshot<T> = match guard.message().payload.decode_state() {
+    let handed_off: SagaSnapshot<T> = match rt.decode_state(task_id, &guard.message().payload) {
         Ok(snapshot) => snapshot,
         // Decoding again would fail again: keep it for an operator.
         Err(error) => {
@@ -309,7 +309,7 @@ async fn newest_snapshot<T: Task>(
             });
         }
     };
-    match stored.payload.decode_state::<T>() {
+    match rt.decode_state::<T>(task_id, &stored.payload) {
         Ok(snapshot) if snapshot.progress.revision >= handed_off.progress.revision => Ok(snapshot),
         Ok(_) => Ok(handed_off),
         Err(error) => Err(Settlement::DeadLetter(format!(

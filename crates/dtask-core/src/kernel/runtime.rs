@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
-use crate::codec::{Codec, Format, Payload, SagaSnapshot};
+use crate::codec::{Codec, Format, KeyRing, Payload, SagaSnapshot, SagaStateSerializer, unseal};
 use crate::error::Result;
 use crate::event::TaskEvent;
 use crate::id::TaskId;
@@ -85,6 +85,8 @@ pub(crate) struct Runtime {
     /// The serializer chosen for every task, overriding their declared formats.
     pub(crate) format_override: Option<Format>,
     pub(crate) serialize: bool,
+    /// Seals every encoded message and snapshot, and opens sealed ones.
+    pub(crate) keys: Option<Arc<KeyRing>>,
     pub(crate) settings: KernelSettings,
     pub(crate) listeners: Vec<EventListener>,
     pub(crate) events: broadcast::Sender<TaskEvent>,
@@ -115,12 +117,34 @@ impl Runtime {
         Codec::new(self.format_override.unwrap_or(T::definition().format))
     }
 
+    /// The payload of `snapshot`: in memory when this host does not
+    /// serialize; else encoded, and sealed when the host has a key ring.
     pub(crate) fn encode<T: Task>(&self, snapshot: SagaSnapshot<T>) -> Result<Payload> {
-        if self.serialize {
-            self.codec::<T>().encode_state(&snapshot)
-        } else {
-            Ok(Payload::in_memory(snapshot))
+        if !self.serialize {
+            return Ok(Payload::in_memory(snapshot));
         }
+        let codec = self.codec::<T>();
+        let bytes = codec.serialize_state(&snapshot)?;
+        let bytes = match &self.keys {
+            Some(keys) => keys.seal(snapshot.progress.task_id, codec.format(), &bytes),
+            None => bytes,
+        };
+        Ok(Payload::Encoded {
+            format: codec.format(),
+            bytes,
+        })
+    }
+
+    /// Reads the saga state of `T` in `payload` (a message or a stored
+    /// state of `task_id`), opening it if it is sealed. A task declaring
+    /// `encrypt_messages` refuses an unsealed one.
+    ///
+    /// # Errors
+    /// [`Error::Codec`](crate::Error::Codec) when it cannot be opened or read.
+    pub(crate) fn decode_state<T: Task>(&self, task_id: TaskId, payload: &Payload) -> Result<SagaSnapshot<T>> {
+        let definition = T::definition();
+        let required_by = definition.encrypt_messages.then_some(definition.name);
+        unseal(payload, self.keys.as_deref(), task_id, required_by)?.decode_state()
     }
 
     /// Registers a run of `task_id` in this host, so that a cancellation

@@ -67,6 +67,7 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 
+use crate::codec::KeyRing;
 use crate::error::{Error, Result};
 use crate::id::TaskId;
 use crate::infra::{Infrastructure, ObjectMeta, ObjectStore, ProgressTracker, SagaStateStore};
@@ -102,6 +103,7 @@ pub struct Reconciler {
     buckets: Vec<String>,
     grace: Duration,
     readers: Vec<StateReader>,
+    keys: Option<Arc<KeyRing>>,
 }
 
 impl Reconciler {
@@ -119,6 +121,7 @@ impl Reconciler {
             buckets: Vec::new(),
             grace: DEFAULT_GRACE,
             readers: Vec::new(),
+            keys: None,
         }
     }
 
@@ -155,6 +158,15 @@ impl Reconciler {
     pub fn with_task<T: Task>(mut self) -> Self {
         self.readers.push(standing::read_state_of::<T>);
         self.with_buckets(T::definition().buckets())
+    }
+
+    /// Opens sealed saga states with `keys` (the hosts' key ring): without
+    /// it, a task known only by a sealed state is judged unreadable and its
+    /// objects are kept.
+    #[must_use]
+    pub fn with_key_ring(mut self, keys: KeyRing) -> Self {
+        self.keys = Some(Arc::new(keys));
+        self
     }
 
     /// Objects younger than `grace` are never deleted.
@@ -261,7 +273,14 @@ impl Reconciler {
     }
 
     async fn judge(&self, task_id: TaskId) -> Result<Standing> {
-        standing::judge(task_id, &*self.progress, &*self.state, &self.readers).await
+        standing::judge(
+            task_id,
+            &*self.progress,
+            &*self.state,
+            &self.readers,
+            self.keys.as_deref(),
+        )
+        .await
     }
 
     /// Whether `object` was written less than the grace period before

@@ -8,7 +8,7 @@ use dtask_proto::prost::Message;
 use dtask_proto::v1;
 use serde::Deserialize;
 
-use crate::codec::{Codec, Format, Payload, SagaStateSerializer};
+use crate::codec::{Codec, Format, KeyRing, Payload, SagaStateSerializer, unseal};
 use crate::error::{Error, Result};
 use crate::id::TaskId;
 use crate::infra::{ProgressTracker, SagaStateStore};
@@ -90,6 +90,7 @@ pub(super) async fn judge(
     progress: &dyn ProgressTracker,
     state: &dyn SagaStateStore,
     readers: &[StateReader],
+    keys: Option<&KeyRing>,
 ) -> Result<Standing> {
     match progress.get(task_id).await {
         Ok(Some(progress)) => return Ok(Standing::of(progress.status)),
@@ -103,11 +104,15 @@ pub(super) async fn judge(
         Err(error @ Error::Codec { .. }) => return Ok(unreadable(task_id, "saga state", &error)),
         Err(error) => return Err(error),
     };
-    let status = match &stored.payload {
+    let payload = match unseal(&stored.payload, keys, task_id, None) {
+        Ok(payload) => payload,
+        Err(error) => return Ok(unreadable(task_id, "saga state", &error)),
+    };
+    let status = match &payload {
         Payload::Encoded { format, bytes } => peek_status(*format, bytes).ok(),
         Payload::InMemory(_) => None,
     };
-    match status.or_else(|| readers.iter().find_map(|read| read(&stored.payload))) {
+    match status.or_else(|| readers.iter().find_map(|read| read(&payload))) {
         Some(status) => Ok(Standing::of(status)),
         None => {
             let error = Error::invalid("saga state", "no registered task type reads it");

@@ -99,6 +99,11 @@ pub struct TaskDefinition {
     /// Who may submit it through a [`Caller`](crate::host::Caller): holders of
     /// any of these roles (`requires_role` in the DSL). Empty: anyone.
     pub required_roles: &'static [&'static str],
+    /// Whether its messages and saga states must be sealed
+    /// (`encrypt_messages` in the DSL): a host that serializes refuses to
+    /// start without a [`KeyRing`](crate::codec::KeyRing), and its workers
+    /// refuse an unsealed message.
+    pub encrypt_messages: bool,
     /// Its steps, sorted by order.
     pub steps: &'static [StepDefinition],
     /// Its parallel groups.

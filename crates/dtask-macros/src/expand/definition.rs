@@ -15,6 +15,7 @@ pub(super) fn definition(task: &Task) -> TokenStream {
         timeout_secs,
         cancellable,
         required_roles,
+        encrypt_messages,
         ..
     } = task;
     let mode = match task.mode {
@@ -38,6 +39,7 @@ pub(super) fn definition(task: &Task) -> TokenStream {
             format: ::dtask::__private::Format::#format,
             cancellable: #cancellable,
             required_roles: &[#(#required_roles),*],
+            encrypt_messages: #encrypt_messages,
             steps: &[#(#steps),*],
             groups: &[#(#groups),*],
         };

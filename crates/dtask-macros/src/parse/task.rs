@@ -54,6 +54,7 @@ fn task_arg(args: &mut TaskArgs, key: TaskKey, input: ParseStream<'_>) -> syn::R
         }
         TaskKey::Cancellable => args.cancellable = value::flag(input, name)?,
         TaskKey::RequiresRole => args.required_roles = value::strings(input, name)?,
+        TaskKey::EncryptMessages => args.encrypt_messages = value::flag(input, name)?,
     }
     Ok(())
 }

@@ -119,6 +119,7 @@ pub(crate) fn validate(item: &ItemStruct, declaration: Declaration) -> Result<Ta
         format: args.format.unwrap_or(Format::Json),
         cancellable: args.cancellable,
         required_roles,
+        encrypt_messages: args.encrypt_messages,
         request: required.request,
         response: required.response,
         steps,

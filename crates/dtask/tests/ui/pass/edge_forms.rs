@@ -30,7 +30,7 @@ mod jobs {
         !tag.is_empty()
     }
 
-    #[dtask::task(name = "race.mirrors-v2", request = self::Request, response = crate::jobs::Answer, max_retries = 0, cancellable = false)]
+    #[dtask::task(name = "race.mirrors-v2", request = self::Request, response = crate::jobs::Answer, max_retries = 0, cancellable = false, encrypt_messages = true)]
     #[file_download(Fetch, order = 0, source = request.stored, timeout_secs = 30)]
     #[parallel_group(Fastest, order = 1, await_all = false)]
     #[custom_step(MirrorA, order = 1, group = Fastest, inputs(fetch), output = self::Answer)]
@@ -96,4 +96,5 @@ fn main() {
     let definition = jobs::definition();
     assert_eq!(definition.name, "race.mirrors-v2");
     assert!(!definition.groups[0].await_all);
+    assert!(definition.encrypt_messages);
 }
