@@ -41,35 +41,44 @@ struct PrivateS3 {
 }
 
 impl PrivateS3 {
+    /// Starts `s3s-fs` on a free port. The port is free when picked but
+    /// may be taken before the server binds it (tests run in parallel): a
+    /// server that exits is started again on another port, and the port
+    /// counts as ours only while our process is alive.
     fn start() -> Self {
         let binary = s3s_fs().expect("s3s-fs is not installed: run scripts/s3-server install");
-        let data = tempfile::tempdir().expect("a temporary directory");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("a free port");
-        let child = Command::new(binary)
-            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-            .args(["--access-key", "minioadmin", "--secret-key", "minioadmin"])
-            .arg(data.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("s3s-fs starts");
-        let address = format!("127.0.0.1:{port}");
-        let server = Self {
-            endpoint: format!("http://{address}"),
-            data,
-            child,
-        };
-        // A process's port opens when it is ready: no event to wait on.
-        for _ in 0..200 {
-            if TcpStream::connect(&address).is_ok() {
-                return server;
+        for _ in 0..5 {
+            let data = tempfile::tempdir().expect("a temporary directory");
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .map(|a| a.port())
+                .expect("a free port");
+            let child = Command::new(&binary)
+                .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+                .args(["--access-key", "minioadmin", "--secret-key", "minioadmin"])
+                .arg(data.path())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("s3s-fs starts");
+            let address = format!("127.0.0.1:{port}");
+            let mut server = Self {
+                endpoint: format!("http://{address}"),
+                data,
+                child,
+            };
+            // A process's port opens when it is ready: no event to wait on.
+            for _ in 0..200 {
+                if server.child.try_wait().expect("the server's status").is_some() {
+                    break; // it could not bind: try another port
+                }
+                if TcpStream::connect(&address).is_ok() && server.child.try_wait().expect("status").is_none() {
+                    return server;
+                }
+                std::thread::sleep(Duration::from_millis(50));
             }
-            std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("s3s-fs did not start on {address}");
+        panic!("s3s-fs did not start on any of five ports");
     }
 
     async fn store(&self) -> S3ObjectStore {
