@@ -1,5 +1,6 @@
 //! Distributed mode end to end with separate OS processes: one `api`, two
-//! `worker`s, the real broker (RabbitMQ, then Redis Streams), Redis and an
+//! `worker`s, the real broker (RabbitMQ, Redis Streams, or PostgreSQL
+//! alone, with Redis and RabbitMQ pointed at closed ports), Redis and an
 //! S3 server. Twenty zips checked byte for byte; a cancellation across
 //! processes that leaves no object behind; a worker killed with SIGKILL in
 //! the middle of CreateZipArchive whose task completes on another worker,
@@ -157,6 +158,11 @@ async fn run_cluster(cluster: Cluster, sealed: bool) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cluster_on_rabbitmq_protobuf_hand_offs_json_snapshots() {
     run_cluster(Cluster::new(Broker::RabbitMq).serializers("protobuf", "json"), false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_only_cluster_json_hand_offs_msgpack_snapshots() {
+    run_cluster(Cluster::new(Broker::Postgres).serializers("json", "msgpack"), false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

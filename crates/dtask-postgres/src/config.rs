@@ -9,7 +9,7 @@ use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 
 use crate::error::{BACKEND, pg_error};
-use crate::{PostgresIdempotencyStore, PostgresLock, PostgresQueue, PostgresStateStore};
+use crate::{PostgresIdempotencyStore, PostgresLock, PostgresProgressTracker, PostgresQueue, PostgresStateStore};
 
 /// Where the database is and how to talk to it.
 ///
@@ -68,9 +68,10 @@ impl PostgresConfig {
         self
     }
 
-    /// How often an idle consumer looks for messages whose visibility
-    /// timeout ran out, or when a notification was missed (default 1 s).
-    /// New messages wake it at once through `NOTIFY`.
+    /// How often an idle queue consumer or progress stream looks again
+    /// without being woken: for messages whose visibility timeout ran out,
+    /// or after a missed notification (default 1 s). New messages and
+    /// progress changes wake them at once through `NOTIFY`.
     #[must_use]
     pub fn with_poll_interval(mut self, interval: Duration) -> Self {
         self.poll_interval = interval.max(Duration::from_millis(10));
@@ -144,6 +145,11 @@ impl PostgresBackends {
     /// The lock.
     pub fn lock(&self) -> PostgresLock {
         PostgresLock::new(self.pool.clone())
+    }
+
+    /// The progress tracker.
+    pub fn progress(&self) -> PostgresProgressTracker {
+        PostgresProgressTracker::new(self.pool.clone(), self.config.poll_interval)
     }
 
     /// The work queue, its consumer side and its dead letters.

@@ -12,6 +12,7 @@
 //! | [`PostgresStateStore`] | `SagaStateStore` | one row per task, saved only with a fencing token at least the stored one |
 //! | [`PostgresLock`] | `DistributedLock` | one row per resource with an expiry; tokens from a sequence |
 //! | [`PostgresIdempotencyStore`] | `IdempotencyStore` | one row per key with an expiry |
+//! | [`PostgresProgressTracker`] | `ProgressTracker` | the latest snapshot per task, a log of changes that streams read, `NOTIFY` to wake them |
 //!
 //! Every one passes dtask's conformance suite against a real server
 //! (`tests/conformance_postgres.rs`). Times are the server's
@@ -21,11 +22,13 @@ mod config;
 mod error;
 mod idempotency;
 mod lock;
+mod progress;
 mod queue;
 mod state;
 
 pub use config::{PostgresBackends, PostgresConfig};
 pub use idempotency::PostgresIdempotencyStore;
 pub use lock::PostgresLock;
+pub use progress::PostgresProgressTracker;
 pub use queue::PostgresQueue;
 pub use state::PostgresStateStore;

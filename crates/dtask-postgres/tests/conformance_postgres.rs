@@ -73,3 +73,9 @@ async fn an_unreachable_server_is_a_clear_error_without_the_password() {
     assert!(!error.contains("hunter2"), "{error}");
     assert!(!format!("{config:?}").contains("hunter2"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn progress_conformance() {
+    let backends = connect(&config()).await;
+    conformance::progress::run_all(&backends.progress()).await;
+}

@@ -22,7 +22,9 @@ use std::sync::Arc;
 
 use dtask_amqp::{AmqpConfig, AmqpQueue};
 use dtask_core::infra::{DeadLetters, NamespacedQueue, QueueConsumer, QueuePublisher};
+use dtask_core::infra::{DistributedLock, IdempotencyStore, ProgressTracker, SagaStateStore};
 use dtask_core::{Error, Infrastructure};
+use dtask_postgres::{PostgresBackends, PostgresConfig};
 use dtask_redis::RedisConfig;
 use dtask_redis_streams::{RedisStreamsConfig, RedisStreamsQueue};
 use dtask_s3::{S3Config, S3ObjectStore};
@@ -31,6 +33,7 @@ use dtask_s3::{S3Config, S3ObjectStore};
 type QueueEnds = (Arc<dyn QueuePublisher>, Arc<dyn QueueConsumer>, Arc<dyn DeadLetters>);
 
 pub use dtask_amqp;
+pub use dtask_postgres;
 pub use dtask_redis;
 pub use dtask_redis_streams;
 pub use dtask_s3;
@@ -42,6 +45,21 @@ pub enum QueueKind {
     RabbitMq,
     /// Redis Streams, through `dtask-redis-streams`.
     RedisStreams,
+    /// PostgreSQL, through `dtask-postgres`: the state, progress, lock and
+    /// idempotency keys go there too, and no Redis is needed.
+    Postgres,
+}
+
+/// Where saga states, progress, locks and idempotency keys live when the
+/// queue is RabbitMQ or Redis Streams (a PostgreSQL queue keeps them in
+/// PostgreSQL).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StoreKind {
+    /// Redis, through `dtask-redis` (the default).
+    #[default]
+    Redis,
+    /// PostgreSQL, through `dtask-postgres`.
+    Postgres,
 }
 
 /// The connection options of a Distributed-mode deployment. Every backend's
@@ -50,6 +68,11 @@ pub enum QueueKind {
 pub struct DistributedOptions {
     /// Which broker.
     pub queue: QueueKind,
+    /// Where state, progress, locks and idempotency keys live (with a
+    /// PostgreSQL queue: PostgreSQL, whatever this says).
+    pub store: StoreKind,
+    /// PostgreSQL (used by [`QueueKind::Postgres`] and [`StoreKind::Postgres`]).
+    pub postgres: PostgresConfig,
     /// RabbitMQ (used with [`QueueKind::RabbitMq`]).
     pub amqp: AmqpConfig,
     /// Redis Streams (used with [`QueueKind::RedisStreams`]; its URL is
@@ -83,6 +106,8 @@ impl DistributedOptions {
     pub fn new(queue: QueueKind) -> Self {
         Self {
             queue,
+            store: StoreKind::Redis,
+            postgres: PostgresConfig::new("postgres://dtask:dtask@127.0.0.1:5432/dtask"),
             amqp: AmqpConfig::new("amqp://guest:guest@127.0.0.1:5672/%2f"),
             streams: None,
             redis: RedisConfig::new("redis://127.0.0.1:6379"),
@@ -90,6 +115,25 @@ impl DistributedOptions {
             s3: S3Config::endpoint("http://127.0.0.1:9000", "minioadmin", "minioadmin"),
             namespace: None,
         }
+    }
+
+    /// Keeps state, progress, locks and idempotency keys in `store`.
+    #[must_use]
+    pub fn store(mut self, store: StoreKind) -> Self {
+        self.store = store;
+        self
+    }
+
+    /// The PostgreSQL URL (`postgres://user:password@host:port/database`).
+    #[must_use]
+    pub fn database_url(mut self, url: impl Into<String>) -> Self {
+        self.postgres = PostgresConfig::new(url);
+        self
+    }
+
+    /// Whether state, progress, locks and idempotency keys go to PostgreSQL.
+    fn stores_in_postgres(&self) -> bool {
+        self.queue == QueueKind::Postgres || self.store == StoreKind::Postgres
     }
 
     /// The RabbitMQ URL.
@@ -141,37 +185,55 @@ impl DistributedOptions {
         self
     }
 
-    /// Connects every service (concurrently), creating `buckets` when
-    /// missing.
+    /// Connects every service the options need (concurrently), creating
+    /// `buckets` when missing. Only those services are dialled: with a
+    /// PostgreSQL queue, no Redis or RabbitMQ connection is opened.
     ///
     /// # Errors
     /// The first service that cannot be reached, named.
     pub async fn connect(&self, buckets: &[&str]) -> Result<Infrastructure, ConnectError> {
-        let (storage, redis, queue) = tokio::join!(
-            S3ObjectStore::connect(self.s3.clone(), buckets),
-            self.redis.connect(),
-            self.connect_queue(),
-        );
+        let postgres = async {
+            if !self.stores_in_postgres() {
+                return Ok(None);
+            }
+            self.postgres.connect().await.map(Some).map_err(|source| ConnectError {
+                service: "PostgreSQL",
+                source,
+            })
+        };
+        let (storage, postgres) = tokio::join!(S3ObjectStore::connect(self.s3.clone(), buckets), postgres);
         let storage = storage.map_err(|source| ConnectError { service: "S3", source })?;
-        let redis = redis.map_err(|source| ConnectError {
-            service: "Redis",
-            source,
-        })?;
+        let postgres = postgres?;
+        let stores = async {
+            match &postgres {
+                Some(postgres) => Ok(Stores::postgres(postgres)),
+                None => Stores::redis(&self.redis).await,
+            }
+        };
+        let (queue, stores) = tokio::join!(self.connect_queue(postgres.as_ref()), stores);
         let (publisher, consumer, dead_letters) = queue?;
+        let stores = stores?;
         Ok(Infrastructure {
             storage: Arc::new(storage),
             publisher,
             consumer,
-            lock: Arc::new(redis.lock()),
-            progress: Arc::new(redis.progress()),
-            state: Arc::new(redis.state()),
-            idempotency: Arc::new(redis.idempotency()),
+            lock: stores.lock,
+            progress: stores.progress,
+            state: stores.state,
+            idempotency: stores.idempotency,
             dead_letters: Some(dead_letters),
         })
     }
 
-    async fn connect_queue(&self) -> Result<QueueEnds, ConnectError> {
+    async fn connect_queue(&self, postgres: Option<&PostgresBackends>) -> Result<QueueEnds, ConnectError> {
         match self.queue {
+            QueueKind::Postgres => {
+                let postgres = postgres.ok_or_else(|| ConnectError {
+                    service: "PostgreSQL",
+                    source: Error::invalid("queue", "a PostgreSQL queue needs a PostgreSQL connection"),
+                })?;
+                Ok(self.namespaced(postgres.queue()))
+            }
             QueueKind::RabbitMq => {
                 let queue = AmqpQueue::connect(self.amqp.clone())
                     .await
@@ -208,5 +270,37 @@ impl DistributedOptions {
             }
             None => (Arc::new(queue.clone()), Arc::new(queue.clone()), Arc::new(queue)),
         }
+    }
+}
+
+/// The services beside the queue and the object store.
+struct Stores {
+    lock: Arc<dyn DistributedLock>,
+    progress: Arc<dyn ProgressTracker>,
+    state: Arc<dyn SagaStateStore>,
+    idempotency: Arc<dyn IdempotencyStore>,
+}
+
+impl Stores {
+    fn postgres(backends: &PostgresBackends) -> Self {
+        Self {
+            lock: Arc::new(backends.lock()),
+            progress: Arc::new(backends.progress()),
+            state: Arc::new(backends.state()),
+            idempotency: Arc::new(backends.idempotency()),
+        }
+    }
+
+    async fn redis(config: &RedisConfig) -> Result<Self, ConnectError> {
+        let redis = config.connect().await.map_err(|source| ConnectError {
+            service: "Redis",
+            source,
+        })?;
+        Ok(Self {
+            lock: Arc::new(redis.lock()),
+            progress: Arc::new(redis.progress()),
+            state: Arc::new(redis.state()),
+            idempotency: Arc::new(redis.idempotency()),
+        })
     }
 }

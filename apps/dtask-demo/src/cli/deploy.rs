@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{anyhow, bail};
 use clap::ValueEnum;
 use dtask::codec::KeyRing;
-use dtask::distributed::{DistributedOptions, QueueKind};
+use dtask::distributed::{DistributedOptions, QueueKind, StoreKind};
 use dtask::{Format, HostBuilder, Infrastructure, KernelSettings, Task};
 use dtask_demo::CreateZipFromFiles;
 
@@ -17,7 +17,8 @@ use dtask_demo::CreateZipFromFiles;
 pub(crate) enum ModeArg {
     /// Everything in this process, in memory.
     InProcess,
-    /// Through RabbitMQ or Redis Streams, S3 and Redis.
+    /// Through RabbitMQ, Redis Streams or PostgreSQL, S3, and Redis or
+    /// PostgreSQL.
     Distributed,
 }
 
@@ -28,6 +29,19 @@ pub(crate) enum QueueArg {
     Rabbitmq,
     /// Redis Streams.
     RedisStreams,
+    /// PostgreSQL: state, progress, locks and idempotency keys too; no
+    /// Redis or RabbitMQ.
+    Postgres,
+}
+
+/// Where state, progress, locks and idempotency keys live beside a
+/// RabbitMQ or Redis Streams queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum StoreArg {
+    /// Redis.
+    Redis,
+    /// PostgreSQL.
+    Postgres,
 }
 
 /// Flags with environment fallbacks.
@@ -39,6 +53,18 @@ pub(crate) struct DeployArgs {
     /// The broker (Distributed mode).
     #[arg(long, env = "DTASK_QUEUE", value_enum, default_value = "rabbitmq")]
     queue: QueueArg,
+    /// Where state, progress, locks and idempotency keys live (a
+    /// PostgreSQL queue keeps them in PostgreSQL).
+    #[arg(long, env = "DTASK_STORE", value_enum, default_value = "redis")]
+    store: StoreArg,
+    /// The PostgreSQL URL (`--queue postgres` or `--store postgres`).
+    #[arg(
+        long,
+        env = "DTASK_DATABASE_URL",
+        default_value = "postgres://dtask:dtask@127.0.0.1:5432/dtask",
+        hide_env_values = true
+    )]
+    database_url: String,
     /// The RabbitMQ URL.
     #[arg(
         long,
@@ -82,8 +108,8 @@ pub(crate) struct DeployArgs {
     /// back to the queue and their locks released.
     #[arg(long, env = "DTASK_SHUTDOWN_GRACE_SECS", default_value_t = 30)]
     shutdown_grace_secs: u64,
-    /// How long a dead worker's Redis Streams messages wait before another
-    /// worker reclaims them.
+    /// How long a dead worker's Redis Streams or PostgreSQL messages wait
+    /// before another worker takes them.
     #[arg(long, env = "DTASK_VISIBILITY_TIMEOUT_SECS", default_value_t = 30)]
     visibility_timeout_secs: u64,
     /// The wire format of messages and snapshots this process writes
@@ -136,10 +162,17 @@ impl DeployArgs {
         let queue = match self.queue {
             QueueArg::Rabbitmq => QueueKind::RabbitMq,
             QueueArg::RedisStreams => QueueKind::RedisStreams,
+            QueueArg::Postgres => QueueKind::Postgres,
+        };
+        let store = match self.store {
+            StoreArg::Redis => StoreKind::Redis,
+            StoreArg::Postgres => StoreKind::Postgres,
         };
         let mut options = DistributedOptions::new(queue)
             .amqp_url(self.amqp_url.clone())
             .redis_urls(self.redis_url.clone())
+            .store(store)
+            .database_url(self.database_url.clone())
             .s3_endpoint(&self.s3_endpoint, &self.s3_access_key, &self.s3_secret_key)
             .s3_region(self.s3_region.clone());
         if let Some(namespace) = &self.namespace {
@@ -148,6 +181,9 @@ impl DeployArgs {
         let streams = dtask::distributed::dtask_redis_streams::RedisStreamsConfig::new(self.redis_url[0].clone())
             .with_visibility_timeout(Duration::from_secs(self.visibility_timeout_secs.max(1)));
         options.streams = Some(streams);
+        options.postgres = options
+            .postgres
+            .with_visibility_timeout(Duration::from_secs(self.visibility_timeout_secs.max(1)));
         let buckets = CreateZipFromFiles::definition().buckets();
         Ok(options.connect(&buckets).await?)
     }

@@ -99,6 +99,14 @@ pub(crate) fn require(service: &str, address: &str) {
 pub(crate) enum Broker {
     RabbitMq,
     RedisStreams,
+    /// PostgreSQL for everything but the files: the processes are given
+    /// closed ports for Redis and RabbitMQ, so a connection to either fails.
+    Postgres,
+}
+
+/// The PostgreSQL database of the tests (`scripts/test` creates it).
+pub(crate) fn database_url() -> String {
+    std::env::var("DTASK_DATABASE_URL").unwrap_or_else(|_| "postgres://dtask:dtask@127.0.0.1:5432/dtask_test".into())
 }
 
 /// One running process of the demo binary; killed when dropped.
@@ -160,9 +168,13 @@ pub(crate) struct Cluster {
 
 impl Cluster {
     pub(crate) fn new(broker: Broker) -> Self {
-        require("Redis", "127.0.0.1:6379");
-        if matches!(broker, Broker::RabbitMq) {
-            require("RabbitMQ", "127.0.0.1:5672");
+        match broker {
+            Broker::RabbitMq => {
+                require("Redis", "127.0.0.1:6379");
+                require("RabbitMQ", "127.0.0.1:5672");
+            }
+            Broker::RedisStreams => require("Redis", "127.0.0.1:6379"),
+            Broker::Postgres => require("PostgreSQL", "127.0.0.1:5432"),
         }
         Self {
             broker,
@@ -200,6 +212,7 @@ impl Cluster {
                 match self.broker {
                     Broker::RabbitMq => "rabbitmq",
                     Broker::RedisStreams => "redis-streams",
+                    Broker::Postgres => "postgres",
                 },
             )
             .env("DTASK_NAMESPACE", &self.namespace)
@@ -207,9 +220,16 @@ impl Cluster {
             .env("DTASK_LOCK_TTL_SECS", "3")
             .env("DTASK_VISIBILITY_TIMEOUT_SECS", "3")
             .env("RUST_LOG", "warn")
+            .env("DTASK_DATABASE_URL", database_url())
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
+        if let Broker::Postgres = self.broker {
+            // Nothing listens there: a process that dialled either would fail.
+            command
+                .env("DTASK_REDIS_URL", "redis://127.0.0.1:1")
+                .env("DTASK_AMQP_URL", "amqp://guest:guest@127.0.0.1:1/%2f");
+        }
         command
     }
 
@@ -304,6 +324,17 @@ impl Cluster {
                     .await
                     .expect("Redis");
                 streams.delete_queue(&queue).await.expect("the test stream is deleted");
+            }
+            Broker::Postgres => {
+                let postgres = dtask::distributed::dtask_postgres::PostgresConfig::new(database_url())
+                    .connect()
+                    .await
+                    .expect("PostgreSQL");
+                postgres
+                    .queue()
+                    .delete_queue(&queue)
+                    .await
+                    .expect("the test queue is deleted");
             }
         }
     }
