@@ -8,6 +8,7 @@
 //! the real RabbitMQ and Redis, read raw by other clients, is in
 //! `encryption_wire.rs`.
 
+mod support;
 #[path = "support/vault.rs"]
 mod vault;
 
@@ -17,7 +18,8 @@ use dtask::codec::KeyRing;
 use dtask::infra::StoredState;
 use dtask::prelude::*;
 use dtask::{Error, Host, Infrastructure, Mode, Payload, RetryOutcome};
-use vault::{Deposit, MARKER, PlainVault, Vault, contains, key_ring, shared_infrastructure};
+use support::shared_infrastructure;
+use vault::{Deposit, MARKER, PlainVault, Vault, contains, key_ring};
 
 const PATIENCE: Duration = Duration::from_secs(10);
 

@@ -24,7 +24,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use audit::{AuditedTracker, Tripwire, When};
-use dtask::StepStatus;
 use dtask::distributed::dtask_amqp::{AmqpConfig, AmqpQueue};
 use dtask::distributed::dtask_redis::{RedisBackends, RedisConfig};
 use dtask::distributed::dtask_redis_streams::{RedisStreamsConfig, RedisStreamsQueue};
@@ -32,7 +31,7 @@ use dtask::infra::{DeadLetters, Infrastructure, NamespacedQueue, ProgressTracker
 use dtask::memory::MemoryObjectStore;
 use dtask::prelude::*;
 use proxy::FaultProxy;
-use support::{Journal, OrderRequest, PlaceOrder, PlaceOrderV2};
+use support::{Journal, OrderRequest, PlaceOrder, PlaceOrderV2, assert_order_completed, charge_just_completed};
 
 const REDIS: &str = "127.0.0.1:6379";
 const RABBITMQ: &str = "127.0.0.1:5672";
@@ -290,31 +289,8 @@ impl QueueSet {
     }
 }
 
-/// Cuts the proxy now and restores it after `outage`.
-fn cut_for(proxy: &Arc<FaultProxy>, outage: Duration) -> impl Fn() + Send + Sync + 'static {
-    let proxy = Arc::clone(proxy);
-    move || {
-        proxy.cut();
-        let proxy = Arc::clone(&proxy);
-        tokio::spawn(async move {
-            tokio::time::sleep(outage).await;
-            proxy.restore();
-        });
-    }
-}
-
 fn is_terminal(progress: &TaskProgress) -> bool {
     progress.is_terminal()
-}
-
-fn charge_just_completed(progress: &TaskProgress) -> bool {
-    progress.steps[1].status == StepStatus::Completed && progress.steps[2].status == StepStatus::Pending
-}
-
-fn assert_completed(progress: &TaskProgress, response: Option<support::OrderResponse>, item: &str) {
-    assert_eq!(progress.status, TaskStatus::Completed, "{progress:?}");
-    let response = response.expect("the response is saved");
-    assert_eq!(response.tracking, format!("res-{item}/pay-for-res-{item}"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -325,12 +301,12 @@ async fn redis_cut_at_the_final_save_hands_the_task_back_and_it_completes_withou
             state,
             When::Before,
             is_terminal,
-            cut_for(proxy, LOCK_TTL * 3),
+            proxy.cut_for(LOCK_TTL * 3),
         ))
     })
     .await;
     let (_, progress, response) = rig.run("lamp").await;
-    assert_completed(&progress, response, "lamp");
+    assert_order_completed(&progress, response, "lamp");
     assert_eq!(rig.redis_proxy.cuts(), 1, "the tripwire fired");
     for step in ["run Reserve", "run Charge", "run Ship"] {
         assert_eq!(rig.journal.count(step), 1, "{step} ran again though its end was saved");
@@ -346,12 +322,12 @@ async fn redis_cut_at_a_mid_run_save_runs_again_only_the_step_whose_end_was_not_
             state,
             When::Before,
             charge_just_completed,
-            cut_for(proxy, LOCK_TTL * 3),
+            proxy.cut_for(LOCK_TTL * 3),
         ))
     })
     .await;
     let (_, progress, response) = rig.run("desk").await;
-    assert_completed(&progress, response, "desk");
+    assert_order_completed(&progress, response, "desk");
     assert_eq!(rig.redis_proxy.cuts(), 1, "the tripwire fired");
     assert_eq!(rig.journal.count("run Reserve"), 1);
     assert_eq!(
@@ -376,14 +352,14 @@ async fn redis_cut_during_the_ack_leaves_the_message_to_come_back_and_be_acked_o
             is_terminal,
             move || {
                 let proxy = slot.get().expect("the queue proxy");
-                cut_for(proxy, Duration::from_millis(1500))();
+                proxy.cut_for(Duration::from_millis(1500))();
             },
         ))
     })
     .await;
     let _ = queue_cut.set(Arc::clone(rig.queue_proxy.as_ref().unwrap()));
     let (_, progress, response) = rig.run("chair").await;
-    assert_completed(&progress, response, "chair");
+    assert_order_completed(&progress, response, "chair");
     rig.until_stream_empty().await;
     let queue_proxy = rig.queue_proxy.as_ref().unwrap();
     assert_eq!(queue_proxy.cuts(), 1, "the tripwire fired");
@@ -450,7 +426,7 @@ async fn rabbitmq_cut_between_a_confirmed_dead_letter_and_its_ack_loses_nothing(
 
     // The worker goes on serving its own tasks.
     let (_, progress, response) = rig.run("kettle").await;
-    assert_completed(&progress, response, "kettle");
+    assert_order_completed(&progress, response, "kettle");
     assert_eq!(
         rig.cleanup().await,
         2,

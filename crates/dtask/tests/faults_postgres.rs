@@ -25,13 +25,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use audit::{AuditedTracker, Tripwire, When};
+use dtask::TaskProgress;
 use dtask::distributed::dtask_postgres::{PostgresBackends, PostgresConfig, PostgresQueue};
 use dtask::infra::{DeadLetters, Infrastructure, NamespacedQueue, ProgressTracker, SagaStateStore};
 use dtask::memory::MemoryObjectStore;
 use dtask::prelude::*;
-use dtask::{StepStatus, TaskProgress};
 use proxy::FaultProxy;
-use support::{Journal, OrderRequest, PlaceOrder};
+use support::{Journal, OrderRequest, PlaceOrder, assert_order_completed, charge_just_completed};
 
 /// The worker's lock TTL: its save retries last this long.
 const LOCK_TTL: Duration = Duration::from_secs(2);
@@ -194,25 +194,6 @@ fn postgres_addr(url: &str) -> std::net::SocketAddr {
         .unwrap_or_else(|| panic!("cannot resolve {host_port}"))
 }
 
-/// Cuts the proxy now and restores it after `outage`.
-fn cut_for(proxy: &Arc<FaultProxy>, outage: Duration) -> impl Fn() + Send + Sync + 'static {
-    let proxy = Arc::clone(proxy);
-    move || {
-        proxy.cut();
-        let proxy = Arc::clone(&proxy);
-        tokio::spawn(async move {
-            tokio::time::sleep(outage).await;
-            proxy.restore();
-        });
-    }
-}
-
-fn assert_completed(progress: &TaskProgress, response: Option<support::OrderResponse>, item: &str) {
-    assert_eq!(progress.status, TaskStatus::Completed, "{progress:?}");
-    let response = response.expect("the response is saved");
-    assert_eq!(response.tracking, format!("res-{item}/pay-for-res-{item}"));
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_cut_at_the_final_save_hands_the_task_back_and_it_completes_without_rerunning_a_step() {
     let rig = Rig::new(|state, proxy| {
@@ -220,12 +201,12 @@ async fn postgres_cut_at_the_final_save_hands_the_task_back_and_it_completes_wit
             state,
             When::Before,
             TaskProgress::is_terminal,
-            cut_for(proxy, LOCK_TTL * 3),
+            proxy.cut_for(LOCK_TTL * 3),
         ))
     })
     .await;
     let (progress, response) = rig.run("lamp").await;
-    assert_completed(&progress, response, "lamp");
+    assert_order_completed(&progress, response, "lamp");
     assert_eq!(rig.proxy.cuts(), 1, "the tripwire fired");
     for step in ["run Reserve", "run Charge", "run Ship"] {
         assert_eq!(rig.journal.count(step), 1, "{step} ran again though its end was saved");
@@ -240,15 +221,13 @@ async fn postgres_cut_at_a_mid_run_save_runs_again_only_the_step_whose_end_was_n
         Arc::new(Tripwire::<PlaceOrder>::new(
             state,
             When::Before,
-            |progress: &TaskProgress| {
-                progress.steps[1].status == StepStatus::Completed && progress.steps[2].status == StepStatus::Pending
-            },
-            cut_for(proxy, LOCK_TTL * 3),
+            charge_just_completed,
+            proxy.cut_for(LOCK_TTL * 3),
         ))
     })
     .await;
     let (progress, response) = rig.run("desk").await;
-    assert_completed(&progress, response, "desk");
+    assert_order_completed(&progress, response, "desk");
     assert_eq!(rig.proxy.cuts(), 1, "the tripwire fired");
     assert_eq!(rig.journal.count("run Reserve"), 1);
     assert_eq!(

@@ -4,30 +4,10 @@
 
 mod support;
 
-use std::sync::Arc;
-
-use dtask::infra::ObjectStore;
-use dtask::memory::{
-    MemoryIdempotencyStore, MemoryLock, MemoryObjectStore, MemoryProgressTracker, MemoryQueue, MemoryStateStore,
-};
 use dtask::prelude::*;
-use dtask::{CancelOutcome, Host, Infrastructure, Mode, StepStatus};
+use dtask::{CancelOutcome, Host, Mode, StepStatus};
 use futures::StreamExt;
-use support::{Journal, OrderRequest, PlaceOrder};
-
-fn shared_infrastructure() -> Infrastructure {
-    let queue = MemoryQueue::new();
-    Infrastructure {
-        storage: Arc::new(MemoryObjectStore::new()) as Arc<dyn ObjectStore>,
-        publisher: Arc::new(queue.clone()),
-        consumer: Arc::new(queue.clone()),
-        lock: Arc::new(MemoryLock::new()),
-        progress: Arc::new(MemoryProgressTracker::new()),
-        state: Arc::new(MemoryStateStore::new()),
-        idempotency: Arc::new(MemoryIdempotencyStore::new()),
-        dead_letters: Some(Arc::new(queue.clone())),
-    }
-}
+use support::{Journal, OrderRequest, PlaceOrder, shared_infrastructure};
 
 fn api_and_worker(journal: &Journal) -> (Host, Host) {
     let infra = shared_infrastructure();

@@ -26,7 +26,7 @@ use dtask::memory::{
 };
 use dtask::prelude::*;
 use dtask::{Error, StepInterceptor, TaskEvent};
-use support::{Journal, OrderRequest, OrderResponse, PlaceOrder, Reservation};
+use support::{Journal, OrderRequest, OrderResponse, PlaceOrder, Reservation, charge_just_completed};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -203,10 +203,6 @@ impl Rig {
 
 fn is_terminal(progress: &TaskProgress) -> bool {
     progress.is_terminal()
-}
-
-fn charge_just_completed(progress: &TaskProgress) -> bool {
-    progress.steps[1].status == StepStatus::Completed && progress.steps[2].status == StepStatus::Pending
 }
 
 fn expected_response(item: &str) -> OrderResponse {

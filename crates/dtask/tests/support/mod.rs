@@ -159,6 +159,18 @@ impl place_order::Steps for PlaceOrder {
     }
 }
 
+/// Charge's end is recorded and Ship has not started: a mid-run save.
+pub fn charge_just_completed(progress: &dtask::TaskProgress) -> bool {
+    progress.steps[1].status == dtask::StepStatus::Completed && progress.steps[2].status == dtask::StepStatus::Pending
+}
+
+/// Asserts that an order of `item` completed with its full response.
+pub fn assert_order_completed(progress: &dtask::TaskProgress, response: Option<OrderResponse>, item: &str) {
+    assert_eq!(progress.status, dtask::TaskStatus::Completed, "{progress:?}");
+    let response = response.expect("the response is saved");
+    assert_eq!(response.tracking, format!("res-{item}/pay-for-res-{item}"));
+}
+
 // ---------------------------------------------------------------- orders, v2
 
 /// The output of every step of the newer shape.
@@ -411,5 +423,24 @@ impl fetch_fastest::Steps for FetchFastest {
             .or(outputs.mirror_b)
             .cloned()
             .ok_or_else(|| StepError::permanent("no mirror answered"))
+    }
+}
+
+/// In-memory services an API host and a worker host share, standing in
+/// for RabbitMQ, Redis and S3.
+pub fn shared_infrastructure() -> dtask::Infrastructure {
+    use dtask::memory::{
+        MemoryIdempotencyStore, MemoryLock, MemoryObjectStore, MemoryProgressTracker, MemoryQueue, MemoryStateStore,
+    };
+    let queue = MemoryQueue::new();
+    dtask::Infrastructure {
+        storage: Arc::new(MemoryObjectStore::new()),
+        publisher: Arc::new(queue.clone()),
+        consumer: Arc::new(queue.clone()),
+        lock: Arc::new(MemoryLock::new()),
+        progress: Arc::new(MemoryProgressTracker::new()),
+        state: Arc::new(MemoryStateStore::new()),
+        idempotency: Arc::new(MemoryIdempotencyStore::new()),
+        dead_letters: Some(Arc::new(queue)),
     }
 }

@@ -64,6 +64,20 @@ impl FaultProxy {
         self.shared.cut.send_replace(false);
     }
 
+    /// An action that cuts now and restores after `outage` (for a
+    /// tripwire to fire).
+    pub fn cut_for(self: &Arc<Self>, outage: std::time::Duration) -> impl Fn() + Send + Sync + 'static {
+        let proxy = Arc::clone(self);
+        move || {
+            proxy.cut();
+            let proxy = Arc::clone(&proxy);
+            tokio::spawn(async move {
+                tokio::time::sleep(outage).await;
+                proxy.restore();
+            });
+        }
+    }
+
     /// How many times connections were cut.
     pub fn cuts(&self) -> u64 {
         self.shared.cuts.load(Ordering::SeqCst)

@@ -4,14 +4,7 @@
 
 #![allow(dead_code, missing_docs, unreachable_pub)]
 
-use std::sync::Arc;
-
-use dtask::Infrastructure;
 use dtask::codec::KeyRing;
-use dtask::infra::ObjectStore;
-use dtask::memory::{
-    MemoryIdempotencyStore, MemoryLock, MemoryObjectStore, MemoryProgressTracker, MemoryQueue, MemoryStateStore,
-};
 use dtask::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -91,19 +84,4 @@ pub fn key_ring(ids: &[&str]) -> KeyRing {
 /// Whether `haystack` holds `needle`'s bytes anywhere.
 pub fn contains(haystack: &[u8], needle: &str) -> bool {
     haystack.windows(needle.len()).any(|window| window == needle.as_bytes())
-}
-
-/// In-memory services shared by an API host and a worker host.
-pub fn shared_infrastructure() -> Infrastructure {
-    let queue = MemoryQueue::new();
-    Infrastructure {
-        storage: Arc::new(MemoryObjectStore::new()) as Arc<dyn ObjectStore>,
-        publisher: Arc::new(queue.clone()),
-        consumer: Arc::new(queue.clone()),
-        lock: Arc::new(MemoryLock::new()),
-        progress: Arc::new(MemoryProgressTracker::new()),
-        state: Arc::new(MemoryStateStore::new()),
-        idempotency: Arc::new(MemoryIdempotencyStore::new()),
-        dead_letters: Some(Arc::new(queue)),
-    }
 }
