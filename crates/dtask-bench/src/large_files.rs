@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use dtask::TaskStatus;
 use dtask::distributed::dtask_amqp::{AmqpConfig, AmqpQueue};
+use dtask::distributed::dtask_postgres::PostgresConfig;
 use dtask::distributed::dtask_redis_streams::{RedisStreamsConfig, RedisStreamsQueue};
 use dtask::distributed::dtask_s3::{S3Config, S3ObjectStore};
 use dtask::infra::{ObjectStore, ObjectStoreExt};
@@ -51,7 +52,9 @@ pub(crate) struct LargeFilesSettings {
 /// # Errors
 /// A missing service or demo binary, or a task that does not complete.
 pub(crate) fn run(settings: &LargeFilesSettings, table: &mut Table) -> anyhow::Result<()> {
-    settings.endpoints.require(settings.broker == Broker::Rabbitmq)?;
+    settings
+        .endpoints
+        .require(settings.broker == Broker::Rabbitmq, settings.broker == Broker::Postgres)?;
     let binary = demo_binary()?;
     let input = tempfile::Builder::new().prefix("dtask-bench-input-").tempdir()?;
     eprintln!(
@@ -237,6 +240,7 @@ async fn zip_through_cluster(
         ("DTASK_NAMESPACE", namespace.clone()),
         ("DTASK_REDIS_URL", e.redis_url.clone()),
         ("DTASK_AMQP_URL", e.amqp_url.clone()),
+        ("DTASK_DATABASE_URL", e.database_url.clone()),
         ("DTASK_S3_ENDPOINT", e.s3_endpoint.clone()),
         ("DTASK_S3_ACCESS_KEY", e.s3_access_key.clone()),
         ("DTASK_S3_SECRET_KEY", e.s3_secret_key.clone()),
@@ -320,6 +324,14 @@ async fn cleanup(settings: &LargeFilesSettings, namespace: &str, task_id: &str) 
             Broker::RedisStreams => {
                 RedisStreamsQueue::connect(RedisStreamsConfig::new(e.redis_url.clone()))
                     .await?
+                    .delete_queue(&queue)
+                    .await?;
+            }
+            Broker::Postgres => {
+                PostgresConfig::new(e.database_url.clone())
+                    .connect()
+                    .await?
+                    .queue()
                     .delete_queue(&queue)
                     .await?;
             }

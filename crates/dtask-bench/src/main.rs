@@ -124,7 +124,12 @@ struct RunArgs {
     #[arg(long, default_value_t = 64)]
     dist_concurrency: usize,
     /// Distributed: the brokers.
-    #[arg(long, value_enum, value_delimiter = ',', default_value = "redis-streams,rabbitmq")]
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "redis-streams,rabbitmq,postgres"
+    )]
     brokers: Vec<Broker>,
     /// Distributed: worker processes of the separate-process cases (0
     /// skips them).

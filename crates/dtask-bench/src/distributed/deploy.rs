@@ -7,10 +7,11 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use dtask::distributed::dtask_amqp::{AmqpConfig, AmqpQueue};
+use dtask::distributed::dtask_postgres::PostgresConfig;
 use dtask::distributed::dtask_redis::RedisConfig;
 use dtask::distributed::dtask_redis_streams::RedisStreamsConfig;
 use dtask::distributed::{DistributedOptions, QueueKind};
-use dtask::{Host, Infrastructure, Mode, TaskEvent};
+use dtask::{Host, Infrastructure, Mode, Task, TaskEvent};
 
 use crate::task::{OneStep, ThreeSteps};
 
@@ -21,6 +22,8 @@ pub(crate) enum Broker {
     RedisStreams,
     /// RabbitMQ.
     Rabbitmq,
+    /// PostgreSQL alone (queue, state, progress, lock, idempotency).
+    Postgres,
 }
 
 impl Broker {
@@ -29,6 +32,7 @@ impl Broker {
         match self {
             Self::RedisStreams => "Redis Streams",
             Self::Rabbitmq => "RabbitMQ",
+            Self::Postgres => "PostgreSQL",
         }
     }
 
@@ -37,6 +41,7 @@ impl Broker {
         match self {
             Self::RedisStreams => "redis-streams",
             Self::Rabbitmq => "rabbitmq",
+            Self::Postgres => "postgres",
         }
     }
 
@@ -44,7 +49,13 @@ impl Broker {
         match self {
             Self::RedisStreams => QueueKind::RedisStreams,
             Self::Rabbitmq => QueueKind::RabbitMq,
+            Self::Postgres => QueueKind::Postgres,
         }
+    }
+
+    /// Whether its deployments keep state and progress in Redis.
+    pub(crate) fn uses_redis(self) -> bool {
+        self != Self::Postgres
     }
 }
 
@@ -61,6 +72,15 @@ pub(crate) struct Endpoints {
         default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
     )]
     pub(crate) amqp_url: String,
+    /// The PostgreSQL URL (`--brokers postgres`; `scripts/test` creates
+    /// this role and database).
+    #[arg(
+        long,
+        env = "DTASK_DATABASE_URL",
+        default_value = "postgres://dtask:dtask@127.0.0.1:5432/dtask_test",
+        hide_env_values = true
+    )]
+    pub(crate) database_url: String,
     /// The S3 endpoint (`scripts/s3-server start` runs one).
     #[arg(long, env = "DTASK_S3_ENDPOINT", default_value = "http://127.0.0.1:9000")]
     pub(crate) s3_endpoint: String,
@@ -78,17 +98,24 @@ pub(crate) struct Endpoints {
 }
 
 impl Endpoints {
-    /// Fails with a hint unless Redis, RabbitMQ (when `rabbitmq`) and the
-    /// S3 server answer on TCP.
+    /// Fails with a hint unless Redis, RabbitMQ (when `rabbitmq`),
+    /// PostgreSQL (when `postgres`) and the S3 server answer on TCP.
     ///
     /// # Errors
     /// The first service that does not answer, named.
-    pub(crate) fn require(&self, rabbitmq: bool) -> anyhow::Result<()> {
+    pub(crate) fn require(&self, rabbitmq: bool, postgres: bool) -> anyhow::Result<()> {
         require(
             "Redis",
             &self.redis_url,
             "start Redis on 127.0.0.1:6379 or set DTASK_REDIS_URL",
         )?;
+        if postgres {
+            require(
+                "PostgreSQL",
+                &self.database_url,
+                "start PostgreSQL on 127.0.0.1:5432 and run scripts/test once (it creates the role and database), or set DTASK_DATABASE_URL",
+            )?;
+        }
         if rabbitmq {
             require(
                 "RabbitMQ",
@@ -170,6 +197,9 @@ impl Deployment {
             RedisStreamsConfig::new(endpoints.redis_url.clone()).with_key_prefix(format!("{}q:", self.key_prefix)),
         );
         options.amqp = AmqpConfig::new(endpoints.amqp_url.clone()).with_prefetch(self.prefetch);
+        options.postgres = PostgresConfig::new(endpoints.database_url.clone())
+            .with_max_connections(u32::from(self.prefetch).clamp(8, 32))
+            .with_poll_interval(Duration::from_millis(200));
         options
     }
 
@@ -218,6 +248,22 @@ impl Deployment {
                 .await
                 .context("connecting to RabbitMQ to delete the benchmark queue")?;
             amqp.delete(&self.queue_name()).await?;
+        }
+        if self.broker == Broker::Postgres {
+            let postgres = PostgresConfig::new(self.endpoints.database_url.clone())
+                .connect()
+                .await
+                .context("connecting to PostgreSQL to delete the benchmark's rows")?;
+            postgres.queue().delete_queue(&self.queue_name()).await?;
+            // The benchmark's tasks: their states, change logs and progress.
+            let names = [OneStep::definition().name, ThreeSteps::definition().name];
+            for statement in [
+                "DELETE FROM dtask_state WHERE task_id IN (SELECT task_id FROM dtask_progress WHERE task_name = ANY($1))",
+                "DELETE FROM dtask_progress_changes WHERE task_id IN (SELECT task_id FROM dtask_progress WHERE task_name = ANY($1))",
+                "DELETE FROM dtask_progress WHERE task_name = ANY($1)",
+            ] {
+                sqlx::query(statement).bind(&names[..]).execute(postgres.pool()).await?;
+            }
         }
         Ok(())
     }

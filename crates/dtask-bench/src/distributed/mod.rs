@@ -1,12 +1,14 @@
 //! Section 3 of the issue: Distributed throughput and latency of the
-//! trivial tasks through Redis Streams and RabbitMQ, with workers in the
-//! submitting process and in separate processes, beside the raw broker
-//! baselines, with the Redis commands one task costs.
+//! trivial tasks through Redis Streams, RabbitMQ and PostgreSQL, with
+//! workers in the submitting process and in separate processes, beside the
+//! raw broker baselines, with the Redis commands (or PostgreSQL
+//! transactions) one task costs.
 
 mod commandstats;
 pub(crate) mod deploy;
 mod monitor;
 mod raw_amqp;
+mod raw_pg;
 mod raw_redis;
 pub(crate) mod worker;
 
@@ -58,9 +60,10 @@ pub(crate) struct DistributedSettings {
 /// A service that cannot be reached (named, with a hint), or a case that
 /// fails.
 pub(crate) fn run(settings: &DistributedSettings, table: &mut Table) -> anyhow::Result<()> {
-    settings
-        .endpoints
-        .require(settings.brokers.contains(&Broker::Rabbitmq))?;
+    settings.endpoints.require(
+        settings.brokers.contains(&Broker::Rabbitmq),
+        settings.brokers.contains(&Broker::Postgres),
+    )?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -164,8 +167,45 @@ async fn raw_baselines(settings: &DistributedSettings, broker: Broker, table: &m
             connection.close(200, "done".into()).await?;
             Ok(base)
         }
+        Broker::Postgres => {
+            let pool = sqlx::postgres::PgPoolOptions::new()
+                .max_connections(u32::try_from(2 * raw_pg::WORKERS).unwrap_or(16))
+                .connect(&settings.endpoints.database_url)
+                .await?;
+            let mut rates = Vec::new();
+            let mut commits = 0;
+            for _ in 0..settings.repeat.max(1) {
+                let before = raw_pg::commits(&pool).await?;
+                rates.push(rate(raw_pg::run(&pool, n).await?));
+                tokio::time::sleep(STATS_FLUSH).await;
+                commits = raw_pg::commits(&pool).await? - before;
+            }
+            let median = stats::median(&rates);
+            let mut row = Row::new(
+                SECTION,
+                format!("{}: raw INSERT + DELETE ... FOR UPDATE SKIP LOCKED", broker.label()),
+            );
+            row.n = Some(n);
+            row.rate = Some((median, "msg/s"));
+            row.notes = join(&[
+                format!(
+                    "{} producers, {} consumers, one row per transaction; {:.1} transactions/msg",
+                    raw_pg::WORKERS,
+                    raw_pg::WORKERS,
+                    commits as f64 / n as f64
+                ),
+                stats::spread(&rates),
+                "the baseline of the ratios below".to_owned(),
+            ]);
+            table.push(row);
+            pool.close().await;
+            Ok(median)
+        }
     }
 }
+
+/// How long PostgreSQL may take to publish a backend's transaction counts.
+const STATS_FLUSH: Duration = Duration::from_millis(1500);
 
 /// `settings.n` tasks of `steps` through `broker`, workers in this process
 /// (`processes` 0) or in `processes` separate ones.
@@ -262,26 +302,46 @@ async fn measured_run(
         if warm_up.failed > 0 {
             eprintln!("     warm-up: {}", failures(&warm_up));
         }
-        let client = redis::Client::open(settings.endpoints.redis_url.as_str())?;
-        let monitor = Monitor::start(&client, &deployment.key_prefix).await?;
-        let counted_run = phase(COUNTED_TASKS, 16, 4, short).await?;
-        let counted = monitor.finish().await;
-        let mut conn = client.get_multiplexed_async_connection().await?;
-        let counter = Counter::start(&mut conn, Duration::from_millis(500)).await?;
-        let outcome = phase(settings.n, settings.window, settings.submitters, settings.timeout).await?;
-        // The last tasks' final writes and acks follow their Completed event.
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let commands = counter.finish(&mut conn, settings.n).await?;
-        eprintln!(
-            "     Redis, per task: {}; server-side {}",
-            counted.summary(COUNTED_TASKS, usize::MAX),
-            commands.summary(usize::MAX)
-        );
-        let mut notes = vec![
-            format!("{} in flight, concurrency {}", settings.window, settings.concurrency),
-            counted.summary(COUNTED_TASKS, 4),
-            format!("server: {}", commands.summary(3)),
-        ];
+        let mut notes = vec![format!(
+            "{} in flight, concurrency {}",
+            settings.window, settings.concurrency
+        )];
+        let (outcome, counted_run) = if deployment.broker.uses_redis() {
+            let client = redis::Client::open(settings.endpoints.redis_url.as_str())?;
+            let monitor = Monitor::start(&client, &deployment.key_prefix).await?;
+            let counted_run = phase(COUNTED_TASKS, 16, 4, short).await?;
+            let counted = monitor.finish().await;
+            let mut conn = client.get_multiplexed_async_connection().await?;
+            let counter = Counter::start(&mut conn, Duration::from_millis(500)).await?;
+            let outcome = phase(settings.n, settings.window, settings.submitters, settings.timeout).await?;
+            // The last tasks' final writes and acks follow their Completed event.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let commands = counter.finish(&mut conn, settings.n).await?;
+            eprintln!(
+                "     Redis, per task: {}; server-side {}",
+                counted.summary(COUNTED_TASKS, usize::MAX),
+                commands.summary(usize::MAX)
+            );
+            notes.push(counted.summary(COUNTED_TASKS, 4));
+            notes.push(format!("server: {}", commands.summary(3)));
+            (outcome, counted_run)
+        } else {
+            let pool = sqlx::postgres::PgPoolOptions::new()
+                .max_connections(1)
+                .connect(&settings.endpoints.database_url)
+                .await?;
+            let counted_run = phase(COUNTED_TASKS, 16, 4, short).await?;
+            let before = raw_pg::commits(&pool).await?;
+            let outcome = phase(settings.n, settings.window, settings.submitters, settings.timeout).await?;
+            tokio::time::sleep(STATS_FLUSH).await;
+            let commits = raw_pg::commits(&pool).await? - before;
+            pool.close().await;
+            notes.push(format!(
+                "{:.1} PostgreSQL transactions/task (pg_stat_database, whole database)",
+                commits as f64 / settings.n as f64
+            ));
+            (outcome, counted_run)
+        };
         if deployment.broker == Broker::Rabbitmq {
             notes.push("AMQP/task by design: 1 publish awaiting its confirm, 1 delivery, 1 ack".to_owned());
         }

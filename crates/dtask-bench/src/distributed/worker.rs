@@ -125,6 +125,8 @@ impl WorkerProcesses {
                 .args(["--redis-url", &e.redis_url, "--amqp-url", &e.amqp_url])
                 .args(["--s3-endpoint", &e.s3_endpoint, "--s3-access-key", &e.s3_access_key])
                 .args(["--s3-secret-key", &e.s3_secret_key])
+                // By environment: the URL holds a password.
+                .env("DTASK_DATABASE_URL", &e.database_url)
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::inherit())
