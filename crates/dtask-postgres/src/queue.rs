@@ -302,10 +302,10 @@ impl Consumer {
     /// queue's: one channel serves all) or the poll interval.
     async fn wait(&mut self) {
         match tokio::time::timeout(self.queue.poll_interval, self.listener.try_recv()).await {
-            Ok(Ok(Some(_))) | Err(_) => {}
-            // The connection was lost (and is re-opened by the next call):
-            // notifications sent meanwhile are lost, the next claim finds them.
-            Ok(Ok(None)) => {}
+            // A notification, the poll interval, or a lost connection
+            // (re-opened by the next call; what was notified meanwhile the
+            // next claim finds): claim again.
+            Ok(Ok(_)) | Err(_) => {}
             Ok(Err(error)) => {
                 tracing::warn!(queue = self.name, %error, "listening for new messages failed");
                 tokio::time::sleep(self.queue.poll_interval).await;

@@ -44,13 +44,16 @@ fn unique() -> String {
     TaskId::new().to_string().replace('-', "")
 }
 
-/// Every value of every key under `prefix`, as raw byte strings.
-async fn raw_redis(prefix: &str) -> Vec<(String, Vec<Vec<u8>>)> {
+async fn redis() -> redis::aio::MultiplexedConnection {
     let client = redis::Client::open(REDIS_URL).expect("a Redis URL");
-    let mut conn = client
+    client
         .get_multiplexed_async_connection()
         .await
-        .unwrap_or_else(|e| panic!("Redis is not reachable at {REDIS_URL} (this test needs it): {e}"));
+        .unwrap_or_else(|e| panic!("Redis is not reachable at {REDIS_URL} (this test needs it): {e}"))
+}
+
+/// Every key under `prefix`.
+async fn redis_keys(conn: &mut redis::aio::MultiplexedConnection, prefix: &str) -> Vec<String> {
     let mut keys = Vec::new();
     let mut cursor = 0u64;
     loop {
@@ -60,15 +63,21 @@ async fn raw_redis(prefix: &str) -> Vec<(String, Vec<Vec<u8>>)> {
             .arg(format!("{prefix}*"))
             .arg("COUNT")
             .arg(1000)
-            .query_async(&mut conn)
+            .query_async(conn)
             .await
             .unwrap();
         keys.extend(batch);
         if next == 0 {
-            break;
+            return keys;
         }
         cursor = next;
     }
+}
+
+/// Every value of every key under `prefix`, as raw byte strings.
+async fn raw_redis(prefix: &str) -> Vec<(String, Vec<Vec<u8>>)> {
+    let mut conn = redis().await;
+    let keys = redis_keys(&mut conn, prefix).await;
     let mut dump = Vec::new();
     for key in keys {
         let kind: String = redis::cmd("TYPE").arg(&key).query_async(&mut conn).await.unwrap();
@@ -119,10 +128,10 @@ fn flatten(value: &redis::Value, out: &mut Vec<Vec<u8>>) {
 }
 
 async fn delete_redis(prefix: &str) {
-    let client = redis::Client::open(REDIS_URL).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    for (key, _) in raw_redis(prefix).await {
-        let _: () = redis::cmd("DEL").arg(&key).query_async(&mut conn).await.unwrap();
+    let mut conn = redis().await;
+    let keys = redis_keys(&mut conn, prefix).await;
+    if !keys.is_empty() {
+        let _: () = redis::cmd("DEL").arg(&keys).query_async(&mut conn).await.unwrap();
     }
 }
 

@@ -242,15 +242,6 @@ impl Rig {
         .expect("the stream empties");
     }
 
-    fn assert_audit_clean(&self) {
-        assert!(self.audit.writes() > 0, "the worker wrote no progress");
-        assert_eq!(
-            self.audit.violations(),
-            Vec::<String>::new(),
-            "progress showed unsaved state"
-        );
-    }
-
     /// Stops the worker (handing back whatever it holds) and deletes the
     /// queues; returns how many messages the RabbitMQ queue and its
     /// dead-letter queue still held.
@@ -311,7 +302,7 @@ async fn redis_cut_at_the_final_save_hands_the_task_back_and_it_completes_withou
     for step in ["run Reserve", "run Charge", "run Ship"] {
         assert_eq!(rig.journal.count(step), 1, "{step} ran again though its end was saved");
     }
-    rig.assert_audit_clean();
+    rig.audit.assert_clean();
     assert_eq!(rig.cleanup().await, 0, "a message was left behind or dead-lettered");
 }
 
@@ -336,7 +327,7 @@ async fn redis_cut_at_a_mid_run_save_runs_again_only_the_step_whose_end_was_not_
         "Charge's end was not saved: it runs again"
     );
     assert_eq!(rig.journal.count("run Ship"), 1);
-    rig.assert_audit_clean();
+    rig.audit.assert_clean();
     assert_eq!(rig.cleanup().await, 0, "a message was left behind or dead-lettered");
 }
 
@@ -368,7 +359,7 @@ async fn redis_cut_during_the_ack_leaves_the_message_to_come_back_and_be_acked_o
     }
     let dead = rig.dead_letters.dead_letters("orders", 10).await.unwrap();
     assert!(dead.is_empty(), "nothing is dead-lettered: {dead:?}");
-    rig.assert_audit_clean();
+    rig.audit.assert_clean();
     rig.cleanup().await;
 }
 

@@ -167,15 +167,6 @@ impl Rig {
         self.queue.delete_queue(&queue).await.unwrap();
         usize::try_from(waiting).unwrap() + dead
     }
-
-    fn assert_audit_clean(&self) {
-        assert!(self.audit.writes() > 0, "the worker wrote no progress");
-        assert_eq!(
-            self.audit.violations(),
-            Vec::<String>::new(),
-            "progress showed unsaved state"
-        );
-    }
 }
 
 /// The server's address in `url` (`host:port`, port 5432 by default).
@@ -211,7 +202,7 @@ async fn postgres_cut_at_the_final_save_hands_the_task_back_and_it_completes_wit
     for step in ["run Reserve", "run Charge", "run Ship"] {
         assert_eq!(rig.journal.count(step), 1, "{step} ran again though its end was saved");
     }
-    rig.assert_audit_clean();
+    rig.audit.assert_clean();
     assert_eq!(rig.cleanup().await, 0, "a message was left behind or dead-lettered");
 }
 
@@ -236,6 +227,6 @@ async fn postgres_cut_at_a_mid_run_save_runs_again_only_the_step_whose_end_was_n
         "Charge's end was not saved: it runs again"
     );
     assert_eq!(rig.journal.count("run Ship"), 1);
-    rig.assert_audit_clean();
+    rig.audit.assert_clean();
     assert_eq!(rig.cleanup().await, 0, "a message was left behind or dead-lettered");
 }

@@ -193,8 +193,7 @@ impl Rig {
     /// Nothing the progress showed was unsaved, and every message was
     /// settled.
     async fn assert_settled_cleanly(&self) {
-        assert!(self.audit.writes() > 0, "the worker wrote no progress");
-        assert_eq!(self.audit.violations(), Vec::<String>::new());
+        self.audit.assert_clean();
         assert_eq!(self.queue.len("orders"), 0, "a message was left in the queue");
         let dead = self.worker.dead_letters(10).await.unwrap();
         assert!(dead.is_empty(), "nothing is dead-lettered: {dead:?}");

@@ -7,26 +7,8 @@ mod support;
 use std::time::Duration;
 
 use dtask::infra::Infrastructure;
-use dtask::memory::{
-    MemoryIdempotencyStore, MemoryLock, MemoryObjectStore, MemoryProgressTracker, MemoryQueue, MemoryStateStore,
-};
 use dtask::prelude::*;
-use std::sync::Arc;
-use support::{OrderRequest, PlaceOrder, PlaceOrderV2};
-
-fn shared() -> Infrastructure {
-    let queue = MemoryQueue::new();
-    Infrastructure {
-        storage: Arc::new(MemoryObjectStore::new()),
-        publisher: Arc::new(queue.clone()),
-        consumer: Arc::new(queue.clone()),
-        lock: Arc::new(MemoryLock::new()),
-        progress: Arc::new(MemoryProgressTracker::new()),
-        state: Arc::new(MemoryStateStore::new()),
-        idempotency: Arc::new(MemoryIdempotencyStore::new()),
-        dead_letters: Some(Arc::new(queue)),
-    }
-}
+use support::{OrderRequest, PlaceOrder, PlaceOrderV2, shared_infrastructure};
 
 fn host<T: Task>(infra: &Infrastructure, task: T, workers: bool) -> Host {
     Host::builder()
@@ -40,7 +22,7 @@ fn host<T: Task>(infra: &Infrastructure, task: T, workers: bool) -> Host {
 
 #[tokio::test]
 async fn a_message_of_another_task_shape_is_dead_lettered_and_the_worker_goes_on() {
-    let infra = shared();
+    let infra = shared_infrastructure();
     let new_api = host(&infra, PlaceOrderV2, false);
     let old_api = host(&infra, PlaceOrder::default(), false);
     let old_worker = host(&infra, PlaceOrder::default(), true);

@@ -47,6 +47,12 @@ impl<T: Task> AuditedTracker<T> {
         *self.writes.lock().unwrap()
     }
 
+    /// Asserts that progress was written and never showed an unsaved state.
+    pub fn assert_clean(&self) {
+        assert!(self.writes() > 0, "the worker wrote no progress");
+        assert_eq!(self.violations(), Vec::<String>::new(), "progress showed unsaved state");
+    }
+
     async fn audit(&self, shown: &TaskProgress) {
         *self.writes.lock().unwrap() += 1;
         let saved: Option<SagaSnapshot<T>> = match self.state.load(shown.task_id).await {
