@@ -22,6 +22,7 @@ pub mod event;
 pub mod files;
 mod format;
 pub mod fs;
+pub mod history;
 pub mod host;
 mod id;
 pub mod infra;
@@ -44,8 +45,8 @@ pub use error::{BoxError, Error, Result};
 pub use event::{EventKind, TaskEvent};
 pub use files::{DownloadedFiles, Files, IncomingFile, LocalFile, StoredObject, StoredObjects};
 pub use host::{
-    Caller, CancelOutcome, DeadLetteredTask, Host, HostBuilder, Infrastructure, KernelSettings, RetryOutcome,
-    StepInterceptor, TaskHandle, TaskOutcome,
+    Caller, CancelOutcome, DeadLetteredTask, HistorySettings, Host, HostBuilder, Infrastructure, KernelSettings,
+    RetryOutcome, StepInterceptor, TaskHandle, TaskOutcome,
 };
 pub use id::TaskId;
 pub use principal::{DEFAULT_OPERATOR_ROLE, Principal};

@@ -90,6 +90,22 @@ pub enum StepStatus {
 }
 
 impl StepStatus {
+    /// The camelCase name used on the wire.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Running => "running",
+            Self::Retrying => "retrying",
+            Self::Completed => "completed",
+            Self::Failed => "failed",
+            Self::Skipped => "skipped",
+            Self::Cancelled => "cancelled",
+            Self::Compensating => "compensating",
+            Self::Compensated => "compensated",
+            Self::CompensationFailed => "compensationFailed",
+        }
+    }
+
     /// Whether the step's work is finished (successfully or not).
     pub const fn is_settled(self) -> bool {
         !matches!(self, Self::Pending | Self::Running | Self::Retrying)
@@ -158,6 +174,10 @@ pub struct TaskProgress {
     /// operators see the task.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub submitter: Option<String>,
+    /// The task's trace id (W3C trace context: 32 lowercase hex digits),
+    /// given at submit; the history's audit entries carry it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
     /// Its state.
     pub status: TaskStatus,
     /// Number of declared steps.
@@ -230,6 +250,7 @@ impl TaskProgress {
             task_id,
             task_name: definition.name.to_owned(),
             submitter: None,
+            trace_id: None,
             status: TaskStatus::Pending,
             total_steps: steps.len() as u32,
             completed_steps: 0,

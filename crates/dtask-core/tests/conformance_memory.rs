@@ -86,3 +86,8 @@ async fn namespaced_memory_queue() {
     let queue = Arc::new(queue);
     conformance::dead_letters::run_all(queue.clone(), queue.clone(), queue).await;
 }
+
+#[tokio::test]
+async fn memory_task_history() {
+    conformance::history::run_all(&dtask_core::memory::MemoryTaskHistory::new()).await;
+}

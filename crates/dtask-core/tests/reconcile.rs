@@ -72,6 +72,7 @@ static STASH: TaskDefinition = TaskDefinition {
     cancellable: true,
     required_roles: &[],
     encrypt_messages: false,
+    version: 1,
     steps: &[step("Store", 1, StepHost::Api), step("Finish", 2, StepHost::Worker)],
     groups: &[],
 };

@@ -27,6 +27,8 @@ pub(crate) struct Task {
     pub(crate) required_roles: Vec<String>,
     /// Its messages and saga states must be sealed.
     pub(crate) encrypt_messages: bool,
+    /// The declared version.
+    pub(crate) version: u32,
     pub(crate) request: Type,
     pub(crate) response: Type,
     /// Sorted by order, declaration order among equals.

@@ -19,6 +19,7 @@ syn::custom_keyword!(serialization);
 syn::custom_keyword!(cancellable);
 syn::custom_keyword!(requires_role);
 syn::custom_keyword!(encrypt_messages);
+syn::custom_keyword!(version);
 syn::custom_keyword!(order);
 syn::custom_keyword!(group);
 syn::custom_keyword!(inputs);
@@ -96,6 +97,7 @@ keys! {
         Cancellable => cancellable,
         RequiresRole => requires_role,
         EncryptMessages => encrypt_messages,
+        Version => version,
     }
 }
 

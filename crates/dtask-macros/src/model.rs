@@ -72,6 +72,8 @@ pub(crate) struct TaskArgs {
     pub(crate) required_roles: Vec<LitStr>,
     /// `encrypt_messages`: its messages and saga states must be sealed.
     pub(crate) encrypt_messages: bool,
+    /// `version`: the declared version (default 1), kept in the history.
+    pub(crate) version: Option<u32>,
 }
 
 /// `request.files`, `create_zip_archive` or `create_zip_archive.archive`.

@@ -26,6 +26,7 @@ static DEFINITION: TaskDefinition = TaskDefinition {
     cancellable: true,
     required_roles: &[],
     encrypt_messages: false,
+    version: 1,
     steps: &[],
     groups: &[],
 };

@@ -31,12 +31,14 @@
 //! | [`storage`] | [`ObjectStore`](crate::infra::ObjectStore) |
 //! | [`queue`] | [`QueuePublisher`](crate::infra::QueuePublisher) and [`QueueConsumer`](crate::infra::QueueConsumer) |
 //! | [`dead_letters`] | [`DeadLetters`](crate::infra::DeadLetters) |
+//! | [`history`] | [`TaskHistory`](crate::infra::TaskHistory) |
 //! | [`lock`] | [`DistributedLock`](crate::infra::DistributedLock) |
 //! | [`progress`] | [`ProgressTracker`](crate::infra::ProgressTracker) |
 //! | [`state`] | [`SagaStateStore`](crate::infra::SagaStateStore) |
 //! | [`serializer`] | [`SagaStateSerializer`](crate::codec::SagaStateSerializer) |
 
 pub mod dead_letters;
+pub mod history;
 pub mod idempotency;
 pub mod lock;
 pub mod progress;

@@ -84,6 +84,7 @@ static DEFINITION: TaskDefinition = TaskDefinition {
     cancellable: true,
     required_roles: &[],
     encrypt_messages: false,
+    version: 1,
     steps: &[
         step("Receive", 1, StepHost::Api, None),
         step("Transform", 2, StepHost::Worker, None),

@@ -19,9 +19,9 @@ use crate::event::TaskEvent;
 use crate::format::Format;
 use crate::infra::{
     DeadLetters, DistributedLock, IdempotencyStore, Infrastructure, ObjectStore, ProgressTracker, QueueConsumer,
-    QueuePublisher, SagaStateStore,
+    QueuePublisher, SagaStateStore, TaskHistory,
 };
-use crate::kernel::{EventListener, KernelSettings, Runtime, StepInterceptor};
+use crate::kernel::{EventListener, HistorySettings, HistoryWriter, KernelSettings, Runtime, StepInterceptor};
 use crate::memory::{
     MemoryIdempotencyStore, MemoryLock, MemoryObjectStore, MemoryProgressTracker, MemoryQueue, MemoryStateStore,
 };
@@ -68,6 +68,8 @@ pub struct HostBuilder {
     tasks: Vec<PendingTask>,
     operator_role: String,
     keys: Option<Arc<KeyRing>>,
+    history: Option<(Arc<dyn TaskHistory>, HistorySettings)>,
+    node_name: Option<String>,
 }
 
 /// A task given to [`HostBuilder::register`], typed and type-erased.
@@ -100,6 +102,8 @@ impl Default for HostBuilder {
             tasks: Vec::new(),
             operator_role: DEFAULT_OPERATOR_ROLE.to_owned(),
             keys: None,
+            history: None,
+            node_name: None,
         }
     }
 }
@@ -318,6 +322,32 @@ impl HostBuilder {
         self
     }
 
+    /// Keeps the history of every task in `history` (with the default
+    /// [`HistorySettings`]: 30 days after a task ended): its row, its step
+    /// attempts, its conditions' snapshots and an audit log, written as
+    /// events happen, in batches, without a step ever waiting for it. See
+    /// [`Host::history`](super::Host::history).
+    #[must_use]
+    pub fn history(mut self, history: impl TaskHistory) -> Self {
+        self.history = Some((Arc::new(history), HistorySettings::default()));
+        self
+    }
+
+    /// [`history`](Self::history) with an already shared history and
+    /// settings of its own.
+    #[must_use]
+    pub fn history_with(mut self, history: Arc<dyn TaskHistory>, settings: HistorySettings) -> Self {
+        self.history = Some((history, settings));
+        self
+    }
+
+    /// Names this process in history records (default: `<host name>:<pid>`).
+    #[must_use]
+    pub fn node_name(mut self, name: impl Into<String>) -> Self {
+        self.node_name = Some(name.into());
+        self
+    }
+
     /// Installs a hook called before every step and compensation attempt.
     #[must_use]
     pub fn interceptor(mut self, interceptor: impl StepInterceptor) -> Self {
@@ -381,6 +411,10 @@ impl HostBuilder {
             running: Mutex::new(HashMap::new()),
             shutdown: CancellationToken::new(),
             grace_over: CancellationToken::new(),
+            history: self
+                .history
+                .map(|(history, settings)| HistoryWriter::spawn(history, settings)),
+            node: self.node_name.unwrap_or_else(default_node_name),
         });
         let erased = Arc::new(erased);
         let workers = TaskTracker::new();
@@ -502,4 +536,16 @@ impl std::fmt::Debug for HostBuilder {
             )
             .finish_non_exhaustive()
     }
+}
+
+/// `<host name>:<pid>`: the kernel's host name (Linux), else `$HOSTNAME`,
+/// else `localhost`.
+fn default_node_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "localhost".to_owned());
+    format!("{host}:{}", std::process::id())
 }

@@ -49,6 +49,11 @@ impl Host {
 }
 
 impl Caller {
+    /// The host.
+    pub fn host(&self) -> &Host {
+        &self.host
+    }
+
     /// Who calls.
     pub fn principal(&self) -> &Principal {
         &self.principal
@@ -146,7 +151,7 @@ impl Caller {
     /// As [`Caller::stream`].
     pub async fn cancel(&self, task_id: TaskId) -> Result<CancelOutcome> {
         self.owned(task_id).await?;
-        self.host.cancel(task_id).await
+        self.host.cancel_by(task_id, Some(self.principal.subject())).await
     }
 
     /// [`Host::retry`] of a task the caller may see.
@@ -155,7 +160,7 @@ impl Caller {
     /// As [`Caller::stream`]; otherwise as [`Host::retry`].
     pub async fn retry(&self, task_id: TaskId) -> Result<RetryOutcome> {
         self.owned(task_id).await?;
-        self.host.retry(task_id).await
+        self.host.retry_by(task_id, Some(self.principal.subject())).await
     }
 
     /// [`Host::list`]: the caller's own tasks, or every task for an

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use super::Host;
 use crate::error::{Error, Result};
+use crate::history::AuditEntry;
 use crate::id::TaskId;
 use crate::infra::{DeadLetter, DeadLetters, QueueMessage};
 use crate::progress::{TaskProgress, TaskStatus};
@@ -80,6 +81,27 @@ impl Host {
     /// task of a type this host does not serve; [`Error::Unsupported`] when
     /// the host has no dead-letter store; a backend error.
     pub async fn retry(&self, task_id: TaskId) -> Result<RetryOutcome> {
+        self.retry_by(task_id, None).await
+    }
+
+    /// [`Host::retry`], audited as asked by `actor` (this process when
+    /// `None`).
+    pub(crate) async fn retry_by(&self, task_id: TaskId, actor: Option<&str>) -> Result<RetryOutcome> {
+        let (outcome, trace_id) = self.retry_inner(task_id).await?;
+        let rt = &self.inner.rt;
+        let mut entry = AuditEntry::new(task_id, actor.map_or_else(|| rt.system_actor(), str::to_owned), "retry");
+        entry.detail = Some(match outcome {
+            RetryOutcome::Requeued => "requeued from the dead letters".to_owned(),
+            RetryOutcome::NotDeadLettered => "refused: the task is not dead-lettered".to_owned(),
+            RetryOutcome::AlreadyEnded(status) => format!("refused: the task already ended {}", status.as_str()),
+        });
+        entry.trace_id = trace_id;
+        rt.audit(entry);
+        Ok(outcome)
+    }
+
+    /// The outcome, and the task's trace id.
+    async fn retry_inner(&self, task_id: TaskId) -> Result<(RetryOutcome, Option<String>)> {
         let store = self.dead_letter_store()?;
         let infra = &self.inner.rt.infra;
         let progress = infra
@@ -88,7 +110,7 @@ impl Host {
             .await?
             .ok_or_else(|| Error::not_found(format!("task {task_id}")))?;
         if progress.is_terminal() {
-            return Ok(RetryOutcome::AlreadyEnded(progress.status));
+            return Ok((RetryOutcome::AlreadyEnded(progress.status), progress.trace_id));
         }
         let definition = self.tasks().find(|t| t.name == progress.task_name).ok_or_else(|| {
             Error::invalid(
@@ -104,7 +126,7 @@ impl Host {
             .filter(|letter| letter.message.as_ref().is_some_and(|m| m.task_id == task_id))
             .collect();
         let Some(newest) = letters.last().and_then(|letter| letter.message.clone()) else {
-            return Ok(RetryOutcome::NotDeadLettered);
+            return Ok((RetryOutcome::NotDeadLettered, progress.trace_id));
         };
         let payload = match infra.state.load(task_id).await? {
             Some(stored) => stored.payload,
@@ -122,7 +144,7 @@ impl Host {
             }
         }
         tracing::info!(%task_id, queue, "dead-lettered task requeued");
-        Ok(RetryOutcome::Requeued)
+        Ok((RetryOutcome::Requeued, progress.trace_id))
     }
 
     fn dead_letter_store(&self) -> Result<&Arc<dyn DeadLetters>> {

@@ -18,6 +18,7 @@ mod builder;
 mod caller;
 mod dead_letters;
 mod handle;
+mod history;
 mod run_guard;
 mod submit;
 pub(crate) mod worker;
@@ -30,7 +31,7 @@ use tokio::sync::broadcast;
 use tokio_util::task::TaskTracker;
 
 pub use crate::infra::Infrastructure;
-pub use crate::kernel::{EventListener, KernelSettings, StepInterceptor};
+pub use crate::kernel::{EventListener, HistorySettings, KernelSettings, StepInterceptor};
 pub use builder::HostBuilder;
 pub use caller::Caller;
 pub use dead_letters::{DeadLetteredTask, RetryOutcome};
@@ -38,6 +39,7 @@ pub use handle::{CancelOutcome, TaskHandle, TaskOutcome};
 
 use crate::error::{Error, Result};
 use crate::event::TaskEvent;
+use crate::history::AuditEntry;
 use crate::id::TaskId;
 use crate::infra::{ProgressPage, ProgressQuery, ProgressStream};
 use crate::kernel::Runtime;
@@ -124,6 +126,12 @@ impl Host {
     /// # Errors
     /// [`Error::NotFound`] for an unknown task.
     pub async fn cancel(&self, task_id: TaskId) -> Result<CancelOutcome> {
+        self.cancel_by(task_id, None).await
+    }
+
+    /// [`Host::cancel`], audited as asked by `actor` (this process when
+    /// `None`).
+    pub(crate) async fn cancel_by(&self, task_id: TaskId, actor: Option<&str>) -> Result<CancelOutcome> {
         let rt = &self.inner.rt;
         let progress = rt
             .infra
@@ -131,6 +139,26 @@ impl Host {
             .get(task_id)
             .await?
             .ok_or_else(|| Error::not_found(format!("task {task_id}")))?;
+        let trace_id = progress.trace_id.clone();
+        let outcome = self.cancel_inner(progress).await?;
+        let mut entry = AuditEntry::new(
+            task_id,
+            actor.map_or_else(|| rt.system_actor(), str::to_owned),
+            "cancel",
+        );
+        entry.detail = Some(match outcome {
+            CancelOutcome::Requested => "requested".to_owned(),
+            CancelOutcome::NotCancellable => "refused: the task is not cancellable".to_owned(),
+            CancelOutcome::AlreadyEnded(status) => format!("refused: the task already ended {}", status.as_str()),
+        });
+        entry.trace_id = trace_id;
+        rt.audit(entry);
+        Ok(outcome)
+    }
+
+    async fn cancel_inner(&self, progress: TaskProgress) -> Result<CancelOutcome> {
+        let rt = &self.inner.rt;
+        let task_id = progress.task_id;
         if progress.is_terminal() {
             return Ok(CancelOutcome::AlreadyEnded(progress.status));
         }
@@ -205,6 +233,9 @@ impl Host {
             );
             rt.grace_over.cancel();
             self.inner.workers.wait().await;
+        }
+        if let Some(history) = &rt.history {
+            history.close().await;
         }
     }
 

@@ -11,6 +11,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::history::AuditEntry;
 use crate::id::TaskId;
 use crate::infra::{Delivery, LockGuard, QueueMessage};
 use crate::kernel::{ControlSlot, RunControl, Runtime};
@@ -174,8 +175,15 @@ impl<'r> RunGuard<'r> {
             }
             Settlement::DeadLetter(reason) => {
                 tracing::error!(%task_id, reason, "dead-lettering the message");
-                if let Err(error) = delivery.dead_letter(&reason).await {
-                    tracing::warn!(%task_id, %error, "could not dead-letter the message; it stays in its queue");
+                match delivery.dead_letter(&reason).await {
+                    Ok(()) => {
+                        let mut entry = AuditEntry::new(task_id, self.rt.system_actor(), "deadLetter");
+                        entry.detail = Some(reason);
+                        self.rt.audit(entry);
+                    }
+                    Err(error) => {
+                        tracing::warn!(%task_id, %error, "could not dead-letter the message; it stays in its queue");
+                    }
                 }
                 self.release_all(true).await;
             }

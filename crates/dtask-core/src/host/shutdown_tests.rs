@@ -88,6 +88,7 @@ static GATED: TaskDefinition = TaskDefinition {
     cancellable: true,
     required_roles: &[],
     encrypt_messages: false,
+    version: 1,
     steps: &[step("Slow", 1), step("After", 2)],
     groups: &[],
 };

@@ -55,8 +55,12 @@ impl Host {
         let rt = &*self.inner.rt;
         let definition = T::definition();
         let now = OffsetDateTime::now_utc();
+        // Whole microseconds, as SQL keeps them: a history's cursor then
+        // names the task's creation time exactly.
+        let now = now.replace_nanosecond(now.nanosecond() / 1000 * 1000).unwrap_or(now);
         let mut progress = TaskProgress::new(task_id, definition, now);
         progress.submitter = submitter;
+        progress.trace_id = Some(uuid::Uuid::new_v4().simple().to_string());
         let submitted = TaskEvent {
             task_id,
             at: now,
@@ -76,6 +80,7 @@ impl Host {
         };
         let (mut slot, _) = rt.register(task_id);
         let mut run = SagaRun::new(rt, &*task, snapshot, Arc::clone(slot.control()), 0);
+        run.recorder().keep_submitted();
         let has_api_steps = definition.steps.first().is_some_and(|s| s.host == StepHost::Api);
         let end = if has_api_steps {
             run.run_phase(StepHost::Api).await

@@ -18,6 +18,7 @@
 //! and a queue backend that keeps dead letters implements [`DeadLetters`].
 //! [`Infrastructure`] holds one of each, the set a host runs on.
 
+mod history;
 mod idempotency;
 mod lock;
 mod namespace;
@@ -28,6 +29,7 @@ mod services;
 mod state;
 mod storage;
 
+pub use history::TaskHistory;
 pub use idempotency::{IdempotencyRecord, IdempotencyStore};
 pub use lock::{DistributedLock, LockGuard, LockLease};
 pub use namespace::NamespacedQueue;

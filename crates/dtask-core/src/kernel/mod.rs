@@ -24,6 +24,7 @@
 mod attempt;
 mod compensate;
 mod control;
+mod history;
 mod recorder;
 pub(crate) mod retry;
 mod runtime;
@@ -37,6 +38,8 @@ use time::OffsetDateTime;
 use crate::codec::{Payload, SagaSnapshot, SagaStateSerializer};
 
 pub(crate) use control::{RunControl, StopReason};
+pub use history::HistorySettings;
+pub(crate) use history::HistoryWriter;
 pub(crate) use recorder::Recorder;
 pub(crate) use runtime::{ControlSlot, Runtime};
 pub use runtime::{EventListener, KernelSettings, StepInterceptor};
@@ -115,16 +118,19 @@ impl<'r, T: Task> SagaRun<'r, T> {
         control: Arc<RunControl>,
         fence: u64,
     ) -> Self {
+        let task_id = snapshot.progress.task_id;
+        let history = (rt.history.as_ref())
+            .map(|_| history::RunHistory::new(task_id, T::definition(), snapshot.deadline, &rt.node));
         Self {
             rt,
             task,
             def: T::definition(),
-            task_id: snapshot.progress.task_id,
+            task_id,
             request: snapshot.request,
             data: snapshot.data,
             response: snapshot.response,
             deadline: snapshot.deadline,
-            recorder: Recorder::new(rt, snapshot.progress),
+            recorder: Recorder::new(rt, snapshot.progress, history),
             control,
             fence,
         }
@@ -322,6 +328,7 @@ impl<'r, T: Task> SagaRun<'r, T> {
         });
         match response {
             Ok(response) => {
+                self.recorder.set_response(&response);
                 self.response = Some(response);
                 self.settle(EventKind::Completed).await?;
                 Ok(PhaseEnd::Settled(TaskStatus::Completed))

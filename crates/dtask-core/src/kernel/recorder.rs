@@ -15,7 +15,9 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use time::OffsetDateTime;
 
 use super::Runtime;
+use super::history::{Before, RunHistory};
 use crate::event::{EventKind, TaskEvent};
+use crate::history::{AuditEntry, HistoryRecord};
 use crate::id::TaskId;
 use crate::progress::TaskProgress;
 
@@ -30,11 +32,14 @@ pub(crate) struct Recorder<'r> {
     unsaved: AtomicU32,
     /// Set once a save failed for good: nothing is written any more.
     halted: AtomicBool,
+    /// What the run records in the host's history, when it has one.
+    history: Option<RunHistory>,
 }
 
 impl<'r> Recorder<'r> {
-    pub(crate) fn new(rt: &'r Runtime, progress: TaskProgress) -> Self {
+    pub(crate) fn new(rt: &'r Runtime, progress: TaskProgress, history: Option<RunHistory>) -> Self {
         Self {
+            history,
             rt,
             task_id: progress.task_id,
             written: AtomicU64::new(progress.revision),
@@ -51,8 +56,44 @@ impl<'r> Recorder<'r> {
             at: OffsetDateTime::now_utc(),
             kind,
         };
-        self.lock().apply(&event);
+        let mut progress = self.lock();
+        match (&self.history, &self.rt.history) {
+            (Some(run), Some(writer)) => {
+                let before = Before::of(&progress, &event.kind);
+                progress.apply(&event);
+                let records = run.records(&progress, &event, before);
+                drop(progress);
+                for record in records {
+                    writer.push(record);
+                }
+            }
+            _ => progress.apply(&event),
+        }
         self.rt.publish_event(&event);
+    }
+
+    /// Records a task just submitted in the history: its row, and who
+    /// submitted it (its submitter, or this process).
+    pub(crate) fn keep_submitted(&self) {
+        let rt = self.rt;
+        let (Some(run), Some(writer)) = (&self.history, &rt.history) else {
+            return;
+        };
+        let progress = self.snapshot();
+        let actor = progress.submitter.clone().unwrap_or_else(|| rt.system_actor());
+        let mut entry = AuditEntry::new(self.task_id, actor, "submit");
+        entry.at = progress.created_at;
+        entry.after = Some(progress.status.as_str().to_owned());
+        entry.trace_id.clone_from(&progress.trace_id);
+        writer.push(HistoryRecord::Task(run.row(progress)));
+        writer.push(HistoryRecord::Audit(entry));
+    }
+
+    /// Keeps the task's response for its history row.
+    pub(crate) fn set_response(&self, response: &impl serde::Serialize) {
+        if let Some(run) = &self.history {
+            run.set_response(response);
+        }
     }
 
     /// Folds `kind` into the snapshot and tells the listeners, leaving the
@@ -109,6 +150,10 @@ impl<'r> Recorder<'r> {
         let snapshot = self.snapshot();
         let tracker = &self.rt.infra.progress;
         self.written.fetch_max(snapshot.revision, Ordering::AcqRel);
+        if let (Some(run), Some(writer)) = (&self.history, &self.rt.history) {
+            // The row shows saved progress only, as the tracker does.
+            writer.push(HistoryRecord::Task(run.row(snapshot.clone())));
+        }
         let result = if snapshot.is_terminal() {
             tracker.complete(&snapshot).await
         } else {

@@ -18,7 +18,8 @@ use crate::id::TaskId;
 use crate::infra::Infrastructure;
 use crate::task::{StepError, Task};
 
-use super::RunControl;
+use super::{HistoryWriter, RunControl};
+use crate::history::{AuditEntry, HistoryRecord};
 
 /// A hook the kernel calls before every step attempt and compensation
 /// attempt: the test host injects faults through it.
@@ -99,9 +100,26 @@ pub(crate) struct Runtime {
     /// Fires when the shutdown grace is over: the steps still running are
     /// cancelled and their tasks handed back.
     pub(crate) grace_over: CancellationToken,
+    /// Writes the task history, when the host keeps one.
+    pub(crate) history: Option<HistoryWriter>,
+    /// This process, as history records name it (`<host name>:<pid>`
+    /// unless the builder named it).
+    pub(crate) node: String,
 }
 
 impl Runtime {
+    /// Records `entry` in the history, when the host keeps one.
+    pub(crate) fn audit(&self, entry: AuditEntry) {
+        if let Some(writer) = &self.history {
+            writer.push(HistoryRecord::Audit(entry));
+        }
+    }
+
+    /// Who a change made by this process is by, in the audit log.
+    pub(crate) fn system_actor(&self) -> String {
+        format!("system:{}", self.node)
+    }
+
     pub(crate) fn publish_event(&self, event: &TaskEvent) {
         for listener in &self.listeners {
             listener(event);

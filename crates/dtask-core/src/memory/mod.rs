@@ -10,6 +10,7 @@
 //! | [`MemoryLock`] | [`DistributedLock`](crate::infra::DistributedLock) | leases with real expiry on tokio's clock, fencing tokens |
 //! | [`MemoryProgressTracker`] | [`ProgressTracker`](crate::infra::ProgressTracker) | latest snapshots, live streams, bounded retention of ended tasks |
 //! | [`MemoryStateStore`] | [`SagaStateStore`](crate::infra::SagaStateStore) | snapshots with fencing |
+//! | [`MemoryTaskHistory`] | [`TaskHistory`](crate::infra::TaskHistory) | task rows, attempts, conditions, audit; bounded retention of ended tasks |
 //! | [`MemoryIdempotencyStore`] | [`IdempotencyStore`](crate::infra::IdempotencyStore) | keys with a time-to-live |
 //!
 //! These are not test doubles: they keep the same contracts as the remote
@@ -23,6 +24,7 @@
 //! shared behind an [`Arc`](std::sync::Arc); [`MemoryQueue`] is a cheap
 //! handle already, cloned for the publisher and the consumer side.
 
+mod history;
 mod idempotency;
 mod lock;
 mod progress;
@@ -30,6 +32,7 @@ mod queue;
 mod state;
 mod storage;
 
+pub use history::MemoryTaskHistory;
 pub use idempotency::MemoryIdempotencyStore;
 pub use lock::MemoryLock;
 pub use progress::MemoryProgressTracker;

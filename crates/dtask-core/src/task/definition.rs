@@ -104,6 +104,9 @@ pub struct TaskDefinition {
     /// start without a [`KeyRing`](crate::codec::KeyRing), and its workers
     /// refuse an unsealed message.
     pub encrypt_messages: bool,
+    /// Its declared version (`version` in the DSL, default 1), kept in the
+    /// task history.
+    pub version: u32,
     /// Its steps, sorted by order.
     pub steps: &'static [StepDefinition],
     /// Its parallel groups.

@@ -16,6 +16,7 @@ pub(super) fn definition(task: &Task) -> TokenStream {
         cancellable,
         required_roles,
         encrypt_messages,
+        version,
         ..
     } = task;
     let mode = match task.mode {
@@ -40,6 +41,7 @@ pub(super) fn definition(task: &Task) -> TokenStream {
             cancellable: #cancellable,
             required_roles: &[#(#required_roles),*],
             encrypt_messages: #encrypt_messages,
+            version: #version,
             steps: &[#(#steps),*],
             groups: &[#(#groups),*],
         };

@@ -55,6 +55,13 @@ fn task_arg(args: &mut TaskArgs, key: TaskKey, input: ParseStream<'_>) -> syn::R
         TaskKey::Cancellable => args.cancellable = value::flag(input, name)?,
         TaskKey::RequiresRole => args.required_roles = value::strings(input, name)?,
         TaskKey::EncryptMessages => args.encrypt_messages = value::flag(input, name)?,
+        TaskKey::Version => {
+            let version = value::integer::<u32>(input, name)?;
+            if version.value == 0 {
+                return Err(syn::Error::new(version.span, "`version` starts at 1"));
+            }
+            args.version = Some(version.value);
+        }
     }
     Ok(())
 }

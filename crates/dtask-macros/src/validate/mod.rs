@@ -120,6 +120,7 @@ pub(crate) fn validate(item: &ItemStruct, declaration: Declaration) -> Result<Ta
         cancellable: args.cancellable,
         required_roles,
         encrypt_messages: args.encrypt_messages,
+        version: args.version.unwrap_or(1),
         request: required.request,
         response: required.response,
         steps,

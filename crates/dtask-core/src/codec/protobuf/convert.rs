@@ -216,6 +216,7 @@ pub(super) fn progress_to_proto(progress: &TaskProgress) -> v1::TaskProgress {
         updated_at: Some(timestamp(progress.updated_at)),
         completed_at: progress.completed_at.map(timestamp),
         submitter: progress.submitter.clone(),
+        trace_id: progress.trace_id.clone(),
     }
 }
 
@@ -227,6 +228,7 @@ pub(super) fn progress_from_proto(progress: &v1::TaskProgress) -> Converted<Task
             .map_err(|e| Malformed::new(format!("`task_id` `{}`: {e}", progress.task_id)))?,
         task_name: progress.task_name.clone(),
         submitter: progress.submitter.clone(),
+        trace_id: progress.trace_id.clone(),
         status: task_status_from(progress.status)?,
         total_steps: progress.total_steps,
         completed_steps: progress.completed_steps,
