@@ -18,13 +18,15 @@
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
 use dtask::codec::KeyRing;
 use dtask::fs::LocalFileSystemStore;
 use dtask::host::HostBuilder;
-use dtask::{EventKind, Format, Host, Infrastructure, KernelSettings, Mode};
+use dtask::infra::TaskHistory;
+use dtask::{EventKind, Format, HistorySettings, Host, Infrastructure, KernelSettings, Mode};
 use dtask_http::{ApiConfig, Authenticator, ServeOptions, TaskApi};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -74,6 +76,9 @@ pub struct ServerConfig {
     /// Serve without authentication on an address beyond loopback (refused
     /// otherwise).
     pub insecure_no_auth: bool,
+    /// The durable task history, if one is kept (`DTASK_HISTORY`); the
+    /// task list is then served from it.
+    pub history: Option<(Arc<dyn TaskHistory>, HistorySettings)>,
 }
 
 /// How a server runs in Distributed mode.
@@ -103,6 +108,7 @@ impl Default for ServerConfig {
             auth: Authenticator::default(),
             operator_role: dtask::DEFAULT_OPERATOR_ROLE.to_owned(),
             insecure_no_auth: false,
+            history: None,
         }
     }
 }
@@ -307,6 +313,9 @@ pub fn logged_host_builder() -> HostBuilder {
 
 fn host_builder(config: &ServerConfig) -> Result<(HostBuilder, Option<tempfile::TempDir>), ServerError> {
     let mut builder = logged_host_builder().operator_role(config.operator_role.clone());
+    if let Some((history, settings)) = &config.history {
+        builder = builder.history_with(Arc::clone(history), settings.clone());
+    }
     if let Some(format) = config.serializer {
         builder = builder.serializer(format);
     }

@@ -69,10 +69,22 @@ async fn call(server: &TestServer, who: Who, method: Method, path: &str, body: O
 }
 
 async fn server() -> TestServer {
+    server_keeping(false).await
+}
+
+/// A server keeping a task history when `history` says so.
+async fn server_keeping(history: bool) -> TestServer {
     let verifier = JwtVerifier::hs256(SECRET.as_bytes()).unwrap().audience(AUDIENCE);
     TestServer::with_auth(
         Authenticator::default().jwt(verifier),
-        |b| b.register(Privileged),
+        move |b| {
+            let b = b.register(Privileged);
+            if history {
+                b.history(dtask::memory::MemoryTaskHistory::new())
+            } else {
+                b
+            }
+        },
         |api| api.task::<Privileged>(),
     )
     .await
@@ -96,8 +108,9 @@ async fn echo(server: &TestServer, who: Who, text: &str) -> String {
 
 #[tokio::test]
 async fn every_operation_of_the_document_is_scoped_to_its_owner_and_the_operator() {
-    let server = server().await;
+    let server = server_keeping(true).await;
     let task = echo(&server, Who::Owner, "mine").await;
+    server.host.flush_history().await;
     let document = call(&server, Who::Nobody, Method::GET, "/api/openapi.json", None)
         .await
         .body;
@@ -142,6 +155,7 @@ async fn every_operation_of_the_document_is_scoped_to_its_owner_and_the_operator
         "getTaskResult",
         "downloadTaskFile",
         "retryTask",
+        "getTaskHistory",
         "listDeadLetters",
         "getOpenApi",
         "healthz",

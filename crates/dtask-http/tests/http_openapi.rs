@@ -46,13 +46,30 @@ enum Call {
 
 #[tokio::test]
 async fn every_documented_route_answers_documented_statuses_and_schemas() {
-    let server = TestServer::start().await;
+    exercise(TestServer::start().await).await;
+}
+
+#[tokio::test]
+async fn with_a_task_history_too() {
+    let server = TestServer::with_auth(
+        dtask_http::Authenticator::default(),
+        |b| b.history(dtask::memory::MemoryTaskHistory::new()),
+        |api| api,
+    )
+    .await;
+    exercise(server).await;
+}
+
+/// Calls every operation of the server's document as [`calls`] says, and
+/// checks each answer against the document.
+async fn exercise(server: TestServer) {
     server.gate.open();
     let zip = server.submit_zip(&[("a.txt", b"a")], Some("doc")).await;
     let zip = zip["taskId"].as_str().unwrap().to_owned();
     server.wait_end(&zip).await;
     let echo = server.submit_json("echo", json!({ "text": "a" })).await;
     server.wait_end(&echo).await;
+    server.host.flush_history().await;
     let (_, document) = server.get_json("/api/openapi.json").await;
 
     let mut exercised = BTreeSet::new();
@@ -163,8 +180,9 @@ fn calls(server: &TestServer, path: &str, method: &str, zip: &str, echo: &str) -
         ],
         ("post", "/api/tasks/gate") => vec![Call::Http(Box::new(http(method, path).json(&json!({ "value": 1 }))))],
         ("get", "/api/tasks") => vec![
-            Call::Http(Box::new(http(method, "/api/tasks?limit=5"))),
+            Call::Http(Box::new(http(method, "/api/tasks?limit=1"))),
             Call::Http(Box::new(http(method, "/api/tasks?status=nope"))),
+            Call::Http(Box::new(http(method, "/api/tasks?createdAfter=yesterday"))),
         ],
         ("get", "/api/tasks/{id}/ws") => vec![
             Call::WebSocket(format!("ws://{}{}", server.addr, with_id(zip))),

@@ -9,7 +9,10 @@ use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 
 use crate::error::{BACKEND, pg_error};
-use crate::{PostgresIdempotencyStore, PostgresLock, PostgresProgressTracker, PostgresQueue, PostgresStateStore};
+use crate::{
+    PostgresIdempotencyStore, PostgresLock, PostgresProgressTracker, PostgresQueue, PostgresStateStore,
+    PostgresTaskHistory,
+};
 
 /// Where the database is and how to talk to it.
 ///
@@ -101,7 +104,11 @@ impl PostgresConfig {
             .connect(&self.url)
             .await
             .map_err(unreachable)?;
-        sqlx::migrate!("./migrations")
+        let mut migrator = sqlx::migrate!("./migrations");
+        // A process of an older version (a rolling deploy, a rollback) runs
+        // on a schema a newer one migrated: migrations only ever add.
+        migrator.set_ignore_missing(true);
+        migrator
             .run(&pool)
             .await
             .map_err(|error| Error::backend(BACKEND, format!("the dtask migrations failed: {error}")))?;
@@ -150,6 +157,11 @@ impl PostgresBackends {
     /// The progress tracker.
     pub fn progress(&self) -> PostgresProgressTracker {
         PostgresProgressTracker::new(self.pool.clone(), self.config.poll_interval)
+    }
+
+    /// The task history.
+    pub fn history(&self) -> PostgresTaskHistory {
+        PostgresTaskHistory::new(self.pool.clone())
     }
 
     /// The work queue, its consumer side and its dead letters.

@@ -12,6 +12,7 @@
 //! | [`PostgresStateStore`] | `SagaStateStore` | one row per task, saved only with a fencing token at least the stored one |
 //! | [`PostgresLock`] | `DistributedLock` | one row per resource with an expiry; tokens from a sequence |
 //! | [`PostgresIdempotencyStore`] | `IdempotencyStore` | one row per key with an expiry |
+//! | [`PostgresTaskHistory`] | `TaskHistory` | task rows, step attempts, condition snapshots and the audit log; a batch is one transaction |
 //! | [`PostgresProgressTracker`] | `ProgressTracker` | the latest snapshot per task, a log of changes that streams read, `NOTIFY` to wake them |
 //!
 //! Every one passes dtask's conformance suite against a real server
@@ -20,6 +21,7 @@
 
 mod config;
 mod error;
+mod history;
 mod idempotency;
 mod lock;
 mod progress;
@@ -27,6 +29,7 @@ mod queue;
 mod state;
 
 pub use config::{PostgresBackends, PostgresConfig};
+pub use history::PostgresTaskHistory;
 pub use idempotency::PostgresIdempotencyStore;
 pub use lock::PostgresLock;
 pub use progress::PostgresProgressTracker;

@@ -79,3 +79,9 @@ async fn progress_conformance() {
     let backends = connect(&config()).await;
     conformance::progress::run_all(&backends.progress()).await;
 }
+
+#[tokio::test]
+async fn history_conformance() {
+    let backends = connect(&config()).await;
+    conformance::history::run_all(&backends.history()).await;
+}

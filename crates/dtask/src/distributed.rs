@@ -24,7 +24,7 @@ use dtask_amqp::{AmqpConfig, AmqpQueue};
 use dtask_core::infra::{DeadLetters, NamespacedQueue, QueueConsumer, QueuePublisher};
 use dtask_core::infra::{DistributedLock, IdempotencyStore, ProgressTracker, SagaStateStore};
 use dtask_core::{Error, Infrastructure};
-use dtask_postgres::{PostgresBackends, PostgresConfig};
+use dtask_postgres::{PostgresBackends, PostgresConfig, PostgresTaskHistory};
 use dtask_redis::RedisConfig;
 use dtask_redis_streams::{RedisStreamsConfig, RedisStreamsQueue};
 use dtask_s3::{S3Config, S3ObjectStore};
@@ -223,6 +223,21 @@ impl DistributedOptions {
             idempotency: stores.idempotency,
             dead_letters: Some(dead_letters),
         })
+    }
+
+    /// Connects the durable task history in PostgreSQL (its own pool, on
+    /// [`postgres`](Self::postgres)), for
+    /// [`HostBuilder::history`](dtask_core::HostBuilder::history): any
+    /// queue and store combination can keep it.
+    ///
+    /// # Errors
+    /// PostgreSQL cannot be reached or migrated.
+    pub async fn connect_history(&self) -> Result<PostgresTaskHistory, ConnectError> {
+        let backends = self.postgres.connect().await.map_err(|source| ConnectError {
+            service: "PostgreSQL (task history)",
+            source,
+        })?;
+        Ok(backends.history())
     }
 
     async fn connect_queue(&self, postgres: Option<&PostgresBackends>) -> Result<QueueEnds, ConnectError> {

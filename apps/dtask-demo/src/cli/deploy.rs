@@ -3,13 +3,16 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail};
 use clap::ValueEnum;
 use dtask::codec::KeyRing;
 use dtask::distributed::{DistributedOptions, QueueKind, StoreKind};
-use dtask::{Format, HostBuilder, Infrastructure, KernelSettings, Task};
+use dtask::infra::TaskHistory;
+use dtask::memory::MemoryTaskHistory;
+use dtask::{Format, HistorySettings, HostBuilder, Infrastructure, KernelSettings, Task};
 use dtask_demo::CreateZipFromFiles;
 
 /// Which mode a process runs in.
@@ -44,6 +47,20 @@ pub(crate) enum StoreArg {
     Postgres,
 }
 
+/// Where the durable task history is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum HistoryArg {
+    /// No history: the task list comes from the progress tracker.
+    None,
+    /// In this process (InProcess mode only).
+    Memory,
+    /// In PostgreSQL (`DTASK_DATABASE_URL`), whatever the queue and store.
+    Postgres,
+}
+
+/// A host's task history and its settings.
+pub(crate) type HistoryChoice = Option<(Arc<dyn TaskHistory>, HistorySettings)>;
+
 /// Flags with environment fallbacks.
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct DeployArgs {
@@ -57,7 +74,15 @@ pub(crate) struct DeployArgs {
     /// PostgreSQL queue keeps them in PostgreSQL).
     #[arg(long, env = "DTASK_STORE", value_enum, default_value = "redis")]
     store: StoreArg,
-    /// The PostgreSQL URL (`--queue postgres` or `--store postgres`).
+    /// Where the task history is kept (default: `memory` in InProcess
+    /// mode, `none` in Distributed mode).
+    #[arg(long, env = "DTASK_HISTORY", value_enum)]
+    history: Option<HistoryArg>,
+    /// How many days the history of an ended task is kept.
+    #[arg(long, env = "DTASK_HISTORY_RETENTION_DAYS", default_value_t = 30)]
+    history_retention_days: u64,
+    /// The PostgreSQL URL (`--queue postgres`, `--store postgres` or
+    /// `--history postgres`).
     #[arg(
         long,
         env = "DTASK_DATABASE_URL",
@@ -164,6 +189,12 @@ impl DeployArgs {
             QueueArg::RedisStreams => QueueKind::RedisStreams,
             QueueArg::Postgres => QueueKind::Postgres,
         };
+        let buckets = CreateZipFromFiles::definition().buckets();
+        Ok(self.options(queue).connect(&buckets).await?)
+    }
+
+    /// The connection options these flags give, for `queue`.
+    fn options(&self, queue: QueueKind) -> DistributedOptions {
         let store = match self.store {
             StoreArg::Redis => StoreKind::Redis,
             StoreArg::Postgres => StoreKind::Postgres,
@@ -184,8 +215,29 @@ impl DeployArgs {
         options.postgres = options
             .postgres
             .with_visibility_timeout(Duration::from_secs(self.visibility_timeout_secs.max(1)));
-        let buckets = CreateZipFromFiles::definition().buckets();
-        Ok(options.connect(&buckets).await?)
+        options
+    }
+
+    /// The task history these flags choose, connected.
+    ///
+    /// # Errors
+    /// `memory` in Distributed mode (each process would keep its own), or
+    /// PostgreSQL unreachable.
+    pub(crate) async fn history(&self) -> anyhow::Result<HistoryChoice> {
+        let distributed = self.mode == ModeArg::Distributed;
+        let kept: Arc<dyn TaskHistory> = match (self.history, distributed) {
+            (Some(HistoryArg::None), _) | (None, true) => return Ok(None),
+            (Some(HistoryArg::Memory), true) => bail!(
+                "DTASK_HISTORY=memory keeps each process's own history; in Distributed mode use postgres (or none)"
+            ),
+            (Some(HistoryArg::Memory) | None, false) => Arc::new(MemoryTaskHistory::new()),
+            (Some(HistoryArg::Postgres), _) => Arc::new(self.options(QueueKind::Postgres).connect_history().await?),
+        };
+        let settings = HistorySettings {
+            retention: Duration::from_secs(self.history_retention_days.saturating_mul(24 * 3600)),
+            ..HistorySettings::default()
+        };
+        Ok(Some((kept, settings)))
     }
 
     /// The key ring of `--encryption-keys` (`DTASK_ENCRYPTION_KEYS`), if set.

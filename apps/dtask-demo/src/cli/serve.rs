@@ -80,6 +80,7 @@ pub(crate) async fn serve(args: ServeArgs, api_only: bool) -> anyhow::Result<()>
         storage,
         distributed,
         serializer: deploy.serializer,
+        history: deploy.history().await?,
         api,
         auth: authenticator,
         operator_role: auth.operator_role,

@@ -17,8 +17,11 @@ use super::signals;
 pub(crate) async fn worker(deploy: DeployArgs, concurrency: usize) -> anyhow::Result<()> {
     let shutdown = signals::shutdown()?;
     let infrastructure = deploy.connect().await?;
-    let host = deploy
-        .configure(logged_host_builder())?
+    let mut builder = deploy.configure(logged_host_builder())?;
+    if let Some((history, settings)) = deploy.history().await? {
+        builder = builder.history_with(history, settings);
+    }
+    let host = builder
         .mode(Mode::Distributed)
         .infrastructure(infrastructure)
         .kernel_settings(deploy.kernel())

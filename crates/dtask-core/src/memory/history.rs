@@ -111,7 +111,12 @@ impl Inner {
                 }
                 None => kept.attempts.push(attempt.clone()),
             },
-            HistoryRecord::Condition(condition) => kept.conditions.push(condition.clone()),
+            HistoryRecord::Condition(condition) => {
+                let seen = |c: &ConditionRecord| c.step == condition.step && c.at == condition.at;
+                if !kept.conditions.iter().any(seen) {
+                    kept.conditions.push(condition.clone());
+                }
+            }
             HistoryRecord::Audit(entry) => {
                 if kept.audit_ids.insert(entry.id) {
                     kept.audit.push(entry.clone());
@@ -176,13 +181,25 @@ impl TaskHistory for MemoryTaskHistory {
 
     async fn task(&self, task_id: TaskId) -> Result<Option<TaskHistoryDetail>> {
         let inner = lock_mutex(&self.inner);
-        Ok(inner.tasks.get(&task_id).and_then(|kept| {
-            Some(TaskHistoryDetail {
-                task: kept.task.clone()?,
-                attempts: kept.attempts.clone(),
-                conditions: kept.conditions.clone(),
-                audit: kept.audit.clone(),
-            })
+        let Some(kept) = inner.tasks.get(&task_id) else {
+            return Ok(None);
+        };
+        let Some(task) = kept.task.clone() else {
+            return Ok(None);
+        };
+        // In time order, then in the order written; attempts without a
+        // recorded start last.
+        let mut attempts = kept.attempts.clone();
+        attempts.sort_by_key(|a| (a.started_at.is_none(), a.started_at));
+        let mut conditions = kept.conditions.clone();
+        conditions.sort_by_key(|c| c.at);
+        let mut audit = kept.audit.clone();
+        audit.sort_by_key(|e| e.at);
+        Ok(Some(TaskHistoryDetail {
+            task,
+            attempts,
+            conditions,
+            audit,
         }))
     }
 

@@ -5,6 +5,7 @@
 //! the list, health and readiness, the progress snapshot and the problem
 //! format, and every error each route answers.
 
+mod history_schemas;
 mod schemas;
 
 use serde_json::{Map, Value, json};
@@ -34,6 +35,7 @@ pub(crate) fn document(state: &AppState) -> Value {
     paths.insert("/api/tasks/{id}/result".into(), json!({ "get": result(state) }));
     paths.insert("/api/tasks/{id}/download".into(), json!({ "get": download() }));
     paths.insert("/api/tasks/{id}/retry".into(), json!({ "post": retry() }));
+    paths.insert("/api/tasks/{id}/history".into(), json!({ "get": history() }));
     paths.insert("/api/dead-letters".into(), json!({ "get": dead_letters() }));
     paths.insert("/api/openapi.json".into(), json!({ "get": openapi() }));
     paths.insert("/healthz".into(), json!({ "get": healthz() }));
@@ -266,15 +268,20 @@ fn list() -> Value {
     json!({
         "operationId": "listTasks",
         "summary": "Recent tasks, newest first",
+        "description": "The caller's own tasks (every task for an operator). A server that keeps a task history (DTASK_HISTORY) lists from it, ended tasks included long after the progress tracker forgot them, in keyset pages: follow `nextCursor` with `cursor`; the creation-time filters and `cursor` need it. Without one, the progress tracker's recent tasks in `offset` pages.",
         "parameters": [
             { "name": "status", "in": "query", "required": false, "schema": schema_ref("TaskStatus") },
             { "name": "taskName", "in": "query", "required": false, "description": "The declared name or its kebab-case route segment.", "schema": { "type": "string" } },
+            { "name": "submitter", "in": "query", "required": false, "description": "Only tasks this subject submitted (a caller that is not an operator sees only its own).", "schema": { "type": "string" } },
+            { "name": "createdAfter", "in": "query", "required": false, "description": "Only tasks created at or after this time (history only).", "schema": { "type": "string", "format": "date-time" } },
+            { "name": "createdBefore", "in": "query", "required": false, "description": "Only tasks created before this time (history only).", "schema": { "type": "string", "format": "date-time" } },
+            { "name": "cursor", "in": "query", "required": false, "description": "The `nextCursor` of the previous page (history only).", "schema": { "type": "string" } },
             { "name": "limit", "in": "query", "required": false, "schema": { "type": "integer", "minimum": 1, "maximum": 200, "default": 50 } },
-            { "name": "offset", "in": "query", "required": false, "schema": { "type": "integer", "minimum": 0, "default": 0 } }
+            { "name": "offset", "in": "query", "required": false, "description": "Tasks to skip (without a history; with one only 0).", "schema": { "type": "integer", "minimum": 0, "default": 0 } }
         ],
         "responses": {
             "200": ok_json("One page of tasks.", schema_ref("TaskPage")),
-            "400": problem("An unknown status, or a limit or offset out of range."),
+            "400": problem("An unknown status, a malformed time or cursor, a limit or offset out of range, or a history-only parameter on a server without a history."),
             "503": problem(UNAVAILABLE)
         }
     })
@@ -322,6 +329,22 @@ fn retry() -> Value {
             "404": problem(NO_TASK),
             "409": problem("The task has already ended (`task-ended`, with `taskStatus`) or has no dead letter (`not-dead-lettered`)."),
             "501": problem("The queue backend keeps no dead letters."),
+            "503": problem(UNAVAILABLE)
+        }
+    })
+}
+
+fn history() -> Value {
+    json!({
+        "operationId": "getTaskHistory",
+        "summary": "The task's durable history",
+        "description": "Everything the task history keeps of the task: its row (the last saved progress, version, deadline, response summary), every step attempt (where and when it ran, how it ended), the conditions' snapshots with the values they saw, and the audit log (who did what, when, before and after, with the trace id), in order. Written a moment after the events, in batches.",
+        "parameters": [param("TaskId")],
+        "responses": {
+            "200": ok_json("The task's history.", schema_ref("TaskHistory")),
+            "400": problem(BAD_ID),
+            "404": problem("The history holds no such task, or it is someone else's."),
+            "501": problem("This server keeps no task history."),
             "503": problem(UNAVAILABLE)
         }
     })

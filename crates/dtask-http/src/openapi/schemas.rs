@@ -39,6 +39,7 @@ pub(super) fn schemas<'a>(
     schemas.insert("SubmitAccepted".into(), submit_accepted());
     schemas.insert("CancelAccepted".into(), cancel_accepted());
     schemas.insert("TaskPage".into(), task_page());
+    super::history_schemas::insert(&mut schemas);
     schemas.insert("RetryAccepted".into(), retry_accepted());
     schemas.insert("DeadLetter".into(), dead_letter());
     schemas.insert("DeadLetterPage".into(), dead_letter_page());
@@ -119,6 +120,7 @@ fn task_progress() -> Value {
             "taskId": { "type": "string", "format": "uuid" },
             "taskName": { "type": "string", "description": "The declared name, e.g. `CreateZipFromFiles`." },
             "submitter": { "type": "string", "description": "Who submitted it (the subject of its caller's credentials); only they and operators see the task." },
+            "traceId": { "type": "string", "pattern": "^[0-9a-f]{32}$", "description": "The task's W3C trace id, given at submit." },
             "status": schema_ref("TaskStatus"),
             "totalSteps": { "type": "integer", "minimum": 0 },
             "completedSteps": { "type": "integer", "minimum": 0, "description": "Steps completed or skipped." },
@@ -229,12 +231,14 @@ fn dead_letter_page() -> Value {
 fn task_page() -> Value {
     json!({
         "type": "object",
-        "required": ["items", "total", "limit", "offset"],
+        "description": "From the progress tracker: `total` and `offset`; from a task history: `nextCursor`.",
+        "required": ["items", "limit"],
         "properties": {
             "items": { "type": "array", "items": schema_ref("TaskProgress"), "description": "Newest first." },
-            "total": { "type": "integer", "minimum": 0, "description": "How many tasks match in all." },
+            "total": { "type": "integer", "minimum": 0, "description": "How many tasks match in all (without a history)." },
             "limit": { "type": "integer", "minimum": 1, "maximum": 200 },
-            "offset": { "type": "integer", "minimum": 0 }
+            "offset": { "type": "integer", "minimum": 0 },
+            "nextCursor": { "type": ["string", "null"], "description": "The `cursor` of the next page; null on the last (with a history)." }
         }
     })
 }

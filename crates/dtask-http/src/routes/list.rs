@@ -1,12 +1,15 @@
-//! `GET /api/tasks?status=&taskName=&limit=&offset=`: recent tasks,
-//! newest first.
+//! `GET /api/tasks?status=&taskName=&submitter=&createdAfter=&createdBefore=&cursor=&limit=&offset=`:
+//! recent tasks, newest first.
 
 use axum::Json;
 use axum::extract::State;
 use axum::http::Uri;
 use dtask_core::TaskStatus;
+use dtask_core::history::{HistoryCursor, HistoryQuery};
 use dtask_core::infra::ProgressQuery;
 use serde_json::{Value, json};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 
 use crate::caller::RequestCaller;
 use crate::problem::{ApiResult, kinds};
@@ -17,13 +20,35 @@ pub(crate) const DEFAULT_LIMIT: usize = 50;
 /// The largest page.
 pub(crate) const MAX_LIMIT: usize = 200;
 
-/// One page of tasks: `{ items, total, limit, offset }`.
+/// One page of tasks. From the task history when the host keeps one
+/// (`{ items, limit, nextCursor }`, keyset pages), else from the progress
+/// tracker (`{ items, total, limit, offset }`).
 pub(crate) async fn list(
     State(state): State<Shared>,
     RequestCaller(caller): RequestCaller,
     uri: Uri,
 ) -> ApiResult<Json<Value>> {
-    let query = parse_query(&state, &uri)?;
+    let filters = parse_query(&state, &uri)?;
+    if caller.host().history().is_some() {
+        if filters.offset > 0 {
+            return Err(kinds::invalid_request(
+                "this server lists tasks from its history, page by page: follow `nextCursor` with `cursor`, not `offset`",
+            ));
+        }
+        let page = caller.history_list(&filters.history()).await?;
+        let items: Vec<_> = page.items.into_iter().map(|record| record.progress).collect();
+        return Ok(Json(json!({
+            "items": items,
+            "limit": filters.limit,
+            "nextCursor": page.next_cursor.map(|cursor| cursor.to_string()),
+        })));
+    }
+    if let Some(name) = filters.history_only() {
+        return Err(kinds::invalid_request(format!(
+            "`{name}` needs a task history, which this server does not keep (DTASK_HISTORY)"
+        )));
+    }
+    let query = filters.progress();
     let page = caller.list(&query).await?;
     Ok(Json(json!({
         "items": page.items,
@@ -33,13 +58,61 @@ pub(crate) async fn list(
     })))
 }
 
-fn parse_query(state: &Shared, uri: &Uri) -> ApiResult<ProgressQuery> {
+/// The query string of the list.
+#[derive(Default)]
+struct Filters {
+    status: Option<TaskStatus>,
+    task_name: Option<String>,
+    submitter: Option<String>,
+    created_after: Option<OffsetDateTime>,
+    created_before: Option<OffsetDateTime>,
+    cursor: Option<HistoryCursor>,
+    limit: usize,
+    offset: usize,
+}
+
+impl Filters {
+    fn history(&self) -> HistoryQuery {
+        HistoryQuery {
+            task_name: self.task_name.clone(),
+            status: self.status,
+            submitter: self.submitter.clone(),
+            created_after: self.created_after,
+            created_before: self.created_before,
+            cursor: self.cursor,
+            limit: self.limit,
+        }
+    }
+
+    fn progress(&self) -> ProgressQuery {
+        ProgressQuery {
+            status: self.status,
+            task_name: self.task_name.clone(),
+            submitter: self.submitter.clone(),
+            offset: self.offset,
+            limit: self.limit,
+        }
+    }
+
+    /// The first parameter given that only a history answers.
+    fn history_only(&self) -> Option<&'static str> {
+        [
+            (self.created_after.is_some(), "createdAfter"),
+            (self.created_before.is_some(), "createdBefore"),
+            (self.cursor.is_some(), "cursor"),
+        ]
+        .into_iter()
+        .find_map(|(given, name)| given.then_some(name))
+    }
+}
+
+fn parse_query(state: &Shared, uri: &Uri) -> ApiResult<Filters> {
     let pairs = axum::extract::Query::<Vec<(String, String)>>::try_from_uri(uri)
         .map_err(|e| kinds::invalid_request(format!("malformed query string: {e}")))?
         .0;
-    let mut query = ProgressQuery {
+    let mut query = Filters {
         limit: DEFAULT_LIMIT,
-        ..ProgressQuery::default()
+        ..Filters::default()
     };
     for (name, value) in pairs {
         match name.as_str() {
@@ -50,6 +123,14 @@ fn parse_query(state: &Shared, uri: &Uri) -> ApiResult<ProgressQuery> {
                     .find(&value)
                     .map_or(value, |e| e.definition.name.to_owned());
                 query.task_name = Some(name);
+            }
+            "submitter" if !value.is_empty() => query.submitter = Some(value),
+            "createdAfter" => query.created_after = Some(timestamp("createdAfter", &value)?),
+            "createdBefore" => query.created_before = Some(timestamp("createdBefore", &value)?),
+            "cursor" if !value.is_empty() => {
+                query.cursor = Some(value.parse().map_err(|_| {
+                    kinds::invalid_request(format!("`cursor` `{value}` is not a `nextCursor` this server gave"))
+                })?);
             }
             "limit" => {
                 query.limit = value
@@ -73,6 +154,14 @@ fn parse_query(state: &Shared, uri: &Uri) -> ApiResult<ProgressQuery> {
         }
     }
     Ok(query)
+}
+
+fn timestamp(name: &str, value: &str) -> ApiResult<OffsetDateTime> {
+    OffsetDateTime::parse(value, &Rfc3339).map_err(|e| {
+        kinds::invalid_request(format!(
+            "`{name}` must be an RFC 3339 time such as 2026-12-01T00:00:00Z, not `{value}`: {e}"
+        ))
+    })
 }
 
 /// Every status, as the wire names it.

@@ -5,6 +5,7 @@ mod cancel;
 mod dead_letters;
 mod download;
 mod health;
+mod history;
 mod list;
 mod range;
 mod result;
@@ -55,6 +56,7 @@ pub(crate) fn router(state: Shared) -> Router {
         .route("/api/tasks/{id}/result", get(result::result))
         .route("/api/tasks/{id}/download", get(download::download))
         .route("/api/tasks/{id}/retry", post(dead_letters::retry))
+        .route("/api/tasks/{id}/history", get(history::history))
         .route("/api/dead-letters", get(dead_letters::list));
     if state.auth.is_enabled() {
         protected = protected.route_layer(middleware::from_fn_with_state(Arc::clone(&state.auth), auth::require));
