@@ -56,7 +56,9 @@ async fn assert_state_sealed(task_id: &str, archive_name: &str) {
     }
 }
 
-async fn run_cluster(cluster: Cluster, sealed: bool) {
+/// Runs the cluster scenario; `history`: the processes keep the task
+/// history in PostgreSQL, and the killed worker's attempt shows in it.
+async fn run_cluster(cluster: Cluster, sealed: bool, history: bool) {
     let (api, url) = cluster.api();
     let mut worker_a = cluster.worker();
     let mut worker_b = cluster.worker();
@@ -148,8 +150,54 @@ async fn run_cluster(cluster: Cluster, sealed: bool) {
     let entries = download_entries(&client, &task, dir.path()).await;
     assert_eq!(entries.len(), 1);
     assert!(entries[0].1 == noise(120 * 1024 * 1024, 99), "the archive is intact");
+    if history {
+        assert_history_of_the_resumed_task(&url, &task.task_id).await;
+    }
     drop((worker_c, api));
     cluster.remove_queue().await;
+}
+
+/// The history of the task whose worker was killed: written by the API
+/// (submit), the killed worker (its attempt, never ended) and the worker
+/// that resumed it, into one PostgreSQL history.
+async fn assert_history_of_the_resumed_task(url: &str, task_id: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let history = loop {
+        let history: serde_json::Value = reqwest::get(format!("{url}/api/tasks/{task_id}/history"))
+            .await
+            .expect("the history answers")
+            .json()
+            .await
+            .expect("JSON");
+        // The resuming worker writes its records a moment after the task ends.
+        if history["task"]["progress"]["status"] == "completed" || Instant::now() > deadline {
+            break history;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(history["task"]["progress"]["status"], "completed", "{history}");
+    assert_eq!(history["audit"][0]["action"], "submit");
+    let zips: Vec<&serde_json::Value> = history["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["step"] == "CreateZipArchive" && a["kind"] == "run")
+        .collect();
+    assert_eq!(zips.len(), 2, "one attempt per worker: {history}");
+    assert_ne!(zips[0]["worker"], zips[1]["worker"], "two workers ran it");
+    assert!(
+        zips[0]["endedAt"].is_null(),
+        "the killed worker never ended its attempt"
+    );
+    assert_eq!(zips[1]["outcome"], "succeeded");
+    let trace = &history["task"]["progress"]["traceId"];
+    assert!(
+        history["audit"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| &e["traceId"] == trace)
+    );
 }
 
 // Between them the two runs use every serializer, and the API and the
@@ -157,12 +205,20 @@ async fn run_cluster(cluster: Cluster, sealed: bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cluster_on_rabbitmq_protobuf_hand_offs_json_snapshots() {
-    run_cluster(Cluster::new(Broker::RabbitMq).serializers("protobuf", "json"), false).await;
+    run_cluster(
+        Cluster::new(Broker::RabbitMq).serializers("protobuf", "json"),
+        false,
+        false,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_postgres_only_cluster_json_hand_offs_msgpack_snapshots() {
-    run_cluster(Cluster::new(Broker::Postgres).serializers("json", "msgpack"), false).await;
+    let cluster = Cluster::new(Broker::Postgres)
+        .serializers("json", "msgpack")
+        .env("DTASK_HISTORY", "postgres");
+    run_cluster(cluster, false, true).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -170,5 +226,5 @@ async fn a_sealed_cluster_on_redis_streams_msgpack_hand_offs_protobuf_snapshots(
     let cluster = Cluster::new(Broker::RedisStreams)
         .serializers("msgpack", "protobuf")
         .env("DTASK_ENCRYPTION_KEYS", KEYS);
-    run_cluster(cluster, true).await;
+    run_cluster(cluster, true, false).await;
 }

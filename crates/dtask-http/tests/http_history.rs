@@ -67,7 +67,7 @@ async fn the_list_pages_the_history_newest_first_with_a_cursor_and_filters() {
     assert_eq!(ids(&all)[0], gate);
     assert_eq!(all["nextCursor"], Value::Null);
     let (_, completed) = server.get_json("/api/tasks?status=completed&taskName=Gate").await;
-    assert_eq!(ids(&completed), [gate.clone()]);
+    assert_eq!(ids(&completed), std::slice::from_ref(&gate));
 
     // The creation window of the third to the fifth echo.
     let created = |id: &str| {

@@ -21,7 +21,10 @@ use imports::{Crate, cycles};
 const CORE_LAYERS: &[(&str, &[&str])] = &[
     ("foundation", &["id", "error", "format", "principal"]),
     ("the task model", &["task", "files", "infra::storage"]),
-    ("events and progress", &["event", "progress"]),
+    (
+        "events, progress and history records",
+        &["event", "progress", "history"],
+    ),
     ("serializers", &["codec"]),
     ("infrastructure traits", &["infra"]),
     ("in-memory and local backends", &["memory", "fs"]),

@@ -40,8 +40,10 @@ pub(crate) fn document(state: &AppState) -> Value {
     paths.insert("/api/openapi.json".into(), json!({ "get": openapi() }));
     paths.insert("/healthz".into(), json!({ "get": healthz() }));
     paths.insert("/readyz".into(), json!({ "get": readyz() }));
+    let mut schemas = schemas::schemas(state.registry.iter(), webhooks);
+    history_schemas::insert(&mut schemas);
     let mut components = json!({
-        "schemas": schemas::schemas(state.registry.iter(), webhooks),
+        "schemas": schemas,
         "parameters": parameters(webhooks),
     });
     limits(&mut paths);

@@ -39,7 +39,6 @@ pub(super) fn schemas<'a>(
     schemas.insert("SubmitAccepted".into(), submit_accepted());
     schemas.insert("CancelAccepted".into(), cancel_accepted());
     schemas.insert("TaskPage".into(), task_page());
-    super::history_schemas::insert(&mut schemas);
     schemas.insert("RetryAccepted".into(), retry_accepted());
     schemas.insert("DeadLetter".into(), dead_letter());
     schemas.insert("DeadLetterPage".into(), dead_letter_page());

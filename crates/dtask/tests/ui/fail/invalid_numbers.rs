@@ -1,4 +1,5 @@
-// Rule 7: counts are non-negative integers and time limits are positive.
+// Rule 7: counts are non-negative integers, time limits are positive and
+// versions start at 1.
 use dtask::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -19,5 +20,9 @@ pub struct Resp;
 #[custom_step(More, order = 2, timeout_secs = 1.5)]
 #[retry(More, max_retries = -3, base_delay_ms = 99999999999999999999999)]
 pub struct Numbers;
+
+#[dtask::task(name = "Versions", request = Req, response = Resp, version = 0)]
+#[custom_step(Work, order = 1)]
+pub struct Versions;
 
 fn main() {}
