@@ -94,6 +94,10 @@ enum Command {
         /// Objects written less than this many seconds ago are kept.
         #[arg(long, default_value_t = 3600)]
         grace_secs: u64,
+        /// Also delete completed tasks' objects older than this many days
+        /// (default: keep them for ever).
+        #[arg(long, env = "DTASK_COMPLETED_RETENTION_DAYS")]
+        completed_retention_days: Option<u64>,
     },
 }
 
@@ -127,7 +131,8 @@ async fn main() -> ExitCode {
             deploy,
             dry_run,
             grace_secs,
-        } => cli::reconcile(deploy, dry_run, grace_secs).await,
+            completed_retention_days,
+        } => cli::reconcile(deploy, dry_run, grace_secs, completed_retention_days).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

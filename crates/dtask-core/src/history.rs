@@ -348,6 +348,25 @@ pub struct HistoryPage {
     pub next_cursor: Option<HistoryCursor>,
 }
 
+impl HistoryPage {
+    /// The page of `limit` items from `rows`, the matching tasks from the
+    /// page's start on, newest first: a backend reads `limit + 1` of them,
+    /// and one past the limit means another page follows.
+    pub fn of(mut rows: Vec<TaskRecord>, limit: usize) -> Self {
+        let more = rows.len() > limit;
+        rows.truncate(limit);
+        let next_cursor = if more {
+            rows.last().map(HistoryCursor::after)
+        } else {
+            None
+        };
+        Self {
+            items: rows,
+            next_cursor,
+        }
+    }
+}
+
 /// Everything the history holds about one task.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -356,6 +356,27 @@ async fn objects_of_a_completed_task_are_kept() {
 }
 
 #[tokio::test]
+async fn objects_of_a_completed_task_past_the_retention_are_deleted() {
+    let fx = Fixture::new();
+    let old = fx.record(TaskStatus::Completed).await;
+    let old_keys = fx.objects_of(old, 3 * HOUR).await;
+    let recent = fx.record(TaskStatus::Completed).await;
+    let recent_keys = fx.objects_of(recent, 2 * HOUR + HOUR / 2).await;
+    let reconciler = fx.reconciler(HOUR).with_completed_retention(3 * HOUR);
+
+    let dry = reconciler.run(ReconcileMode::DryRun).await.unwrap();
+    assert_eq!(keys_of(&dry, old), old_keys);
+    assert_eq!(fx.all_keys().await.len(), 4, "a dry run deletes nothing");
+
+    let report = reconciler.run(ReconcileMode::Delete).await.unwrap();
+    let reasons: Vec<OrphanReason> = orphans(&report).into_iter().map(|o| o.3).collect();
+    assert_eq!(reasons, [OrphanReason::Expired; 2], "{report}");
+    assert_eq!(keys_of(&report, old), old_keys);
+    assert_eq!(report.kept.completed, 2, "the recent task's objects are kept");
+    assert_eq!(fx.all_keys().await, recent_keys);
+}
+
+#[tokio::test]
 async fn objects_of_failed_cancelled_and_compensated_tasks_are_deleted() {
     let fx = Fixture::new();
     let ended = [

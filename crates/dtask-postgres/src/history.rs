@@ -8,8 +8,8 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use dtask_core::history::{
-    AttemptKind, AuditEntry, ConditionRecord, HistoryCursor, HistoryPage, HistoryQuery, HistoryRecord, StepAttempt,
-    TaskHistoryDetail, TaskRecord,
+    AttemptKind, AuditEntry, ConditionRecord, HistoryPage, HistoryQuery, HistoryRecord, StepAttempt, TaskHistoryDetail,
+    TaskRecord,
 };
 use dtask_core::infra::TaskHistory;
 use dtask_core::{Error, Result, TaskId, TaskProgress};
@@ -186,14 +186,10 @@ impl TaskHistory for PostgresTaskHistory {
             .fetch_all(&self.pool)
             .await
             .map_err(pg_error)?;
-        let more = rows.len() > query.limit;
-        let items: Vec<TaskRecord> = rows.into_iter().take(query.limit).map(task_record).collect();
-        let next_cursor = if more {
-            items.last().map(HistoryCursor::after)
-        } else {
-            None
-        };
-        Ok(HistoryPage { items, next_cursor })
+        Ok(HistoryPage::of(
+            rows.into_iter().map(task_record).collect(),
+            query.limit,
+        ))
     }
 
     async fn task(&self, task_id: TaskId) -> Result<Option<TaskHistoryDetail>> {

@@ -1,6 +1,7 @@
 //! `reconcile`: deletes the objects of failed, cancelled, compensated and
-//! unknown tasks from the task buckets (Distributed mode); and the periodic
-//! run of the same in the `api` and `serve` processes.
+//! unknown tasks from the task buckets (Distributed mode), and those of
+//! completed tasks past `DTASK_COMPLETED_RETENTION_DAYS` when set; and the
+//! periodic run of the same in the `api` and `serve` processes.
 
 use std::time::Duration;
 
@@ -33,6 +34,10 @@ pub(crate) struct ScheduleArgs {
         default_value_t = 3600
     )]
     grace_secs: u64,
+    /// Completed tasks' objects (their uploads and results) older than this
+    /// many days are deleted too; unset: kept for ever.
+    #[arg(long = "completed-retention-days", env = "DTASK_COMPLETED_RETENTION_DAYS")]
+    completed_retention_days: Option<u64>,
 }
 
 impl ScheduleArgs {
@@ -49,18 +54,34 @@ impl ScheduleArgs {
             return None;
         }
         let every = Duration::from_secs(self.every_secs);
-        let reconciler = reconciler(infrastructure, keys, Duration::from_secs(self.grace_secs));
-        tracing::info!(every_secs = self.every_secs, grace_secs = self.grace_secs, buckets = ?reconciler.buckets(), "periodic reconciliation on");
+        let grace = Duration::from_secs(self.grace_secs);
+        let reconciler = reconciler(infrastructure, keys, grace, self.completed_retention_days);
+        tracing::info!(
+            every_secs = self.every_secs,
+            grace_secs = self.grace_secs,
+            completed_retention_days = self.completed_retention_days,
+            buckets = ?reconciler.buckets(),
+            "periodic reconciliation on"
+        );
         Some(spawn_periodic(reconciler, every, shutdown))
     }
 }
 
 /// The reconciler of the demo's buckets (those of CreateZipFromFiles),
-/// opening sealed saga states with `keys`.
-fn reconciler(infrastructure: &Infrastructure, keys: Option<KeyRing>, grace: Duration) -> Reconciler {
-    let reconciler = Reconciler::from_infrastructure(infrastructure)
+/// opening sealed saga states with `keys`, deleting completed tasks'
+/// objects after `completed_retention_days` when set.
+fn reconciler(
+    infrastructure: &Infrastructure,
+    keys: Option<KeyRing>,
+    grace: Duration,
+    completed_retention_days: Option<u64>,
+) -> Reconciler {
+    let mut reconciler = Reconciler::from_infrastructure(infrastructure)
         .with_task::<CreateZipFromFiles>()
         .with_grace(grace);
+    if let Some(days) = completed_retention_days {
+        reconciler = reconciler.with_completed_retention(Duration::from_secs(days.saturating_mul(24 * 3600)));
+    }
     match keys {
         Some(keys) => reconciler.with_key_ring(keys),
         None => reconciler,
@@ -69,14 +90,20 @@ fn reconciler(infrastructure: &Infrastructure, keys: Option<KeyRing>, grace: Dur
 
 /// `reconcile [--dry-run] [--grace-secs N]`: one run, its report on
 /// stdout. Fails when a deletion failed.
-pub(crate) async fn reconcile(deploy: DeployArgs, dry_run: bool, grace_secs: u64) -> anyhow::Result<()> {
+pub(crate) async fn reconcile(
+    deploy: DeployArgs,
+    dry_run: bool,
+    grace_secs: u64,
+    completed_retention_days: Option<u64>,
+) -> anyhow::Result<()> {
     let infrastructure = deploy.connect().await?;
     let mode = if dry_run {
         ReconcileMode::DryRun
     } else {
         ReconcileMode::Delete
     };
-    let report = reconciler(&infrastructure, deploy.key_ring()?, Duration::from_secs(grace_secs))
+    let grace = Duration::from_secs(grace_secs);
+    let report = reconciler(&infrastructure, deploy.key_ring()?, grace, completed_retention_days)
         .run(mode)
         .await?;
     println!("{report}");

@@ -11,8 +11,8 @@ use uuid::Uuid;
 use super::lock_mutex;
 use crate::error::Result;
 use crate::history::{
-    AttemptKind, AuditEntry, ConditionRecord, HistoryCursor, HistoryPage, HistoryQuery, HistoryRecord, StepAttempt,
-    TaskHistoryDetail, TaskRecord,
+    AttemptKind, AuditEntry, ConditionRecord, HistoryPage, HistoryQuery, HistoryRecord, StepAttempt, TaskHistoryDetail,
+    TaskRecord,
 };
 use crate::id::TaskId;
 use crate::infra::TaskHistory;
@@ -156,27 +156,13 @@ impl TaskHistory for MemoryTaskHistory {
 
     async fn list(&self, query: &HistoryQuery) -> Result<HistoryPage> {
         let inner = lock_mutex(&self.inner);
-        let mut items = Vec::new();
-        let mut more = false;
-        for (_, task_id) in inner.by_created.iter().rev() {
-            let Some(record) = inner.tasks.get(task_id).and_then(|kept| kept.task.as_ref()) else {
-                continue;
-            };
-            if query.cursor.is_some_and(|cursor| !cursor.precedes(record)) || !query.matches(record) {
-                continue;
-            }
-            if items.len() == query.limit {
-                more = true;
-                break;
-            }
-            items.push(record.clone());
-        }
-        let next_cursor = if more {
-            items.last().map(HistoryCursor::after)
-        } else {
-            None
-        };
-        Ok(HistoryPage { items, next_cursor })
+        let rows = (inner.by_created.iter().rev())
+            .filter_map(|(_, task_id)| inner.tasks.get(task_id).and_then(|kept| kept.task.as_ref()))
+            .filter(|record| query.cursor.is_none_or(|cursor| cursor.precedes(record)) && query.matches(record))
+            .take(query.limit.saturating_add(1))
+            .cloned()
+            .collect();
+        Ok(HistoryPage::of(rows, query.limit))
     }
 
     async fn task(&self, task_id: TaskId) -> Result<Option<TaskHistoryDetail>> {

@@ -13,7 +13,7 @@
 //! | the task | its objects |
 //! |---|---|
 //! | pending, running, queued, compensating (live) | never touched |
-//! | completed | kept: they are its results |
+//! | completed | kept: they are its results; with a retention ([`Reconciler::with_completed_retention`]), deleted once older than it |
 //! | failed, compensated, cancelled, compensation failed | deleted once older than the grace period |
 //! | unknown: no progress and no saga state | deleted once older than the grace period |
 //! | progress or saga state that cannot be read | kept |
@@ -77,7 +77,7 @@ pub use periodic::spawn_periodic;
 pub use report::{FailedDeletion, KeptCounts, Orphan, ReconcileReport};
 pub use standing::OrphanReason;
 
-use standing::{Standing, StateReader};
+use standing::{KeepReason, Standing, StateReader};
 
 /// The default grace period: objects younger than this are never deleted.
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(60 * 60);
@@ -102,6 +102,8 @@ pub struct Reconciler {
     state: Arc<dyn SagaStateStore>,
     buckets: Vec<String>,
     grace: Duration,
+    /// How long completed tasks' objects are kept; `None`: for ever.
+    completed_retention: Option<Duration>,
     readers: Vec<StateReader>,
     keys: Option<Arc<KeyRing>>,
 }
@@ -120,6 +122,7 @@ impl Reconciler {
             state,
             buckets: Vec::new(),
             grace: DEFAULT_GRACE,
+            completed_retention: None,
             readers: Vec::new(),
             keys: None,
         }
@@ -181,6 +184,14 @@ impl Reconciler {
         &self.buckets
     }
 
+    /// Deletes the objects of completed tasks (their uploads and results)
+    /// once older than `retention`; by default they are kept for ever.
+    #[must_use]
+    pub fn with_completed_retention(mut self, retention: Duration) -> Self {
+        self.completed_retention = Some(retention);
+        self
+    }
+
     /// The grace period.
     pub fn grace(&self) -> Duration {
         self.grace
@@ -221,6 +232,9 @@ impl Reconciler {
                     }
                 };
                 match standing {
+                    Standing::Keep(KeepReason::Completed) if self.is_expired(&object, now) => {
+                        candidates.entry(task_id).or_default().push(object);
+                    }
                     Standing::Keep(reason) => report.kept.add(reason, 1),
                     Standing::Orphaned(_) if self.is_young(&object, now) => report.kept.too_young += 1,
                     Standing::Orphaned(_) => candidates.entry(task_id).or_default().push(object),
@@ -248,6 +262,8 @@ impl Reconciler {
         };
         let reason = match standing {
             Standing::Orphaned(reason) => reason,
+            // Only objects past the retention were listed for it.
+            Standing::Keep(KeepReason::Completed) if self.completed_retention.is_some() => OrphanReason::Expired,
             Standing::Keep(kept) => {
                 tracing::info!(%task_id, objects = objects.len(), ?kept, "the task changed since the listing: keeping its objects");
                 report.kept.add(kept, objects.len());
@@ -281,6 +297,15 @@ impl Reconciler {
             self.keys.as_deref(),
         )
         .await
+    }
+
+    /// Whether `object`, of a completed task, is older than the retention
+    /// of completed tasks' objects.
+    fn is_expired(&self, object: &ObjectMeta, now: OffsetDateTime) -> bool {
+        self.completed_retention.is_some_and(|retention| {
+            let age = now - object.last_modified;
+            !age.is_negative() && age.unsigned_abs() >= retention
+        })
     }
 
     /// Whether `object` was written less than the grace period before

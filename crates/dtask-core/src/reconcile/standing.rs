@@ -24,6 +24,9 @@ pub enum OrphanReason {
     /// Neither the progress tracker nor the saga state store knows the
     /// task.
     Unknown,
+    /// The task completed, and its objects are older than the retention of
+    /// completed tasks' objects ([`Reconciler::with_completed_retention`](super::Reconciler::with_completed_retention)).
+    Expired,
 }
 
 impl fmt::Display for OrphanReason {
@@ -31,6 +34,7 @@ impl fmt::Display for OrphanReason {
         match self {
             Self::Ended(status) => f.write_str(status.as_str()),
             Self::Unknown => f.write_str("unknown task"),
+            Self::Expired => f.write_str("completed, past the retention"),
         }
     }
 }
