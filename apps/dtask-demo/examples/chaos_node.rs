@@ -24,7 +24,11 @@
 //! DTASK_NAMESPACE=chaos-1 CHAOS_KEY_PREFIX=chaos-1: cargo run --example chaos_node -- worker
 //! ```
 //!
-//! Environment: `DTASK_AMQP_URL`, `DTASK_REDIS_URL`, `DTASK_S3_ENDPOINT`
+//! Environment: `DTASK_QUEUE` (`rabbitmq`, the default, with Redis; or
+//! `postgres`: every dtask service on PostgreSQL at `DTASK_DATABASE_URL`,
+//! its messages back in the queue 3 s after their worker died; the ledger
+//! stays in Redis, as the test's instrument), `DTASK_AMQP_URL`,
+//! `DTASK_REDIS_URL`, `DTASK_S3_ENDPOINT`
 //! (minioadmin keys), `DTASK_NAMESPACE` (queue prefix), `CHAOS_KEY_PREFIX`
 //! (every Redis key of the run, dtask's and the ledger's),
 //! `DTASK_LOCK_TTL_SECS` (default 3), `DTASK_WORKER_CONCURRENCY`
@@ -248,6 +252,9 @@ impl Ledger {
 
 /// The node's settings, from the environment.
 struct Settings {
+    /// `DTASK_QUEUE=postgres`: PostgreSQL for every dtask service.
+    postgres: bool,
+    database_url: String,
     amqp_url: String,
     redis_url: String,
     s3_endpoint: String,
@@ -266,7 +273,14 @@ impl Settings {
                 .parse()
                 .with_context(|| format!("{name} is not a number"))
         };
+        let postgres = match var("DTASK_QUEUE", "rabbitmq").as_str() {
+            "rabbitmq" => false,
+            "postgres" => true,
+            other => bail!("DTASK_QUEUE is `{other}`: rabbitmq or postgres"),
+        };
         Ok(Self {
+            postgres,
+            database_url: var("DTASK_DATABASE_URL", "postgres://dtask:dtask@127.0.0.1:5432/dtask_test"),
             amqp_url: var("DTASK_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f"),
             redis_url: var("DTASK_REDIS_URL", "redis://127.0.0.1:6379"),
             s3_endpoint: var("DTASK_S3_ENDPOINT", "http://127.0.0.1:9000"),
@@ -280,12 +294,19 @@ impl Settings {
 
     /// The task, and a host builder on the connected services.
     async fn connect(&self) -> anyhow::Result<(ChaosTask, dtask::host::HostBuilder)> {
-        let mut options = DistributedOptions::new(QueueKind::RabbitMq)
+        let queue = if self.postgres {
+            QueueKind::Postgres
+        } else {
+            QueueKind::RabbitMq
+        };
+        let mut options = DistributedOptions::new(queue)
+            .database_url(self.database_url.clone())
             .amqp_url(self.amqp_url.clone())
             .redis_urls([self.redis_url.clone()])
             .s3_endpoint(&self.s3_endpoint, "minioadmin", "minioadmin")
             .namespace(self.namespace.clone());
         options.redis = options.redis.with_key_prefix(format!("{}dtask:", self.key_prefix));
+        options.postgres = options.postgres.with_visibility_timeout(self.lock_ttl);
         let infrastructure = options.connect(&[INPUT_BUCKET, EFFECT_BUCKET]).await?;
         let ledger = Ledger::connect(&self.redis_url, format!("{}ledger:", self.key_prefix)).await?;
         let task = ChaosTask { ledger };

@@ -1,5 +1,6 @@
 //! The chaos test (SPEC section 6, issue 6): one API and three workers of
-//! `examples/chaos_node.rs` on RabbitMQ, Redis and S3; 200 tasks submitted
+//! `examples/chaos_node.rs` on RabbitMQ, Redis and S3 (and again on
+//! PostgreSQL and S3 alone, one run after the other); 200 tasks submitted
 //! over HTTP; while they run, a random worker is killed with SIGKILL every
 //! 2 to 3 s and a new one started. Then:
 //!
@@ -39,7 +40,6 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use dtask::distributed::dtask_redis::RedisProgressTracker;
 use dtask::infra::ProgressTracker;
 use dtask::{TaskId, TaskProgress};
 use figures::{Figures, Kill};
@@ -61,10 +61,29 @@ const DEADLINE: Duration = Duration::from_secs(75);
 /// happens).
 type Submitted = Arc<Mutex<Vec<TaskId>>>;
 
+/// One chaos run at a time: each loads both cores.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hundred_tasks_complete_exactly_once_while_workers_are_killed() {
-    cluster::require("Redis", "127.0.0.1:6379");
+    let _turn = ONE_AT_A_TIME.lock().await;
     cluster::require("RabbitMQ", "127.0.0.1:5672");
+    chaos(false).await;
+}
+
+/// The same on the PostgreSQL-only combination: queue, state, progress,
+/// locks and idempotency keys in PostgreSQL (the ledger, the test's own
+/// instrument, stays in Redis).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_on_postgres_alone() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    cluster::require("PostgreSQL", "127.0.0.1:5432");
+    chaos(true).await;
+}
+
+/// Runs the chaos on RabbitMQ and Redis, or on PostgreSQL alone.
+async fn chaos(postgres: bool) {
+    cluster::require("Redis", "127.0.0.1:6379");
     let binary = nodes::chaos_node_binary();
     let s3 = cluster::S3Server::find_or_start();
     let logs = LogDir::new();
@@ -75,6 +94,7 @@ async fn two_hundred_tasks_complete_exactly_once_while_workers_are_killed() {
         key_prefix: format!("{run}:"),
         s3_endpoint: s3.endpoint.clone(),
         log_dir: logs.path().to_path_buf(),
+        postgres: postgres.then(services::database_url),
     });
     let services = Arc::new(Services::connect(&env).await);
     let redis_before = services.redis_run_id().await;
@@ -122,7 +142,7 @@ async fn chaos_run(env: Arc<NodeEnv>, services: Arc<Services>, submitted: Submit
     let started = Instant::now();
     let work = async {
         let ids = submit_all(&url, &submitted).await;
-        let ended = wait_all(&services.progress, &ids, started + DEADLINE).await;
+        let ended = wait_all(&*services.progress, &ids, started + DEADLINE).await;
         (ids, ended)
     };
     let (ids, ended) = tokio::select! {
@@ -189,7 +209,7 @@ async fn submit_one(http: &reqwest::Client, url: &str, i: usize) -> TaskId {
 /// tracker ends a stream after it); by `deadline`, returns the tasks that
 /// have not ended, with their last known snapshot.
 async fn wait_all(
-    progress: &RedisProgressTracker,
+    progress: &dyn ProgressTracker,
     ids: &[TaskId],
     deadline: Instant,
 ) -> Result<HashMap<TaskId, TaskProgress>, Vec<(TaskId, Option<TaskProgress>)>> {
@@ -222,7 +242,7 @@ async fn wait_all(
 /// The task's terminal snapshot: its stream ends after it (a stream that
 /// ends early, on a lost connection, is opened again). `None` when the
 /// tracker does not know the task.
-async fn terminal_snapshot(progress: &RedisProgressTracker, id: TaskId) -> Option<TaskProgress> {
+async fn terminal_snapshot(progress: &dyn ProgressTracker, id: TaskId) -> Option<TaskProgress> {
     loop {
         let mut stream = progress.stream(id).await.ok()?;
         while let Some(snapshot) = stream.next().await {

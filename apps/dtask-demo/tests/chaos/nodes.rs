@@ -107,6 +107,8 @@ pub(crate) struct NodeEnv {
     pub(crate) s3_endpoint: String,
     /// Where the nodes' logs go, one file per process.
     pub(crate) log_dir: PathBuf,
+    /// The PostgreSQL URL when the run is on PostgreSQL alone.
+    pub(crate) postgres: Option<String>,
 }
 
 /// One running node; killed (SIGKILL) when dropped.
@@ -122,7 +124,11 @@ impl NodeEnv {
     pub(crate) async fn start(&self, role: &str, name: &str) -> Node {
         let log = self.log_dir.join(format!("{name}.log"));
         let log_file = std::fs::File::create(&log).expect("a log file");
-        let mut child = Command::new(&self.binary)
+        let mut command = Command::new(&self.binary);
+        if let Some(url) = &self.postgres {
+            command.env("DTASK_QUEUE", "postgres").env("DTASK_DATABASE_URL", url);
+        }
+        let mut child = command
             .arg(role)
             .env("DTASK_NAMESPACE", &self.namespace)
             .env("CHAOS_KEY_PREFIX", &self.key_prefix)

@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use dtask::TaskId;
 use dtask::distributed::dtask_amqp::{AmqpConfig, AmqpQueue};
-use dtask::distributed::dtask_redis::{RedisConfig, RedisProgressTracker, RedisStateStore};
+use dtask::distributed::dtask_postgres::PostgresConfig;
+use dtask::distributed::dtask_redis::RedisConfig;
 use dtask::distributed::dtask_s3::{S3Config, S3ObjectStore};
-use dtask::infra::{ObjectStore, SagaStateStore};
+use dtask::infra::{ObjectStore, ProgressTracker, SagaStateStore};
 use dtask::reconcile::Reconciler;
 use redis::aio::MultiplexedConnection;
 
@@ -25,9 +26,17 @@ const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 /// The services of one run, seen from the test.
 pub(crate) struct Services {
     client: redis::Client,
-    pub(crate) progress: RedisProgressTracker,
-    state: RedisStateStore,
+    pub(crate) progress: Arc<dyn ProgressTracker>,
+    state: Arc<dyn SagaStateStore>,
     storage: Arc<S3ObjectStore>,
+    /// The run's PostgreSQL services, when it is on PostgreSQL alone.
+    postgres: Option<dtask::distributed::dtask_postgres::PostgresBackends>,
+}
+
+/// The test database (`DTASK_DATABASE_URL`, else the one `scripts/test`
+/// creates).
+pub(crate) fn database_url() -> String {
+    std::env::var("DTASK_DATABASE_URL").unwrap_or_else(|_| "postgres://dtask:dtask@127.0.0.1:5432/dtask_test".into())
 }
 
 impl Services {
@@ -43,11 +52,20 @@ impl Services {
         )
         .await
         .expect("the S3 server");
+        let postgres = match &env.postgres {
+            Some(url) => Some(PostgresConfig::new(url.clone()).connect().await.expect("PostgreSQL")),
+            None => None,
+        };
+        let (progress, state): (Arc<dyn ProgressTracker>, Arc<dyn SagaStateStore>) = match &postgres {
+            Some(pg) => (Arc::new(pg.progress()), Arc::new(pg.state())),
+            None => (Arc::new(backends.progress()), Arc::new(backends.state())),
+        };
         Self {
             client: redis::Client::open(REDIS_URL).expect("a Redis URL"),
-            progress: backends.progress(),
-            state: backends.state(),
+            progress,
+            state,
             storage: Arc::new(storage),
+            postgres,
         }
     }
 
@@ -96,8 +114,8 @@ impl Services {
     pub(crate) fn reconciler(&self) -> Reconciler {
         Reconciler::new(
             self.storage.clone(),
-            Arc::new(self.progress.clone()),
-            Arc::new(self.state.clone()),
+            Arc::clone(&self.progress),
+            Arc::clone(&self.state),
         )
         .with_buckets([INPUT_BUCKET, EFFECT_BUCKET])
         .with_grace(Duration::ZERO)
@@ -119,9 +137,12 @@ impl Services {
     /// Deletes the run's queue, its Redis keys and the objects of `tasks`.
     pub(crate) async fn clean_up(&self, env: &NodeEnv, tasks: &HashSet<String>) {
         let queue = format!("{}.chaos", env.namespace);
-        let deleted = match AmqpQueue::connect(AmqpConfig::new(AMQP_URL)).await {
-            Ok(amqp) => amqp.delete(&queue).await,
-            Err(error) => Err(error),
+        let deleted = match &self.postgres {
+            Some(pg) => pg.queue().delete_queue(&queue).await,
+            None => match AmqpQueue::connect(AmqpConfig::new(AMQP_URL)).await {
+                Ok(amqp) => amqp.delete(&queue).await.map(drop),
+                Err(error) => Err(error),
+            },
         };
         if let Err(error) = deleted {
             eprintln!("chaos: could not delete the queue {queue}: {error}");
