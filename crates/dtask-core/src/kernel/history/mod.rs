@@ -243,8 +243,9 @@ impl HistoryWriter {
 
 impl Drop for HistoryWriter {
     /// A host dropped without [`Host::shutdown`](crate::Host::shutdown)
-    /// stops its writer at once.
+    /// stops its writer and its purges at once.
     fn drop(&mut self) {
+        self.closing.cancel();
         self.abandon.cancel();
     }
 }
