@@ -49,6 +49,8 @@ const ARCHIVE_SIZE: u64 = 306_184_211;
 
 /// The task's id: a UUIDv7, as [`TaskId::new`] makes them.
 const TASK_ID: &str = "019ac73e-4f21-7b0c-9a3d-2e6f81c4d5a7";
+/// The trace id the submit gives it (W3C: 32 lowercase hex digits).
+const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 
 /// When the task was submitted (with nanoseconds, as a clock gives them).
 const SUBMITTED_AT: OffsetDateTime = datetime!(2026-11-27 09:41:07.318_254_117 UTC);
@@ -91,7 +93,10 @@ impl Run {
             definition,
             task_id,
             now: SUBMITTED_AT,
-            progress: TaskProgress::new(task_id, definition, SUBMITTED_AT),
+            progress: TaskProgress {
+                trace_id: Some(TRACE_ID.to_owned()),
+                ..TaskProgress::new(task_id, definition, SUBMITTED_AT)
+            },
             data: create_zip_from_files::Data::default(),
         }
     }
