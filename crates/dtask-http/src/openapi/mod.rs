@@ -21,7 +21,9 @@ pub(crate) fn document(state: &AppState) -> Value {
     for endpoint in state.registry.iter() {
         paths.insert(endpoint.path(), json!({ "post": submit(endpoint, webhooks) }));
     }
-    paths.insert("/api/tasks".into(), json!({ "get": list() }));
+    // The history's parameters and route are documented where it is kept.
+    let history = state.host.history().is_some();
+    paths.insert("/api/tasks".into(), json!({ "get": list(history) }));
     paths.insert(
         "/api/tasks/{id}".into(),
         json!({ "get": status("getTask"), "delete": cancel() }),
@@ -35,7 +37,9 @@ pub(crate) fn document(state: &AppState) -> Value {
     paths.insert("/api/tasks/{id}/result".into(), json!({ "get": result(state) }));
     paths.insert("/api/tasks/{id}/download".into(), json!({ "get": download() }));
     paths.insert("/api/tasks/{id}/retry".into(), json!({ "post": retry() }));
-    paths.insert("/api/tasks/{id}/history".into(), json!({ "get": history() }));
+    if history {
+        paths.insert("/api/tasks/{id}/history".into(), json!({ "get": task_history() }));
+    }
     paths.insert("/api/dead-letters".into(), json!({ "get": dead_letters() }));
     paths.insert("/api/openapi.json".into(), json!({ "get": openapi() }));
     paths.insert("/healthz".into(), json!({ "get": healthz() }));
@@ -266,8 +270,8 @@ fn submit(endpoint: &Endpoint, webhooks: bool) -> Value {
     })
 }
 
-fn list() -> Value {
-    json!({
+fn list(history: bool) -> Value {
+    let mut operation = json!({
         "operationId": "listTasks",
         "summary": "Recent tasks, newest first",
         "description": "The caller's own tasks (every task for an operator). A server that keeps a task history (DTASK_HISTORY) lists from it, ended tasks included long after the progress tracker forgot them, in keyset pages: follow `nextCursor` with `cursor`; the creation-time filters and `cursor` need it. Without one, the progress tracker's recent tasks in `offset` pages.",
@@ -275,18 +279,29 @@ fn list() -> Value {
             { "name": "status", "in": "query", "required": false, "schema": schema_ref("TaskStatus") },
             { "name": "taskName", "in": "query", "required": false, "description": "The declared name or its kebab-case route segment.", "schema": { "type": "string" } },
             { "name": "submitter", "in": "query", "required": false, "description": "Only tasks this subject submitted (a caller that is not an operator sees only its own).", "schema": { "type": "string" } },
-            { "name": "createdAfter", "in": "query", "required": false, "description": "Only tasks created at or after this time (history only).", "schema": { "type": "string", "format": "date-time" } },
-            { "name": "createdBefore", "in": "query", "required": false, "description": "Only tasks created before this time (history only).", "schema": { "type": "string", "format": "date-time" } },
-            { "name": "cursor", "in": "query", "required": false, "description": "The `nextCursor` of the previous page (history only).", "schema": { "type": "string" } },
-            { "name": "limit", "in": "query", "required": false, "schema": { "type": "integer", "minimum": 1, "maximum": 200, "default": 50 } },
-            { "name": "offset", "in": "query", "required": false, "description": "Tasks to skip (without a history; with one only 0).", "schema": { "type": "integer", "minimum": 0, "default": 0 } }
+            { "name": "limit", "in": "query", "required": false, "schema": { "type": "integer", "minimum": 1, "maximum": 200, "default": 50 } }
         ],
         "responses": {
             "200": ok_json("One page of tasks.", schema_ref("TaskPage")),
-            "400": problem("An unknown status, a malformed time or cursor, a limit or offset out of range, or a history-only parameter on a server without a history."),
+            "400": problem("An unknown status, a malformed time or cursor, a limit or offset out of range, an offset where pages follow a cursor, or a history-only parameter on a server without a history."),
             "503": problem(UNAVAILABLE)
         }
-    })
+    });
+    let paging = if history {
+        json!([
+            { "name": "createdAfter", "in": "query", "required": false, "description": "Only tasks created at or after this time.", "schema": { "type": "string", "format": "date-time" } },
+            { "name": "createdBefore", "in": "query", "required": false, "description": "Only tasks created before this time.", "schema": { "type": "string", "format": "date-time" } },
+            { "name": "cursor", "in": "query", "required": false, "description": "The `nextCursor` of the previous page.", "schema": { "type": "string" } }
+        ])
+    } else {
+        json!([
+            { "name": "offset", "in": "query", "required": false, "description": "Tasks to skip.", "schema": { "type": "integer", "minimum": 0, "default": 0 } }
+        ])
+    };
+    if let (Some(parameters), Value::Array(more)) = (operation["parameters"].as_array_mut(), paging) {
+        parameters.extend(more);
+    }
+    operation
 }
 
 fn status(operation_id: &str) -> Value {
@@ -336,7 +351,7 @@ fn retry() -> Value {
     })
 }
 
-fn history() -> Value {
+fn task_history() -> Value {
     json!({
         "operationId": "getTaskHistory",
         "summary": "The task's durable history",
@@ -346,7 +361,6 @@ fn history() -> Value {
             "200": ok_json("The task's history.", schema_ref("TaskHistory")),
             "400": problem(BAD_ID),
             "404": problem("The history holds no such task, or it is someone else's."),
-            "501": problem("This server keeps no task history."),
             "503": problem(UNAVAILABLE)
         }
     })
