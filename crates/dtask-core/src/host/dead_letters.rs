@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use super::Host;
 use crate::error::{Error, Result};
-use crate::history::AuditEntry;
 use crate::id::TaskId;
 use crate::infra::{DeadLetter, DeadLetters, QueueMessage};
 use crate::progress::{TaskProgress, TaskStatus};
@@ -88,15 +87,12 @@ impl Host {
     /// `None`).
     pub(crate) async fn retry_by(&self, task_id: TaskId, actor: Option<&str>) -> Result<RetryOutcome> {
         let (outcome, trace_id) = self.retry_inner(task_id).await?;
-        let rt = &self.inner.rt;
-        let mut entry = AuditEntry::new(task_id, actor.map_or_else(|| rt.system_actor(), str::to_owned), "retry");
-        entry.detail = Some(match outcome {
+        let detail = match outcome {
             RetryOutcome::Requeued => "requeued from the dead letters".to_owned(),
             RetryOutcome::NotDeadLettered => "refused: the task is not dead-lettered".to_owned(),
             RetryOutcome::AlreadyEnded(status) => format!("refused: the task already ended {}", status.as_str()),
-        });
-        entry.trace_id = trace_id;
-        rt.audit(entry);
+        };
+        (self.inner.rt).audit_request(task_id, actor, "retry", detail, trace_id);
         Ok(outcome)
     }
 

@@ -39,7 +39,6 @@ pub use handle::{CancelOutcome, TaskHandle, TaskOutcome};
 
 use crate::error::{Error, Result};
 use crate::event::TaskEvent;
-use crate::history::AuditEntry;
 use crate::id::TaskId;
 use crate::infra::{ProgressPage, ProgressQuery, ProgressStream};
 use crate::kernel::Runtime;
@@ -141,18 +140,12 @@ impl Host {
             .ok_or_else(|| Error::not_found(format!("task {task_id}")))?;
         let trace_id = progress.trace_id.clone();
         let outcome = self.cancel_inner(progress).await?;
-        let mut entry = AuditEntry::new(
-            task_id,
-            actor.map_or_else(|| rt.system_actor(), str::to_owned),
-            "cancel",
-        );
-        entry.detail = Some(match outcome {
+        let detail = match outcome {
             CancelOutcome::Requested => "requested".to_owned(),
             CancelOutcome::NotCancellable => "refused: the task is not cancellable".to_owned(),
             CancelOutcome::AlreadyEnded(status) => format!("refused: the task already ended {}", status.as_str()),
-        });
-        entry.trace_id = trace_id;
-        rt.audit(entry);
+        };
+        rt.audit_request(task_id, actor, "cancel", detail, trace_id);
         Ok(outcome)
     }
 

@@ -115,6 +115,23 @@ impl Runtime {
         }
     }
 
+    /// Audits a request on `task_id` (`submit`, `cancel`, `retry`) asked by
+    /// `actor`, this process when `None`.
+    pub(crate) fn audit_request(
+        &self,
+        task_id: TaskId,
+        actor: Option<&str>,
+        action: &str,
+        detail: String,
+        trace_id: Option<String>,
+    ) {
+        let actor = actor.map_or_else(|| self.system_actor(), str::to_owned);
+        let mut entry = AuditEntry::new(task_id, actor, action);
+        entry.detail = Some(detail);
+        entry.trace_id = trace_id;
+        self.audit(entry);
+    }
+
     /// Who a change made by this process is by, in the audit log.
     pub(crate) fn system_actor(&self) -> String {
         format!("system:{}", self.node)
