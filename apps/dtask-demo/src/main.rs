@@ -43,6 +43,9 @@ enum Command {
         /// How many tasks this worker runs at once.
         #[arg(long, env = "DTASK_WORKER_CONCURRENCY", default_value_t = 8)]
         concurrency: usize,
+        /// Serve `/metrics`, `/healthz` and `/readyz` on this address.
+        #[arg(long, env = "DTASK_METRICS_LISTEN", value_name = "ADDR")]
+        metrics_listen: Option<String>,
     },
     /// Uploads FILE... to a running server, follows the task, downloads
     /// the archive. Ctrl-C cancels the task.
@@ -105,21 +108,36 @@ enum Command {
 async fn main() -> ExitCode {
     let args = Args::parse();
     let command = args.command.unwrap_or(Command::Serve(args.serve));
-    let default_level = if matches!(command, Command::Serve(_) | Command::Api(_) | Command::Worker { .. }) {
-        "info"
-    } else {
-        "warn"
+    // A long-running process logs at INFO, exports traces when the OTEL_*
+    // variables ask, and keeps metrics; a one-shot command only warns.
+    let (service, long_running) = match &command {
+        Command::Serve(_) => ("dtask", true),
+        Command::Api(_) => ("dtask-api", true),
+        Command::Worker { .. } => ("dtask-worker", true),
+        _ => ("dtask-cli", false),
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default_level.into()))
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
+    let telemetry = dtask_telemetry::Telemetry::builder(service)
+        .log_filter(if long_running { "info" } else { "warn" })
+        .metrics(long_running)
+        .ansi(std::io::stderr().is_terminal())
         .init();
+    let telemetry = match telemetry {
+        Ok(telemetry) => telemetry,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let metrics = telemetry.prometheus().cloned();
     let result = match command {
-        Command::Serve(serve) => cli::serve(serve, false).await,
-        Command::Api(api) => cli::serve(api, true).await,
+        Command::Serve(serve) => cli::serve(serve, false, metrics).await,
+        Command::Api(api) => cli::serve(api, true, metrics).await,
         Command::HashApiKey { key } => cli::hash_api_key(key),
-        Command::Worker { deploy, concurrency } => cli::worker(deploy, concurrency).await,
+        Command::Worker {
+            deploy,
+            concurrency,
+            metrics_listen,
+        } => cli::worker(deploy, concurrency, metrics_listen, metrics).await,
         Command::Submit { files, server, output } => cli::submit(files, server, output).await,
         Command::Zip {
             files,
@@ -134,6 +152,8 @@ async fn main() -> ExitCode {
             completed_retention_days,
         } => cli::reconcile(deploy, dry_run, grace_secs, completed_retention_days).await,
     };
+    // Exports the spans still buffered.
+    telemetry.shutdown();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

@@ -27,7 +27,7 @@ use dtask::fs::LocalFileSystemStore;
 use dtask::host::HostBuilder;
 use dtask::infra::TaskHistory;
 use dtask::{EventKind, Format, HistorySettings, Host, Infrastructure, KernelSettings, Mode};
-use dtask_http::{ApiConfig, Authenticator, ServeOptions, TaskApi};
+use dtask_http::{ApiConfig, Authenticator, MetricsRender, ServeOptions, TaskApi};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -79,6 +79,9 @@ pub struct ServerConfig {
     /// The durable task history, if one is kept (`DTASK_HISTORY`); the
     /// task list is then served from it.
     pub history: Option<(Arc<dyn TaskHistory>, HistorySettings)>,
+    /// Serves `GET /metrics` with what it renders (the process's
+    /// Prometheus recorder).
+    pub metrics: Option<MetricsRender>,
 }
 
 /// How a server runs in Distributed mode.
@@ -109,6 +112,7 @@ impl Default for ServerConfig {
             operator_role: dtask::DEFAULT_OPERATOR_ROLE.to_owned(),
             insecure_no_auth: false,
             history: None,
+            metrics: None,
         }
     }
 }
@@ -203,11 +207,14 @@ impl DemoServer {
         let (builder, data) = host_builder(&config)?;
         let host = configure(builder).build().map_err(ServerError::Host)?;
         let stopping = CancellationToken::new();
-        let api = TaskApi::builder(host.clone())
+        let mut api = TaskApi::builder(host.clone())
             .downloadable::<CreateZipFromFiles>()
             .config(config.api)
-            .authentication(config.auth)
-            .build();
+            .authentication(config.auth);
+        if let Some(render) = config.metrics {
+            api = api.metrics(render);
+        }
+        let api = api.build();
         let router = api
             .merge(dashboard::router())
             .layer(axum::middleware::from_fn_with_state(
@@ -305,6 +312,7 @@ fn joined(ended: Result<std::io::Result<()>, tokio::task::JoinError>) -> Result<
 pub fn logged_host_builder() -> HostBuilder {
     Host::builder()
         .register(CreateZipFromFiles)
+        .trace_bridge(dtask_telemetry::OtelBridge)
         .on_event(|event| match &event.kind {
             EventKind::StepProgress { .. } => tracing::debug!(task = %event.task_id, event = ?event.kind),
             kind => tracing::info!(task = %event.task_id, event = ?kind, "task event"),

@@ -6,7 +6,8 @@
 //! `message_id`, and the headers `dtask-message-id`, `dtask-task-id`,
 //! `dtask-task-name`, `dtask-format` (`json`, `msgpack`, `protobuf`) and
 //! `dtask-schema-version` (the saga state schema the body was written with,
-//! as text). A message whose format is unknown or whose schema is newer than
+//! as text), and `traceparent` (the W3C trace context the worker's spans
+//! continue) when the message carries one. A message whose format is unknown or whose schema is newer than
 //! this build reads is not a message this worker can run: the consumer
 //! rejects it to the dead-letter queue. On delivery, quorum queues add `x-delivery-count` (the
 //! number of earlier deliveries, absent on the first).
@@ -28,6 +29,8 @@ pub const TASK_NAME_HEADER: &str = "dtask-task-name";
 pub const FORMAT_HEADER: &str = "dtask-format";
 /// The header holding the schema version of the payload (absent: 1).
 pub const SCHEMA_VERSION_HEADER: &str = "dtask-schema-version";
+/// The header holding [`QueueMessage::trace_parent`] (W3C `traceparent`).
+pub const TRACE_PARENT_HEADER: &str = "traceparent";
 /// The header a dead-lettered message carries: why it was moved.
 pub const DEAD_LETTER_REASON_HEADER: &str = "dtask-dead-letter-reason";
 /// The header a message dead-lettered by a dtask worker carries: how many
@@ -62,6 +65,9 @@ pub(crate) fn encode(message: &QueueMessage) -> Result<(BasicProperties, Bytes)>
     headers.insert(TASK_NAME_HEADER.into(), long_string(&message.task_name));
     headers.insert(FORMAT_HEADER.into(), long_string(format.name()));
     headers.insert(SCHEMA_VERSION_HEADER.into(), long_string(&SCHEMA_VERSION.to_string()));
+    if let Some(parent) = &message.trace_parent {
+        headers.insert(TRACE_PARENT_HEADER.into(), long_string(&parent.to_string()));
+    }
     let properties = BasicProperties::default()
         .with_delivery_mode(PERSISTENT)
         .with_content_type(ShortString::from(format.content_type()))
@@ -92,6 +98,8 @@ pub(crate) fn decode(properties: &BasicProperties, body: Vec<u8>) -> Result<(Que
             format,
             bytes: Bytes::from(body),
         },
+        // A trace context is a hint: an unreadable one starts a new trace.
+        trace_parent: text(headers, TRACE_PARENT_HEADER).ok().and_then(|t| t.parse().ok()),
     };
     Ok((message, delivery_count(headers)))
 }

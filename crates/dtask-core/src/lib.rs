@@ -33,6 +33,7 @@ pub mod progress;
 pub mod reconcile;
 pub mod task;
 pub mod testing;
+pub mod trace;
 
 #[cfg(feature = "test-suite")]
 pub mod conformance;

@@ -21,6 +21,17 @@ impl FromRequestParts<Shared> for RequestCaller {
             None if !state.auth.is_enabled() => Principal::operator(state.host.operator_role()),
             None => return Err(Refusal::Missing.into_problem()),
         };
-        Ok(Self(state.host.caller(principal)))
+        // The trace the request's submissions continue (they may run in a
+        // task of their own): the request span's, where a tracing system
+        // traces it, else the caller's W3C `traceparent`.
+        let traced = (state.host.trace_bridge()).and_then(|bridge| bridge.context_of(&tracing::Span::current()));
+        let trace_parent = traced.or_else(|| {
+            parts
+                .headers
+                .get("traceparent")
+                .and_then(|value| value.to_str().ok())
+                .and_then(|value| value.parse().ok())
+        });
+        Ok(Self(state.host.caller(principal).with_trace_parent(trace_parent)))
     }
 }

@@ -6,7 +6,9 @@ mod config;
 mod extract;
 mod follow;
 mod introspect;
+mod observe;
 mod openapi;
+mod ops;
 mod problem;
 mod protect;
 mod registry;
@@ -22,6 +24,7 @@ use dtask_core::{Host, Task};
 
 pub use auth::{API_KEY_HEADER, ApiKeys, AuthConfigError, Authenticator, DEFAULT_ROLES_CLAIM, JwtVerifier};
 pub use config::{ApiConfig, UploadLimits};
+pub use ops::{METRICS_CONTENT_TYPE, MetricsRender, worker_router};
 pub use problem::{PROBLEM_CONTENT_TYPE, PROBLEM_TYPE_BASE, Problem};
 pub use protect::{AllowedOrigins, InvalidOrigin, TrafficLimits};
 pub use registry::{FileRef, ProducesFile};
@@ -46,6 +49,7 @@ impl TaskApi {
             registry: Registry::default(),
             config: ApiConfig::default(),
             auth: Authenticator::default(),
+            metrics: None,
         }
     }
 }
@@ -56,6 +60,7 @@ pub struct TaskApiBuilder {
     registry: Registry,
     config: ApiConfig,
     auth: Authenticator,
+    metrics: Option<MetricsRender>,
 }
 
 impl TaskApiBuilder {
@@ -109,6 +114,15 @@ impl TaskApiBuilder {
         self
     }
 
+    /// Serves `GET /metrics` with what `render` returns (the Prometheus
+    /// text format: `dtask-telemetry`'s `PrometheusHandle::render`). Open
+    /// like `/healthz`: metrics name task types and counts, never a task.
+    #[must_use]
+    pub fn metrics(mut self, render: MetricsRender) -> Self {
+        self.metrics = Some(render);
+        self
+    }
+
     /// The router of every route. Mount it at the root (its links are
     /// absolute paths); it has a fallback (a 404 problem), so merge other
     /// routes into it rather than it into a router with a fallback of its
@@ -134,6 +148,7 @@ impl TaskApiBuilder {
             registry: self.registry,
             config: self.config,
             auth: Arc::new(self.auth),
+            metrics: self.metrics,
             openapi: bytes::Bytes::new(),
         };
         state.openapi = serde_json::to_vec_pretty(&openapi::document(&state))

@@ -22,6 +22,8 @@ pub(crate) struct AppState {
     pub(crate) webhooks: Option<Webhooks>,
     /// The live SSE and WebSocket subscribers, bounded.
     pub(crate) subscribers: Arc<Subscribers>,
+    /// Renders `GET /metrics`, when the API serves metrics.
+    pub(crate) metrics: Option<crate::ops::MetricsRender>,
     /// The OpenAPI document, rendered once.
     pub(crate) openapi: Bytes,
 }

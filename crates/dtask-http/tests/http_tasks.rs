@@ -221,7 +221,11 @@ async fn the_list_is_newest_first_filtered_and_paginated() {
 async fn health_readiness_and_fallbacks() {
     let server = TestServer::start().await;
     assert_eq!(server.get_json("/healthz").await, (200, json!({ "status": "ok" })));
-    assert_eq!(server.get_json("/readyz").await, (200, json!({ "status": "ready" })));
+    let (status, ready) = server.get_json("/readyz").await;
+    assert_eq!((status, &ready["status"]), (200, &json!("ready")));
+    let services = ready["services"].as_array().expect("each service");
+    assert_eq!(services.len(), 7, "{ready}");
+    assert!(services.iter().all(|s| s["ok"] == true && s["latencyMs"].as_f64().is_some()), "{ready}");
 
     let response = server.client.get(server.url("/nowhere")).send().await.unwrap();
     expect_problem(response, 404, "not-found").await;

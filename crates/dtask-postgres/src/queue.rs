@@ -19,6 +19,7 @@ use bytes::Bytes;
 use dtask_core::infra::{
     Acknowledger, DeadLetter, DeadLetters, Delivery, DeliveryStream, QueueConsumer, QueueMessage, QueuePublisher,
 };
+use dtask_core::trace::TraceParent;
 use dtask_core::{Error, Format, Payload, Result, SCHEMA_VERSION};
 use futures::StreamExt;
 use sqlx::postgres::PgListener;
@@ -32,8 +33,8 @@ const CHANNEL: &str = "dtask_queue";
 
 const PUBLISH: &str = "
 WITH sent AS (
-    INSERT INTO dtask_queue (queue, message_id, task_id, task_name, format, schema_version, body)
-    VALUES ($1, $2, $3, $4, $5, $6, $7)
+    INSERT INTO dtask_queue (queue, message_id, task_id, task_name, format, schema_version, body, traceparent)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
     RETURNING queue
 )
 SELECT pg_notify('dtask_queue', queue) FROM sent";
@@ -51,7 +52,7 @@ FROM (
     FOR UPDATE SKIP LOCKED
 ) AS ready
 WHERE q.id = ready.id
-RETURNING q.id, q.lease, q.message_id, q.task_id, q.task_name, q.format, q.body, q.deliveries";
+RETURNING q.id, q.lease, q.message_id, q.task_id, q.task_name, q.format, q.body, q.deliveries, q.traceparent";
 
 const RENEW: &str = "
 UPDATE dtask_queue SET visible_at = clock_timestamp() + $2 * interval '1 millisecond'
@@ -70,11 +71,11 @@ SELECT pg_notify('dtask_queue', queue) FROM back";
 const DEAD_LETTER: &str = "
 WITH moved AS (
     DELETE FROM dtask_queue WHERE id = $1 AND lease = $2
-    RETURNING queue, message_id, task_id, task_name, format, schema_version, body, deliveries
+    RETURNING queue, message_id, task_id, task_name, format, schema_version, body, deliveries, traceparent
 )
 INSERT INTO dtask_dead_letters
-    (queue, message_id, task_id, task_name, format, schema_version, body, deliveries, reason)
-SELECT queue, message_id, task_id, task_name, format, schema_version, body, deliveries, $3 FROM moved";
+    (queue, message_id, task_id, task_name, format, schema_version, body, deliveries, reason, traceparent)
+SELECT queue, message_id, task_id, task_name, format, schema_version, body, deliveries, $3, traceparent FROM moved";
 
 /// The work queue, its consumers and its dead letters on PostgreSQL
 /// (tables `dtask_queue`, `dtask_dead_letters`). Cheap to clone.
@@ -147,6 +148,7 @@ impl QueuePublisher for PostgresQueue {
             .bind(format.name())
             .bind(i32::try_from(SCHEMA_VERSION).unwrap_or(i32::MAX))
             .bind(&bytes[..])
+            .bind(message.trace_parent.map(|parent| parent.to_string()))
             .execute(&self.pool)
             .await
             .map(drop)
@@ -188,7 +190,7 @@ impl QueueConsumer for PostgresQueue {
 impl DeadLetters for PostgresQueue {
     async fn dead_letters(&self, queue: &str, limit: usize) -> Result<Vec<DeadLetter>> {
         let rows: Vec<DeadRow> = sqlx::query_as(
-            "SELECT id, message_id, task_id, task_name, format, body, deliveries, reason
+            "SELECT id, message_id, task_id, task_name, format, body, deliveries, reason, traceparent
              FROM dtask_dead_letters WHERE queue = $1 ORDER BY id LIMIT $2",
         )
         .bind(queue)
@@ -344,6 +346,7 @@ impl Consumer {
                 format,
                 bytes: Bytes::from(row.body),
             },
+            trace_parent: parse_trace_parent(row.traceparent.as_deref()),
         };
         let count = u32::try_from(row.deliveries).unwrap_or_default();
         Some(Delivery::new(message, count, Box::new(acker)))
@@ -360,6 +363,7 @@ struct ClaimedRow {
     format: String,
     body: Vec<u8>,
     deliveries: i32,
+    traceparent: Option<String>,
 }
 
 #[derive(FromRow)]
@@ -372,6 +376,13 @@ struct DeadRow {
     body: Vec<u8>,
     deliveries: i32,
     reason: String,
+    traceparent: Option<String>,
+}
+
+/// A stored `traceparent`; a trace context is a hint, so an unreadable one
+/// starts a new trace.
+fn parse_trace_parent(value: Option<&str>) -> Option<TraceParent> {
+    value.and_then(|value| value.parse().ok())
 }
 
 impl DeadRow {
@@ -384,6 +395,7 @@ impl DeadRow {
                 format,
                 bytes: Bytes::from(self.body),
             },
+            trace_parent: parse_trace_parent(self.traceparent.as_deref()),
         });
         DeadLetter {
             id: self.id.to_string(),

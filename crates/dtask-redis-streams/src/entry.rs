@@ -2,7 +2,8 @@
 //! from Redis replies.
 //!
 //! An entry holds `message_id`, `task_id`, `task_name`, `format`,
-//! `schema_version` and `payload` (the encoded bytes, binary-safe), plus `deliveries` (how many
+//! `schema_version` and `payload` (the encoded bytes, binary-safe), and
+//! `traceparent` (the W3C trace context) when the message carries one, plus `deliveries` (how many
 //! times the message was delivered before this entry was added; absent
 //! means 0) on a copy re-added by a nack. A dead-lettered copy adds
 //! `reason` and `source_id` (the id of the entry it was moved from).
@@ -26,6 +27,8 @@ pub const FORMAT: &str = "format";
 pub const SCHEMA_VERSION_FIELD: &str = "schema_version";
 /// The field holding the payload's bytes.
 pub const PAYLOAD: &str = "payload";
+/// The field holding [`QueueMessage::trace_parent`] (W3C `traceparent`).
+pub const TRACE_PARENT: &str = "traceparent";
 /// The field counting the deliveries before this entry was added.
 pub const DELIVERIES: &str = "deliveries";
 /// The field of a dead-lettered entry saying why it was moved.
@@ -94,6 +97,11 @@ impl RawEntry {
                 format,
                 bytes: bytes::Bytes::copy_from_slice(bytes),
             },
+            // A trace context is a hint: an unreadable one starts a new trace.
+            trace_parent: self
+                .field(TRACE_PARENT)
+                .and_then(|value| std::str::from_utf8(value).ok())
+                .and_then(|value| value.parse().ok()),
         })
     }
 }
@@ -109,14 +117,18 @@ pub(crate) fn fields<'m>(queue: &str, message: &'m QueueMessage) -> Result<Vec<(
              leave the process (build the host with a serializer, or encode the payload with a Codec)"
         )));
     };
-    Ok(vec![
+    let mut fields = vec![
         (MESSAGE_ID, FieldValue::Text(message.id.to_string())),
         (TASK_ID, FieldValue::Text(message.task_id.to_string())),
         (TASK_NAME, FieldValue::Text(message.task_name.clone())),
         (FORMAT, FieldValue::Text(format.name().to_owned())),
         (SCHEMA_VERSION_FIELD, FieldValue::Text(SCHEMA_VERSION.to_string())),
-        (PAYLOAD, FieldValue::Bytes(bytes)),
-    ])
+    ];
+    if let Some(parent) = &message.trace_parent {
+        fields.push((TRACE_PARENT, FieldValue::Text(parent.to_string())));
+    }
+    fields.push((PAYLOAD, FieldValue::Bytes(bytes)));
+    Ok(fields)
 }
 
 /// The value of one field of an entry.

@@ -23,5 +23,6 @@ pub use stats::RedisStreamsStats;
 pub mod fields {
     pub use crate::entry::{
         DELIVERIES, FORMAT, MESSAGE_ID, PAYLOAD, REASON, SCHEMA_VERSION_FIELD, SOURCE_ID, TASK_ID, TASK_NAME,
+        TRACE_PARENT,
     };
 }

@@ -19,7 +19,7 @@ use imports::{Crate, cycles};
 /// module path listed that contains it; it may import files of its own
 /// layer and of the layers below, never above.
 const CORE_LAYERS: &[(&str, &[&str])] = &[
-    ("foundation", &["id", "error", "format", "principal"]),
+    ("foundation", &["id", "error", "format", "principal", "trace"]),
     ("the task model", &["task", "files", "infra::storage"]),
     (
         "events, progress and history records",

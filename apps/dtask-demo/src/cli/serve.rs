@@ -4,6 +4,8 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use dtask_demo::server::{DemoServer, Distributed, ServerConfig, Storage};
+use dtask_http::MetricsRender;
+use dtask_telemetry::PrometheusHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::api::ApiArgs;
@@ -40,7 +42,7 @@ pub(crate) struct ServeArgs {
 
 /// Runs the server until Ctrl-C or SIGTERM: the API with workers (`serve`,
 /// either mode) or without (`api`, Distributed mode).
-pub(crate) async fn serve(args: ServeArgs, api_only: bool) -> anyhow::Result<()> {
+pub(crate) async fn serve(args: ServeArgs, api_only: bool, metrics: Option<PrometheusHandle>) -> anyhow::Result<()> {
     let ServeArgs {
         listen,
         in_memory,
@@ -85,6 +87,7 @@ pub(crate) async fn serve(args: ServeArgs, api_only: bool) -> anyhow::Result<()>
         auth: authenticator,
         operator_role: auth.operator_role,
         insecure_no_auth: auth.insecure_no_auth,
+        metrics: metrics.map(|handle| MetricsRender::new(move || handle.render())),
         ..ServerConfig::default()
     })
     .await?;

@@ -7,14 +7,23 @@
 //! unfinished task back to the queue with its lock released, and exits 0.
 //! A second signal exits at once (status 130).
 
+use anyhow::Context;
 use dtask::Mode;
 use dtask_demo::server::logged_host_builder;
+use dtask_http::MetricsRender;
+use dtask_telemetry::PrometheusHandle;
 
 use super::deploy::DeployArgs;
 use super::signals;
 
-/// Runs a worker process.
-pub(crate) async fn worker(deploy: DeployArgs, concurrency: usize) -> anyhow::Result<()> {
+/// Runs a worker process; with `metrics_listen`, serves its metrics and
+/// readiness there.
+pub(crate) async fn worker(
+    deploy: DeployArgs,
+    concurrency: usize,
+    metrics_listen: Option<String>,
+    metrics: Option<PrometheusHandle>,
+) -> anyhow::Result<()> {
     let shutdown = signals::shutdown()?;
     let infrastructure = deploy.connect().await?;
     let mut builder = deploy.configure(logged_host_builder())?;
@@ -27,8 +36,27 @@ pub(crate) async fn worker(deploy: DeployArgs, concurrency: usize) -> anyhow::Re
         .kernel_settings(deploy.kernel())
         .worker_concurrency(concurrency)
         .build()?;
+    let mut metrics_address = None;
+    if let Some(addr) = metrics_listen {
+        let listener = tokio::net::TcpListener::bind(&addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr} for metrics"))?;
+        let local = listener.local_addr()?;
+        let render = metrics.map(|handle| MetricsRender::new(move || handle.render()));
+        let router = dtask_http::worker_router(host.clone(), render);
+        tokio::spawn(async move {
+            if let Err(error) = axum::serve(listener, router).await {
+                tracing::error!(%error, "the metrics endpoint stopped");
+            }
+        });
+        tracing::info!(%local, "serving /metrics, /healthz and /readyz");
+        metrics_address = Some(local);
+    }
     tracing::info!(pid = std::process::id(), concurrency, "worker ready");
     println!("Worker ready (pid {})", std::process::id());
+    if let Some(local) = metrics_address {
+        println!("Metrics: http://{local}/metrics");
+    }
     shutdown.await;
     let grace = deploy.kernel().shutdown_grace;
     tracing::info!(

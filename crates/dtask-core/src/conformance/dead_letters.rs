@@ -45,6 +45,7 @@ pub async fn listed_intact_and_removable(
     assert_eq!(listed.id, poison.id, "the dead letter is the poison message");
     assert_eq!(listed.task_id, poison.task_id, "its task id");
     assert_eq!(listed.task_name, poison.task_name, "its task name");
+    assert_eq!(listed.trace_parent, poison.trace_parent, "its trace context");
     assert_eq!(
         listed.payload.encoded().ok(),
         poison.payload.encoded().ok(),

@@ -17,6 +17,7 @@ use super::{unique_name, within};
 use crate::codec::{Codec, Format, Payload};
 use crate::id::TaskId;
 use crate::infra::{Delivery, DeliveryStream, QueueConsumer, QueueMessage, QueuePublisher};
+use crate::trace::TraceParent;
 
 /// Runs every check of this module (except [`back_pressure`], which only
 /// bounded backends pass) against `publisher` and `consumer`, which must
@@ -38,11 +39,12 @@ pub(super) fn queue_name() -> String {
     unique_name("dtask-conformance")
 }
 
-/// A message whose JSON payload carries `n` and some non-ASCII text.
+/// A message whose JSON payload carries `n` and some non-ASCII text, with
+/// a trace context (which every check then sees travel).
 pub(super) fn message(n: usize) -> QueueMessage {
     let body = serde_json::json!({ "n": n, "text": "héllo, wörld ✓" });
     let payload = Codec::new(Format::Json).encode(&body).expect("encoding a test payload");
-    QueueMessage::new(TaskId::new(), "ConformanceTask", payload)
+    QueueMessage::new(TaskId::new(), "ConformanceTask", payload).with_trace_parent(Some(TraceParent::random()))
 }
 
 pub(super) async fn publish(publisher: &dyn QueuePublisher, queue: &str, message: &QueueMessage) {
@@ -71,6 +73,7 @@ pub(super) fn assert_carries(delivery: &Delivery, expected: &QueueMessage, what:
     assert_eq!(got.id, expected.id, "{what}: message id (the wrong message?)");
     assert_eq!(got.task_id, expected.task_id, "{what}: task id");
     assert_eq!(got.task_name, expected.task_name, "{what}: task name");
+    assert_eq!(got.trace_parent, expected.trace_parent, "{what}: trace context");
     let (format, bytes) = got.payload.encoded().expect("the payload is not encoded");
     let (expected_format, expected_bytes) = expected.payload.encoded().expect("test payload");
     assert_eq!(format, expected_format, "{what}: payload format");
@@ -94,6 +97,13 @@ pub async fn round_trip(publisher: &dyn QueuePublisher, consumer: &dyn QueueCons
         let value: serde_json::Value = serde_json::from_slice(bytes).expect("payload JSON");
         assert_eq!(value["text"], "héllo, wörld ✓", "payload text");
     }
+    ack(delivery).await;
+
+    // A message without a trace context arrives without one.
+    let untraced = message(2).with_trace_parent(None);
+    publish(publisher, &queue, &untraced).await;
+    let delivery = next(&mut stream, "round trip without a trace context").await;
+    assert_carries(&delivery, &untraced, "round trip without a trace context");
     ack(delivery).await;
 }
 

@@ -21,12 +21,13 @@ use crate::infra::{
     DeadLetters, DistributedLock, IdempotencyStore, Infrastructure, ObjectStore, ProgressTracker, QueueConsumer,
     QueuePublisher, SagaStateStore, TaskHistory,
 };
-use crate::kernel::{EventListener, HistorySettings, HistoryWriter, KernelSettings, Runtime, StepInterceptor};
+use crate::kernel::{EventListener, HistorySettings, HistoryWriter, KernelSettings, Metrics, Runtime, StepInterceptor};
 use crate::memory::{
     MemoryIdempotencyStore, MemoryLock, MemoryObjectStore, MemoryProgressTracker, MemoryQueue, MemoryStateStore,
 };
 use crate::principal::DEFAULT_OPERATOR_ROLE;
 use crate::task::{Mode, Task, TaskDefinition};
+use crate::trace::TraceBridge;
 
 /// Configures and starts a [`Host`].
 ///
@@ -70,6 +71,7 @@ pub struct HostBuilder {
     keys: Option<Arc<KeyRing>>,
     history: Option<(Arc<dyn TaskHistory>, HistorySettings)>,
     node_name: Option<String>,
+    tracer: Option<Arc<dyn TraceBridge>>,
 }
 
 /// A task given to [`HostBuilder::register`], typed and type-erased.
@@ -104,6 +106,7 @@ impl Default for HostBuilder {
             keys: None,
             history: None,
             node_name: None,
+            tracer: None,
         }
     }
 }
@@ -348,6 +351,17 @@ impl HostBuilder {
         self
     }
 
+    /// Links the kernel's spans to a tracing system (`dtask-telemetry`'s
+    /// OpenTelemetry bridge): a task's submit span and its worker's spans
+    /// then join one distributed trace, carried through the queue.
+    /// Without one, the kernel's spans are plain `tracing` spans and the
+    /// trace context it carries is its own.
+    #[must_use]
+    pub fn trace_bridge(mut self, bridge: impl TraceBridge) -> Self {
+        self.tracer = Some(Arc::new(bridge));
+        self
+    }
+
     /// Installs a hook called before every step and compensation attempt.
     #[must_use]
     pub fn interceptor(mut self, interceptor: impl StepInterceptor) -> Self {
@@ -415,6 +429,8 @@ impl HostBuilder {
                 .history
                 .map(|(history, settings)| HistoryWriter::spawn(history, settings)),
             node: self.node_name.unwrap_or_else(default_node_name),
+            tracer: self.tracer,
+            metrics: Metrics::register(erased.values().map(|task| task.definition())),
         });
         let erased = Arc::new(erased);
         let workers = TaskTracker::new();

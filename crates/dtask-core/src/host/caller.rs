@@ -14,6 +14,7 @@ use crate::infra::{ProgressPage, ProgressQuery, ProgressStream};
 use crate::principal::Principal;
 use crate::progress::TaskProgress;
 use crate::task::{Task, TaskDefinition};
+use crate::trace::TraceParent;
 
 /// The host as one [`Principal`] sees it: the same operations as
 /// [`Host`]'s, scoped to the tasks the principal submitted (every task for
@@ -30,6 +31,7 @@ use crate::task::{Task, TaskDefinition};
 pub struct Caller {
     host: Host,
     principal: Principal,
+    trace_parent: Option<TraceParent>,
 }
 
 impl Host {
@@ -38,6 +40,7 @@ impl Host {
         Caller {
             host: self.clone(),
             principal,
+            trace_parent: None,
         }
     }
 
@@ -49,6 +52,15 @@ impl Host {
 }
 
 impl Caller {
+    /// The caller, whose submissions continue the trace of `parent` (an
+    /// HTTP request's `traceparent`) when no tracing system gives the
+    /// submit span a context of its own.
+    #[must_use]
+    pub fn with_trace_parent(mut self, parent: Option<TraceParent>) -> Self {
+        self.trace_parent = parent;
+        self
+    }
+
     /// The host.
     pub fn host(&self) -> &Host {
         &self.host
@@ -107,7 +119,9 @@ impl Caller {
     pub async fn submit_with_id<T: Task>(&self, task_id: TaskId, request: T::Request) -> Result<TaskHandle<T>> {
         self.may_submit(T::definition())?;
         let submitter = Some(self.principal.subject().to_owned());
-        self.host.submit_recorded::<T>(task_id, request, submitter).await
+        (self.host)
+            .submit_recorded::<T>(task_id, request, submitter, self.trace_parent)
+            .await
     }
 
     /// The task's latest progress; `None` for an unknown task and for a

@@ -8,6 +8,7 @@ use crate::error::{Error, Result};
 use crate::id::TaskId;
 use crate::infra::{DeadLetter, DeadLetters, QueueMessage};
 use crate::progress::{TaskProgress, TaskStatus};
+use crate::trace::TraceParent;
 
 /// How many dead letters a queue is searched through for one task.
 const SEARCH_LIMIT: usize = 10_000;
@@ -128,10 +129,12 @@ impl Host {
             Some(stored) => stored.payload,
             None => newest.payload,
         };
-        infra
-            .publisher
-            .publish(queue, QueueMessage::new(task_id, definition.name, payload))
-            .await?;
+        // The retried run stays in the task's trace.
+        let trace_parent = newest
+            .trace_parent
+            .or_else(|| progress.trace_id.as_deref().and_then(TraceParent::of_trace));
+        let message = QueueMessage::new(task_id, definition.name, payload).with_trace_parent(trace_parent);
+        infra.publisher.publish(queue, message).await?;
         for letter in &letters {
             if let Err(error) = store.remove_dead_letter(queue, &letter.id).await {
                 // The task is requeued; a dead letter left behind is only

@@ -44,6 +44,7 @@ use crate::infra::{ProgressPage, ProgressQuery, ProgressStream};
 use crate::kernel::Runtime;
 use crate::progress::TaskProgress;
 use crate::task::{Mode, Task, TaskDefinition};
+use crate::trace::TraceBridge;
 
 /// A running host. Cheap to clone: clones share everything.
 #[derive(Clone)]
@@ -80,6 +81,13 @@ impl Host {
     /// The services the host runs on.
     pub fn infrastructure(&self) -> &Infrastructure {
         &self.inner.rt.infra
+    }
+
+    /// The bridge linking the kernel's spans to a tracing system
+    /// ([`HostBuilder::trace_bridge`]), for layers (HTTP) that continue a
+    /// caller's trace.
+    pub fn trace_bridge(&self) -> Option<&Arc<dyn TraceBridge>> {
+        self.inner.rt.tracer.as_ref()
     }
 
     /// The definitions of the registered tasks.

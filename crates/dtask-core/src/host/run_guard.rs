@@ -9,12 +9,12 @@
 //! cancelled future) hands the message back, never acknowledges it.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::history::AuditEntry;
 use crate::id::TaskId;
 use crate::infra::{Delivery, LockGuard, QueueMessage};
-use crate::kernel::{ControlSlot, RunControl, Runtime};
+use crate::kernel::{ControlSlot, QueueMetrics, RunControl, Runtime};
 
 /// How a delivery ends.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,17 +45,25 @@ pub(crate) struct RunGuard<'r> {
     delivery: Option<Delivery>,
     lock: Option<LockGuard>,
     slot: Option<ControlSlot<'r>>,
+    /// The metrics of the delivery's queue; the guard counts in
+    /// `dtask_tasks_in_flight` for as long as it lives.
+    metrics: Option<&'r QueueMetrics>,
 }
 
 impl<'r> RunGuard<'r> {
-    /// Takes charge of `delivery`.
-    pub(crate) fn new(rt: &'r Runtime, delivery: Delivery) -> Self {
+    /// Takes charge of `delivery`, from `queue`.
+    pub(crate) fn new(rt: &'r Runtime, delivery: Delivery, queue: &str) -> Self {
+        let metrics = rt.metrics.queue(queue);
+        if let Some(metrics) = metrics {
+            metrics.in_flight.increment(1);
+        }
         Self {
             rt,
             task_id: delivery.message().task_id,
             delivery: Some(delivery),
             lock: None,
             slot: None,
+            metrics,
         }
     }
 
@@ -94,6 +102,7 @@ impl<'r> RunGuard<'r> {
         let ttl = self.rt.settings.lock_ttl;
         let mut pause = Duration::from_millis(20);
         let mut told = false;
+        let started = Instant::now();
         loop {
             if self.rt.shutdown.is_cancelled() {
                 return false;
@@ -101,10 +110,16 @@ impl<'r> RunGuard<'r> {
             match self.rt.infra.lock.try_acquire(&resource, ttl).await {
                 Ok(Some(guard)) => {
                     self.lock = Some(guard);
+                    if let Some(metrics) = self.metrics {
+                        metrics.lock_wait.record(started.elapsed().as_secs_f64());
+                    }
                     return true;
                 }
                 Ok(None) if !told => {
                     tracing::debug!(task_id = %self.task_id, "another worker holds the task; waiting for it to end or let go");
+                    if let Some(metrics) = self.metrics {
+                        metrics.lock_contended.increment(1);
+                    }
                     told = true;
                 }
                 Ok(None) => {}
@@ -177,6 +192,9 @@ impl<'r> RunGuard<'r> {
                 tracing::error!(%task_id, reason, "dead-lettering the message");
                 match delivery.dead_letter(&reason).await {
                     Ok(()) => {
+                        if let Some(metrics) = self.metrics {
+                            metrics.dead_letters.increment(1);
+                        }
                         let mut entry = AuditEntry::new(task_id, self.rt.system_actor(), "deadLetter");
                         entry.detail = Some(reason);
                         self.rt.audit(entry);
@@ -223,6 +241,9 @@ impl Drop for RunGuard<'_> {
     /// backend nacks a dropped delivery), and the lock, dropped, is
     /// released in the background.
     fn drop(&mut self) {
+        if let Some(metrics) = self.metrics {
+            metrics.in_flight.decrement(1);
+        }
         if self.delivery.is_some() {
             tracing::warn!(task_id = %self.task_id, "a delivery was dropped unsettled; handing it back");
         }

@@ -13,6 +13,8 @@ use crate::infra::QueueMessage;
 use crate::kernel::{ControlSlot, PhaseEnd, SagaRun};
 use crate::progress::TaskProgress;
 use crate::task::{Mode, StepHost, Task};
+use crate::trace::TraceParent;
+use tracing::Instrument;
 
 impl Host {
     /// Submits a task: records it, runs its Api steps here (streaming the
@@ -40,18 +42,36 @@ impl Host {
     /// # Errors
     /// As [`Host::submit`]; [`Error::AlreadyExists`] for a known id.
     pub async fn submit_with_id<T: Task>(&self, task_id: TaskId, request: T::Request) -> Result<TaskHandle<T>> {
-        self.submit_recorded::<T>(task_id, request, None).await
+        self.submit_recorded::<T>(task_id, request, None, None).await
     }
 
     /// Submits `request` as task `task_id`, recording `submitter` as who
-    /// submitted it (the subject of a [`Caller`](super::Caller)).
+    /// submitted it (the subject of a [`Caller`](super::Caller)), in a
+    /// trace continuing `incoming` (a caller's) when no tracing system
+    /// traces the submit span.
     pub(super) async fn submit_recorded<T: Task>(
         &self,
         task_id: TaskId,
         request: T::Request,
         submitter: Option<String>,
+        incoming: Option<TraceParent>,
     ) -> Result<TaskHandle<T>> {
         let task = self.registered::<T>()?;
+        let span = self.inner.rt.submit_span(T::definition(), task_id);
+        let trace = self.inner.rt.begin_trace(&span, incoming);
+        self.submit_traced(task, task_id, request, submitter, trace)
+            .instrument(span)
+            .await
+    }
+
+    async fn submit_traced<T: Task>(
+        &self,
+        task: Arc<T>,
+        task_id: TaskId,
+        request: T::Request,
+        submitter: Option<String>,
+        trace: TraceParent,
+    ) -> Result<TaskHandle<T>> {
         let rt = &*self.inner.rt;
         let definition = T::definition();
         let now = OffsetDateTime::now_utc();
@@ -60,7 +80,7 @@ impl Host {
         let now = now.replace_nanosecond(now.nanosecond() / 1000 * 1000).unwrap_or(now);
         let mut progress = TaskProgress::new(task_id, definition, now);
         progress.submitter = submitter;
-        progress.trace_id = Some(uuid::Uuid::new_v4().simple().to_string());
+        progress.trace_id = Some(trace.trace_id_hex());
         let submitted = TaskEvent {
             task_id,
             at: now,
@@ -68,6 +88,9 @@ impl Host {
         };
         progress.apply(&submitted);
         rt.infra.progress.init(&progress).await?;
+        if let Some(metrics) = rt.metrics.task(definition.name) {
+            metrics.submitted();
+        }
         rt.publish_event(&submitted);
 
         let snapshot = SagaSnapshot::<T> {
@@ -91,7 +114,9 @@ impl Host {
         if end == PhaseEnd::HandOff {
             // Run by this host's worker, which takes over the registration.
             let local_worker = self.inner.mode == Mode::InProcess && self.inner.runs_workers;
-            outcome = self.hand_off(&mut run, &mut slot, local_worker, definition.queue).await;
+            outcome = self
+                .hand_off(&mut run, &mut slot, local_worker, definition.queue, trace)
+                .await;
             if outcome.is_ok() && local_worker {
                 return Ok(TaskHandle::new(self.clone(), task_id));
             }
@@ -111,6 +136,7 @@ impl Host {
         slot: &mut ControlSlot<'_>,
         local_worker: bool,
         queue: &'static str,
+        trace: TraceParent,
     ) -> Result<()> {
         let rt = &*self.inner.rt;
         run.recorder().begin_settlement(EventKind::HandedOff { queue });
@@ -119,7 +145,7 @@ impl Host {
         if local_worker {
             slot.leave_for_worker();
         }
-        let message = QueueMessage::new(run.task_id(), T::definition().name, payload);
+        let message = QueueMessage::new(run.task_id(), T::definition().name, payload).with_trace_parent(Some(trace));
         let published = rt.infra.publisher.publish(queue, message).await;
         // Shown queued only once published; otherwise the compensation
         // that follows carries the progress.

@@ -14,6 +14,7 @@ use async_trait::async_trait;
 use futures::StreamExt;
 use tokio::sync::Semaphore;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 
 use super::run_guard::{RunGuard, Settlement};
 use crate::codec::SagaSnapshot;
@@ -96,7 +97,7 @@ pub(crate) async fn run_queue(
         };
         if rt.shutdown.is_cancelled() {
             // Received as the shutdown began: hand it straight back.
-            RunGuard::new(&rt, delivery).settle(Settlement::HAND_BACK).await;
+            RunGuard::new(&rt, delivery, queue).settle(Settlement::HAND_BACK).await;
             break;
         }
         let Some(task) = tasks.get(delivery.message().task_name.as_str()).cloned() else {
@@ -106,7 +107,7 @@ pub(crate) async fn run_queue(
                 "no task named `{}` is registered on the workers of queue `{queue}`",
                 delivery.message().task_name
             );
-            RunGuard::new(&rt, delivery)
+            RunGuard::new(&rt, delivery, queue)
                 .settle(Settlement::DeadLetter(reason))
                 .await;
             continue;
@@ -129,10 +130,19 @@ const HAND_BACK_AFTER_FAILURE: Duration = Duration::from_secs(1);
 /// message back.
 const LOAD_BUDGET: Duration = Duration::from_secs(10);
 
+/// Runs and settles one delivery, in a span continuing the trace its
+/// message carries.
 async fn handle_delivery<T: Task>(rt: &Runtime, task: &T, delivery: Delivery) {
-    let mut guard = RunGuard::new(rt, delivery);
-    let settlement = run_delivery(rt, task, &mut guard).await;
-    guard.settle(settlement).await;
+    let message = delivery.message();
+    let span = rt.run_span(T::definition(), message.task_id, delivery.delivery_count());
+    rt.continue_trace(&span, message.trace_parent);
+    async {
+        let mut guard = RunGuard::new(rt, delivery, T::definition().queue);
+        let settlement = run_delivery(rt, task, &mut guard).await;
+        guard.settle(settlement).await;
+    }
+    .instrument(span)
+    .await;
 }
 
 /// Runs the task of one delivery as far as this worker can; says how the
@@ -192,7 +202,10 @@ async fn run_delivery<T: Task>(rt: &Runtime, task: &T, guard: &mut RunGuard<'_>)
         () = hand_back_after_grace(rt, task_id, &control) => PhaseEnd::Interrupted,
     };
     match end {
-        PhaseEnd::Settled(_) => Settlement::Done,
+        PhaseEnd::Settled(status) => {
+            tracing::Span::current().record("task.status", tracing::field::debug(status));
+            Settlement::Done
+        }
         PhaseEnd::Interrupted | PhaseEnd::HandOff if rt.shutdown.is_cancelled() => {
             tracing::info!(%task_id, "shutting down: handing the task back");
             Settlement::HAND_BACK

@@ -39,7 +39,7 @@ pub use queue::{
     QueuePublisher,
 };
 pub use redact::redact_url;
-pub use services::Infrastructure;
+pub use services::{CHECK_TIMEOUT, Infrastructure, ServiceCheck};
 pub use state::{SagaStateStore, StoredState};
 pub use storage::{
     ByteStream, GetResult, ObjectMeta, ObjectStore, ObjectStoreExt, clamp_range, stream_bytes, validate_bucket,

@@ -16,6 +16,7 @@ use uuid::Uuid;
 use crate::codec::Payload;
 use crate::error::Result;
 use crate::id::TaskId;
+use crate::trace::TraceParent;
 
 /// One message on a queue: a task handed over to the workers.
 #[derive(Debug, Clone)]
@@ -28,6 +29,10 @@ pub struct QueueMessage {
     pub task_name: String,
     /// The body: the saga state at hand-off.
     pub payload: Payload,
+    /// The trace context of the span that published the message, which the
+    /// worker's spans continue (W3C `traceparent`; a header or field of its
+    /// own on every backend).
+    pub trace_parent: Option<TraceParent>,
 }
 
 impl QueueMessage {
@@ -38,7 +43,15 @@ impl QueueMessage {
             task_id,
             task_name: task_name.into(),
             payload,
+            trace_parent: None,
         }
+    }
+
+    /// The message, carrying the trace context `parent`.
+    #[must_use]
+    pub fn with_trace_parent(mut self, parent: Option<TraceParent>) -> Self {
+        self.trace_parent = parent;
+        self
     }
 }
 

@@ -1,6 +1,7 @@
 //! [`Infrastructure`]: the services a host runs on, as one value.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use super::{
     DeadLetters, DistributedLock, IdempotencyStore, ObjectStore, ProgressTracker, QueueConsumer, QueuePublisher,
@@ -34,30 +35,48 @@ pub struct Infrastructure {
     pub dead_letters: Option<Arc<dyn DeadLetters>>,
 }
 
+/// How one service answered [`Infrastructure::check`].
+#[derive(Debug)]
+pub struct ServiceCheck {
+    /// The service's role (`storage`, `queue publisher`, `lock`...).
+    pub name: &'static str,
+    /// How long its ping took (at most [`CHECK_TIMEOUT`]).
+    pub latency: Duration,
+    /// Its answer: an error when it failed or did not answer in time.
+    pub result: crate::Result<()>,
+}
+
+/// How long [`Infrastructure::check`] waits for one service.
+pub const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
+
 impl Infrastructure {
-    /// Pings every service; returns the name and error of each that does
-    /// not answer.
-    pub async fn check(&self) -> Vec<(&'static str, crate::Error)> {
+    /// Pings every service at once; says how each answered and how fast.
+    pub async fn check(&self) -> Vec<ServiceCheck> {
         let (storage, publisher, consumer, lock, progress, state, idempotency) = tokio::join!(
-            self.storage.ping(),
-            self.publisher.ping(),
-            self.consumer.ping(),
-            self.lock.ping(),
-            self.progress.ping(),
-            self.state.ping(),
-            self.idempotency.ping(),
+            timed("storage", self.storage.ping()),
+            timed("queue publisher", self.publisher.ping()),
+            timed("queue consumer", self.consumer.ping()),
+            timed("lock", self.lock.ping()),
+            timed("progress", self.progress.ping()),
+            timed("state store", self.state.ping()),
+            timed("idempotency store", self.idempotency.ping()),
         );
-        [
-            ("storage", storage),
-            ("queue publisher", publisher),
-            ("queue consumer", consumer),
-            ("lock", lock),
-            ("progress", progress),
-            ("state store", state),
-            ("idempotency store", idempotency),
-        ]
-        .into_iter()
-        .filter_map(|(name, result)| result.err().map(|e| (name, e)))
-        .collect()
+        vec![storage, publisher, consumer, lock, progress, state, idempotency]
+    }
+}
+
+async fn timed(name: &'static str, ping: impl Future<Output = crate::Result<()>>) -> ServiceCheck {
+    let started = Instant::now();
+    let result = match tokio::time::timeout(CHECK_TIMEOUT, ping).await {
+        Ok(result) => result,
+        Err(_) => Err(crate::Error::backend(
+            name,
+            format!("no answer within {CHECK_TIMEOUT:?}"),
+        )),
+    };
+    ServiceCheck {
+        name,
+        latency: started.elapsed(),
+        result,
     }
 }

@@ -10,9 +10,10 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
-use super::Runtime;
 use super::recorder::Recorder;
+use super::{Runtime, spans};
 use crate::event::{EventKind, StepRef};
 use crate::id::TaskId;
 use crate::task::{DataUpdate, StepContext, StepError, StepErrorKind, Task, TaskDefinition};
@@ -88,7 +89,17 @@ impl<T: Task> StepEnv<'_, T> {
                 }
                 self.task.run_step(index, &cx, self.request, data).await
             };
-            let result = self.supervise(index, work, &token, reports, step.timeout).await;
+            let span = self.rt.attempt_span(self.def, self.task_id, index, attempt);
+            let started = Instant::now();
+            let result = self
+                .supervise(index, work, &token, reports, step.timeout)
+                .instrument(span.clone())
+                .await;
+            spans::end_attempt(&span, &result, "Completed");
+            let metrics = self.rt.metrics.task(self.def.name).and_then(|m| m.step(index));
+            if let Some(metrics) = metrics {
+                metrics.attempt(result.as_ref().err().map(StepError::kind), started.elapsed());
+            }
             let error = match result {
                 Ok(update) => return Ok(update),
                 Err(error) => error,
@@ -103,6 +114,9 @@ impl<T: Task> StepEnv<'_, T> {
             }
             let retries_left = attempt < budget && error.is_retryable() && !parent.is_cancelled();
             let retry_in = retries_left.then(|| policy.delay(attempt, rand::random::<f64>()));
+            if let (Some(metrics), Some(_)) = (metrics, retry_in) {
+                metrics.retried();
+            }
             self.recorder
                 .record(EventKind::StepFailed {
                     step: self.step_ref(index),

@@ -1,8 +1,9 @@
 //! Compensation: undoing completed steps in reverse order of completion.
 
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
-use super::{Halted, SagaRun};
+use super::{Halted, SagaRun, spans};
 use crate::event::{CompensationReason, EventKind};
 use crate::progress::StepStatus;
 use crate::task::{StepError, Task};
@@ -65,15 +66,19 @@ impl<T: Task> SagaRun<'_, T> {
                 self.task.compensate_step(index, &cx, &self.request, &self.data).await
             };
             let limit = self.rt.settings.compensation_timeout;
-            let result = match tokio::time::timeout(limit, work).await {
+            let span = self.rt.compensation_span(self.def, self.task_id, index, attempt);
+            let result = match tokio::time::timeout(limit, work).instrument(span.clone()).await {
                 Ok(result) => result,
                 Err(_) => {
                     cx.cancellation_token().cancel();
                     Err(StepError::timed_out(limit))
                 }
             };
+            spans::end_attempt(&span, &result, "Compensated");
+            let metrics = self.rt.metrics.task(self.def.name).and_then(|m| m.step(index));
             match result {
                 Ok(()) => {
+                    metrics.inspect(|m| m.compensation(true));
                     self.settle(EventKind::StepCompensated {
                         step: env.step_ref(index),
                     })
@@ -85,6 +90,7 @@ impl<T: Task> SagaRun<'_, T> {
                     tokio::time::sleep(step.retry.delay(attempt, rand::random::<f64>())).await;
                 }
                 Err(error) => {
+                    metrics.inspect(|m| m.compensation(false));
                     self.settle(EventKind::StepCompensationFailed {
                         step: env.step_ref(index),
                         error: error.to_string(),

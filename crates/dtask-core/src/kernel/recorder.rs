@@ -57,19 +57,35 @@ impl<'r> Recorder<'r> {
             kind,
         };
         let mut progress = self.lock();
+        let was_terminal = progress.is_terminal();
         match (&self.history, &self.rt.history) {
             (Some(run), Some(writer)) => {
                 let before = Before::of(&progress, &event.kind);
                 progress.apply(&event);
                 let records = run.records(&progress, &event, before);
+                self.count(&progress, &event, was_terminal);
                 drop(progress);
                 for record in records {
                     writer.push(record);
                 }
             }
-            _ => progress.apply(&event),
+            _ => {
+                progress.apply(&event);
+                self.count(&progress, &event, was_terminal);
+            }
         }
         self.rt.publish_event(&event);
+    }
+
+    /// Counts the end of a task that `event` just ended.
+    fn count(&self, progress: &TaskProgress, event: &TaskEvent, was_terminal: bool) {
+        if was_terminal || !progress.is_terminal() {
+            return;
+        }
+        if let Some(metrics) = self.rt.metrics.task(&progress.task_name) {
+            let took = (event.at - progress.created_at).try_into().unwrap_or_default();
+            metrics.ended(progress.status, took);
+        }
     }
 
     /// Records a task just submitted in the history: its row, and who

@@ -17,8 +17,9 @@ use crate::event::TaskEvent;
 use crate::id::TaskId;
 use crate::infra::Infrastructure;
 use crate::task::{StepError, Task};
+use crate::trace::TraceBridge;
 
-use super::{HistoryWriter, RunControl};
+use super::{HistoryWriter, Metrics, RunControl};
 use crate::history::{AuditEntry, HistoryRecord};
 
 /// A hook the kernel calls before every step attempt and compensation
@@ -105,6 +106,10 @@ pub(crate) struct Runtime {
     /// This process, as history records name it (`<host name>:<pid>`
     /// unless the builder named it).
     pub(crate) node: String,
+    /// Links the kernel's spans to a tracing system, when one is set.
+    pub(crate) tracer: Option<Arc<dyn TraceBridge>>,
+    /// The metrics of the tasks, steps and queues this host declares.
+    pub(crate) metrics: Metrics,
 }
 
 impl Runtime {

@@ -35,6 +35,15 @@ impl<T: Task> SagaRun<'_, T> {
             return Ok(true);
         };
         let step = self.step_ref(index);
+        let (name, holds, expression) = (step.name, condition.holds, &condition.expression);
+        tracing::event!(
+            target: "dtask",
+            tracing::Level::DEBUG,
+            step.name = name,
+            condition.holds = holds,
+            condition.expression = %expression,
+            "ConditionEvaluated"
+        );
         if condition.holds {
             self.recorder.record(EventKind::ConditionHeld { step, condition }).await;
             Ok(true)

@@ -246,7 +246,23 @@ fn health() -> Value {
     json!({
         "type": "object",
         "required": ["status"],
-        "properties": { "status": { "type": "string", "enum": ["ok", "ready"] } }
+        "properties": {
+            "status": { "type": "string", "enum": ["ok", "ready"] },
+            "services": {
+                "type": "array",
+                "description": "`/readyz`: each backend's answer to a ping, and how long it took.",
+                "items": {
+                    "type": "object",
+                    "required": ["service", "ok", "latencyMs"],
+                    "properties": {
+                        "service": { "type": "string" },
+                        "ok": { "type": "boolean" },
+                        "latencyMs": { "type": "number", "minimum": 0 },
+                        "error": { "type": "string" }
+                    }
+                }
+            }
+        }
     })
 }
 

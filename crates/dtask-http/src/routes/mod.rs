@@ -4,7 +4,7 @@
 mod cancel;
 mod dead_letters;
 mod download;
-mod health;
+pub(crate) mod health;
 mod history;
 mod list;
 mod range;
@@ -28,6 +28,8 @@ use tower_http::trace::TraceLayer;
 
 use crate::auth;
 use crate::caller::RequestCaller;
+use crate::observe;
+use crate::ops;
 use crate::problem::{ApiResult, Problem, kinds};
 use crate::protect;
 use crate::registry::Endpoint;
@@ -62,15 +64,28 @@ pub(crate) fn router(state: Shared) -> Router {
         protected = protected.route_layer(middleware::from_fn_with_state(Arc::clone(&state.auth), auth::require));
     }
     let protected = protect::limit_in_flight(protected, &state.config.traffic);
-    let router = Router::new()
+    let mut router = Router::new()
         .route("/api/openapi.json", get(openapi))
         .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
+        .route("/readyz", get(health::readyz));
+    if let Some(render) = state.metrics.clone() {
+        router = router.route("/metrics", get(move || async move { ops::metrics_response(&render) }));
+    }
+    observe::describe();
+    let bridge = state.host.trace_bridge().cloned();
+    let router = router
         .merge(protected)
+        .route_layer(middleware::from_fn(observe::mark_route))
+        .route_layer(
+            TraceLayer::new_for_http().make_span_with(move |request: &axum::extract::Request| {
+                observe::request_span(request, bridge.as_ref())
+            }),
+        )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(Arc::clone(&state));
-    protect::outer_layers(router, &state.config.traffic, &state.config.cors_origins).layer(TraceLayer::new_for_http())
+    protect::outer_layers(router, &state.config.traffic, &state.config.cors_origins)
+        .layer(middleware::from_fn(observe::count))
 }
 
 async fn openapi(axum::extract::State(state): axum::extract::State<Shared>) -> impl IntoResponse {
