@@ -225,7 +225,12 @@ async fn health_readiness_and_fallbacks() {
     assert_eq!((status, &ready["status"]), (200, &json!("ready")));
     let services = ready["services"].as_array().expect("each service");
     assert_eq!(services.len(), 7, "{ready}");
-    assert!(services.iter().all(|s| s["ok"] == true && s["latencyMs"].as_f64().is_some()), "{ready}");
+    assert!(
+        services
+            .iter()
+            .all(|s| s["ok"] == true && s["latencyMs"].as_f64().is_some()),
+        "{ready}"
+    );
 
     let response = server.client.get(server.url("/nowhere")).send().await.unwrap();
     expect_problem(response, 404, "not-found").await;
