@@ -76,6 +76,7 @@ fn api_host(queue: NamespacedQueue<AmqpQueue>) -> Host {
         state: Arc::new(MemoryStateStore::new()),
         idempotency: Arc::new(MemoryIdempotencyStore::new()),
         dead_letters: None,
+        workers: None,
     };
     Host::builder()
         .mode(Mode::Distributed)

@@ -8,7 +8,9 @@
 //! each step attempt is a `DistributedTask.<Task>.<Step>` span with the
 //! design's attributes and a `StepStarted` event. Both processes' metrics
 //! pass `promtool check metrics` and count exactly the tasks run; the
-//! worker's `/readyz` names each service with its latency.
+//! worker's `/readyz` names each service with its latency. In this
+//! process, a step that fails once and is retried shows as two attempt
+//! spans, the first failed with its error, the second completed.
 
 mod cluster;
 
@@ -19,12 +21,15 @@ use std::time::Duration;
 use axum::body::Bytes;
 use cluster::{Broker, Cluster, finish, write_file};
 use dtask::TaskStatus;
+use dtask::prelude::*;
+use dtask::{Host, Mode};
 use dtask_demo::client::{ApiClient, Submitted};
 use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use prost::Message;
+use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
 /// The caller's trace: the task submitted with it must stay in it.
@@ -408,4 +413,82 @@ async fn one_trace_across_processes_and_metrics_that_count() {
         assert!(service["latencyMs"].as_f64().is_some_and(|ms| ms >= 0.0));
     }
     cluster.remove_queue().await;
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Flip {
+    label: String,
+}
+
+/// Its one step fails its first attempt and succeeds on the second.
+#[dtask::task(name = "FlakyOnce", request = Flip, response = String, queue = "flaky", mode = InProcess)]
+#[custom_step(Attempt, order = 1, output = String)]
+#[retry(Attempt, max_retries = 2, backoff = Constant, base_delay_ms = 10)]
+#[derive(Debug, Default)]
+struct FlakyOnce;
+
+impl flaky_once::Steps for FlakyOnce {
+    async fn attempt(&self, cx: &StepContext, input: flaky_once::AttemptInput<'_>) -> Result<String, StepError> {
+        if cx.attempt() == 1 {
+            return Err(StepError::transient("the first attempt fails"));
+        }
+        Ok(input.request.label.clone())
+    }
+
+    fn response(&self, outputs: flaky_once::Outputs<'_>) -> Result<String, StepError> {
+        Ok(outputs.attempt.clone())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_step_shows_two_attempt_spans() {
+    let (endpoint, received) = receiver().await;
+    // This test alone installs a subscriber in this process.
+    let telemetry = dtask_telemetry::Telemetry::builder("retry-test")
+        .otlp_endpoint(&endpoint)
+        .init()
+        .expect("telemetry");
+    let host = Host::builder()
+        .mode(Mode::InProcess)
+        .register(FlakyOnce)
+        .trace_bridge(dtask_telemetry::OtelBridge)
+        .build()
+        .expect("a host");
+    let handle = host
+        .submit::<FlakyOnce>(Flip { label: "ok".into() })
+        .await
+        .expect("submitted");
+    let ended = handle.wait().await.expect("an outcome");
+    assert_eq!(ended.progress.status, TaskStatus::Completed);
+    telemetry.flush().expect("the spans are exported");
+    let trace_id = from_hex(ended.progress.trace_id.as_deref().expect("a trace id"));
+    let step = "DistributedTask.FlakyOnce.Attempt";
+    let spans = received
+        .wait_for(&trace_id, |spans| {
+            spans.iter().filter(|(_, s)| s.name == step).count() == 2
+        })
+        .await;
+    let mut attempts: Vec<&Span> = spans.iter().map(|(_, s)| s).filter(|s| s.name == step).collect();
+    attempts.sort_by_key(|s| int(s, "step.attempt"));
+    let (first, second) = (attempts[0], attempts[1]);
+    assert_eq!((int(first, "step.attempt"), int(second, "step.attempt")), (1, 2));
+    assert_eq!(text(first, "step.status"), "Failed");
+    assert_eq!(text(first, "error.message"), "the first attempt fails");
+    let error = opentelemetry_proto::tonic::trace::v1::status::StatusCode::Error as i32;
+    assert_eq!(
+        first.status.as_ref().map(|s| s.code),
+        Some(error),
+        "the failed attempt's span status"
+    );
+    assert_eq!(text(second, "step.status"), "Completed");
+    assert_eq!(
+        first.parent_span_id, second.parent_span_id,
+        "both attempts are children of one run"
+    );
+    assert!(
+        first.end_time_unix_nano <= second.start_time_unix_nano,
+        "the retry follows the failure"
+    );
+    host.shutdown().await;
+    telemetry.shutdown();
 }

@@ -26,6 +26,7 @@ mod serializers;
 mod stats;
 mod table;
 mod task;
+mod tracing_cost;
 
 use std::time::Duration;
 
@@ -50,6 +51,10 @@ enum Command {
     /// benchmark itself).
     #[command(hide = true)]
     Worker(distributed::worker::WorkerArgs),
+    /// One InProcess flood with telemetry set up, traces off or exported
+    /// (started by the benchmark itself).
+    #[command(hide = true)]
+    TracedCase(tracing_cost::CaseArgs),
 }
 
 /// A section of the table.
@@ -59,6 +64,8 @@ enum Section {
     Serializers,
     /// InProcess throughput and latency (item 2).
     InProcess,
+    /// InProcess throughput with traces off and exported over OTLP.
+    Tracing,
     /// Distributed throughput and latency (item 3).
     Distributed,
     /// A 1 GiB zip through S3 (item 4).
@@ -73,7 +80,7 @@ struct RunArgs {
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "serializers,in-process,distributed,large-files"
+        default_value = "serializers,in-process,tracing,distributed,large-files"
     )]
     sections: Vec<Section>,
     /// How long one case may take, in seconds.
@@ -158,6 +165,10 @@ struct RunArgs {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if let Some(Command::TracedCase(case)) = &args.command {
+        // Sets up its own telemetry, as a dtask process does.
+        return tracing_cost::case(case);
+    }
     // dtask logs what goes wrong (a worker loop that cannot consume, a
     // lost lock) as tracing events: show warnings on stderr.
     tracing_subscriber::fmt()
@@ -169,6 +180,7 @@ fn main() -> anyhow::Result<()> {
             let runtime = tokio::runtime::Runtime::new()?;
             runtime.block_on(distributed::worker::run(worker))
         }
+        Some(Command::TracedCase(_)) => unreachable!("handled above"),
         None => run(args.run),
     }
 }
@@ -185,18 +197,21 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         };
         serializers::run(&settings, &mut table)?;
     }
+    let inprocess = inprocess::InProcessSettings {
+        n: args.n,
+        latency_n: args.latency_n,
+        window: args.window,
+        submitters: args.submitters,
+        concurrency: args.concurrency,
+        threads: args.threads.clone(),
+        timeout,
+        repeat: args.repeat,
+    };
     if wants(Section::InProcess) {
-        let settings = inprocess::InProcessSettings {
-            n: args.n,
-            latency_n: args.latency_n,
-            window: args.window,
-            submitters: args.submitters,
-            concurrency: args.concurrency,
-            threads: args.threads.clone(),
-            timeout,
-            repeat: args.repeat,
-        };
-        inprocess::run(&settings, &mut table)?;
+        inprocess::run(&inprocess, &mut table)?;
+    }
+    if wants(Section::Tracing) {
+        tracing_cost::run(&inprocess, &mut table)?;
     }
     if wants(Section::Distributed) {
         let settings = distributed::DistributedSettings {

@@ -6,6 +6,7 @@ use dtask_core::codec::NestedEncoding;
 use dtask_core::conformance;
 use dtask_core::memory::{
     MemoryIdempotencyStore, MemoryLock, MemoryObjectStore, MemoryProgressTracker, MemoryQueue, MemoryStateStore,
+    MemoryWorkerRegistry,
 };
 use dtask_core::{Codec, Format, JsonSerializer, MessagePackSerializer, ProtobufSerializer};
 
@@ -40,6 +41,11 @@ async fn memory_lock() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_progress_tracker() {
     conformance::progress::run_all(&MemoryProgressTracker::new()).await;
+}
+
+#[tokio::test]
+async fn memory_worker_registry() {
+    conformance::workers::run_all(&MemoryWorkerRegistry::new()).await;
 }
 
 #[tokio::test]

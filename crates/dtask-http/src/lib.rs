@@ -3,6 +3,8 @@
 mod auth;
 mod caller;
 mod config;
+mod dashboard;
+mod exposition;
 mod extract;
 mod follow;
 mod introspect;
@@ -24,7 +26,9 @@ use dtask_core::{Host, Task};
 
 pub use auth::{API_KEY_HEADER, ApiKeys, AuthConfigError, Authenticator, DEFAULT_ROLES_CLAIM, JwtVerifier};
 pub use config::{ApiConfig, UploadLimits};
-pub use ops::{METRICS_CONTENT_TYPE, MetricsRender, worker_router};
+pub use dashboard::OPS_HTML;
+pub use exposition::{METRICS_CONTENT_TYPE, MetricsRender};
+pub use ops::worker_router;
 pub use problem::{PROBLEM_CONTENT_TYPE, PROBLEM_TYPE_BASE, Problem};
 pub use protect::{AllowedOrigins, InvalidOrigin, TrafficLimits};
 pub use registry::{FileRef, ProducesFile};

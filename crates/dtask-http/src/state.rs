@@ -23,7 +23,7 @@ pub(crate) struct AppState {
     /// The live SSE and WebSocket subscribers, bounded.
     pub(crate) subscribers: Arc<Subscribers>,
     /// Renders `GET /metrics`, when the API serves metrics.
-    pub(crate) metrics: Option<crate::ops::MetricsRender>,
+    pub(crate) metrics: Option<crate::exposition::MetricsRender>,
     /// The OpenAPI document, rendered once.
     pub(crate) openapi: Bytes,
 }

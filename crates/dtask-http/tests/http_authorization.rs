@@ -157,6 +157,7 @@ async fn every_operation_of_the_document_is_scoped_to_its_owner_and_the_operator
         "retryTask",
         "getTaskHistory",
         "listDeadLetters",
+        "listWorkers",
         "getOpenApi",
         "healthz",
         "readyz",
@@ -186,6 +187,13 @@ fn expect(id: &str, path: &str, who: Who, answer: &Answer) {
     match id {
         "listDeadLetters" if who == Who::Operator => assert_eq!(answer.status, 200, "{context}"),
         "listDeadLetters" => assert_eq!((answer.status, answer.kind.as_str()), (403, "forbidden"), "{context}"),
+        "listWorkers" if who == Who::Operator => {
+            assert_eq!(answer.status, 200, "{context}");
+            let workers = answer.body["items"].as_array().unwrap();
+            assert_eq!(workers.len(), 1, "the host's own worker: {context}");
+            assert_eq!(workers[0]["pid"], std::process::id(), "{context}");
+        }
+        "listWorkers" => assert_eq!((answer.status, answer.kind.as_str()), (403, "forbidden"), "{context}"),
         // The operator manages tasks; submitting a role-gated one takes the
         // role all the same.
         "submitPrivileged" if who != Who::Owner => {

@@ -11,7 +11,7 @@ use sqlx::postgres::PgPoolOptions;
 use crate::error::{BACKEND, pg_error};
 use crate::{
     PostgresIdempotencyStore, PostgresLock, PostgresProgressTracker, PostgresQueue, PostgresStateStore,
-    PostgresTaskHistory,
+    PostgresTaskHistory, PostgresWorkerRegistry,
 };
 
 /// Where the database is and how to talk to it.
@@ -147,6 +147,11 @@ impl PostgresBackends {
     /// The idempotency store.
     pub fn idempotency(&self) -> PostgresIdempotencyStore {
         PostgresIdempotencyStore::new(self.pool.clone())
+    }
+
+    /// The registry where workers announce themselves.
+    pub fn workers(&self) -> PostgresWorkerRegistry {
+        PostgresWorkerRegistry::new(self.pool.clone())
     }
 
     /// The lock.

@@ -27,6 +27,7 @@ mod lock;
 mod progress;
 mod queue;
 mod state;
+mod workers;
 
 pub use config::{PostgresBackends, PostgresConfig};
 pub use history::PostgresTaskHistory;
@@ -35,3 +36,4 @@ pub use lock::PostgresLock;
 pub use progress::PostgresProgressTracker;
 pub use queue::PostgresQueue;
 pub use state::PostgresStateStore;
+pub use workers::PostgresWorkerRegistry;

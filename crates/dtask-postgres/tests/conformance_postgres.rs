@@ -20,6 +20,12 @@ async fn state_conformance() {
 }
 
 #[tokio::test]
+async fn worker_registry_conformance() {
+    let backends = connect(&config()).await;
+    conformance::workers::run_all(&backends.workers()).await;
+}
+
+#[tokio::test]
 async fn idempotency_conformance() {
     let backends = connect(&config()).await;
     conformance::idempotency::run_all(&backends.idempotency()).await;

@@ -8,7 +8,7 @@ use dtask_core::{Error, Result};
 use futures::future::join_all;
 
 use crate::conn::{Connection, Reconnect, Timeouts, redact};
-use crate::{RedisIdempotencyStore, RedisLock, RedisProgressTracker, RedisStateStore};
+use crate::{RedisIdempotencyStore, RedisLock, RedisProgressTracker, RedisStateStore, RedisWorkerRegistry};
 
 /// How to reach Redis and how to use it.
 ///
@@ -141,7 +141,8 @@ impl RedisConfig {
             lock: RedisLock::new(lock_instances, prefix.clone(), self.lock_instance_timeout),
             progress,
             state: RedisStateStore::new(main.clone(), prefix.clone(), self.state_expiry),
-            idempotency: RedisIdempotencyStore::new(main, prefix.clone()),
+            idempotency: RedisIdempotencyStore::new(main.clone(), prefix.clone()),
+            workers: RedisWorkerRegistry::new(main, prefix.clone()),
         })
     }
 
@@ -208,6 +209,7 @@ pub struct RedisBackends {
     progress: RedisProgressTracker,
     state: RedisStateStore,
     idempotency: RedisIdempotencyStore,
+    workers: RedisWorkerRegistry,
 }
 
 impl RedisBackends {
@@ -232,6 +234,11 @@ impl RedisBackends {
     /// The distributed lock.
     pub fn lock(&self) -> RedisLock {
         self.lock.clone()
+    }
+
+    /// The registry where workers announce themselves.
+    pub fn workers(&self) -> RedisWorkerRegistry {
+        self.workers.clone()
     }
 
     /// The progress tracker.

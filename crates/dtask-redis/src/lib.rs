@@ -6,9 +6,11 @@ mod idempotency;
 mod lock;
 mod progress;
 mod state;
+mod workers;
 
 pub use config::{RedisBackends, RedisConfig};
 pub use idempotency::RedisIdempotencyStore;
 pub use lock::RedisLock;
 pub use progress::RedisProgressTracker;
 pub use state::RedisStateStore;
+pub use workers::RedisWorkerRegistry;

@@ -55,6 +55,14 @@ async fn state_conformance() {
 }
 
 #[tokio::test]
+async fn worker_registry_conformance() {
+    let prefix = unique_prefix();
+    let backends = connect(&config(&prefix)).await;
+    conformance::workers::run_all(&backends.workers()).await;
+    delete_prefix(0, &prefix).await;
+}
+
+#[tokio::test]
 async fn idempotency_conformance() {
     let prefix = unique_prefix();
     let backends = connect(&config(&prefix)).await;

@@ -59,6 +59,7 @@ pub enum TelemetryError {
 #[derive(Debug, Clone)]
 pub struct TelemetryBuilder {
     service_name: String,
+    otlp_endpoint: Option<String>,
     log_filter: String,
     metrics: bool,
     ansi: bool,
@@ -69,6 +70,14 @@ impl TelemetryBuilder {
     #[must_use]
     pub fn log_filter(mut self, filter: impl Into<String>) -> Self {
         self.log_filter = filter.into();
+        self
+    }
+
+    /// Exports traces over OTLP/HTTP (protobuf) to `endpoint` (its base
+    /// URL; `/v1/traces` is appended), whatever the `OTEL_*` variables say.
+    #[must_use]
+    pub fn otlp_endpoint(mut self, endpoint: impl Into<String>) -> Self {
+        self.otlp_endpoint = Some(endpoint.into());
         self
     }
 
@@ -99,7 +108,10 @@ impl TelemetryBuilder {
             .with_writer(std::io::stderr)
             .with_ansi(self.ansi)
             .with_filter(filter);
-        let provider = otlp::provider_from_env(&self.service_name)?;
+        let provider = match &self.otlp_endpoint {
+            Some(endpoint) => Some(otlp::http_provider(endpoint, &self.service_name)?),
+            None => otlp::provider_from_env(&self.service_name)?,
+        };
         let traces = provider.as_ref().map(|provider| {
             use opentelemetry::trace::TracerProvider as _;
             // dtask's spans and events (StepStarted, ConditionEvaluated are
@@ -137,6 +149,7 @@ impl Telemetry {
     pub fn builder(service_name: impl Into<String>) -> TelemetryBuilder {
         TelemetryBuilder {
             service_name: service_name.into(),
+            otlp_endpoint: None,
             log_filter: "info".into(),
             metrics: false,
             ansi: false,
@@ -154,12 +167,25 @@ impl Telemetry {
         self.prometheus.as_ref()
     }
 
-    /// Exports the spans still buffered and stops exporting.
-    pub fn shutdown(mut self) {
-        self.flush();
+    /// Exports the spans ended so far, now.
+    ///
+    /// # Errors
+    /// [`TelemetryError::Traces`] when the export failed.
+    pub fn flush(&self) -> Result<(), TelemetryError> {
+        match &self.provider {
+            Some(provider) => provider
+                .force_flush()
+                .map_err(|e| TelemetryError::Traces(e.to_string())),
+            None => Ok(()),
+        }
     }
 
-    fn flush(&mut self) {
+    /// Exports the spans still buffered and stops exporting.
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
         if let Some(provider) = self.provider.take()
             && let Err(error) = provider.shutdown()
         {
@@ -170,6 +196,6 @@ impl Telemetry {
 
 impl Drop for Telemetry {
     fn drop(&mut self) {
-        self.flush();
+        self.stop();
     }
 }

@@ -35,15 +35,30 @@ pub(crate) fn provider_from_env(default_service: &str) -> Result<Option<SdkTrace
         }
     }
     .map_err(|e| TelemetryError::Traces(e.to_string()))?;
+    Ok(Some(provider(exporter, default_service)))
+}
+
+/// A tracer provider exporting over OTLP/HTTP (protobuf) to `endpoint`.
+pub(crate) fn http_provider(endpoint: &str, default_service: &str) -> Result<SdkTracerProvider, TelemetryError> {
+    let exporter = SpanExporter::builder()
+        .with_http()
+        .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+        .with_endpoint(format!("{}/v1/traces", endpoint.trim_end_matches('/')))
+        .build()
+        .map_err(|e| TelemetryError::Traces(e.to_string()))?;
+    Ok(provider(exporter, default_service))
+}
+
+/// The provider batching `exporter`'s spans, for `OTEL_SERVICE_NAME` or
+/// else `default_service`. The sampler comes from `OTEL_TRACES_SAMPLER`
+/// (default: parent-based, always on), the batching from `OTEL_BSP_*`.
+fn provider(exporter: SpanExporter, default_service: &str) -> SdkTracerProvider {
     let mut resource = Resource::builder();
-    if var("OTEL_SERVICE_NAME").is_none() {
+    if std::env::var("OTEL_SERVICE_NAME").is_err() {
         resource = resource.with_service_name(default_service.to_owned());
     }
-    // The sampler comes from OTEL_TRACES_SAMPLER (default: parent-based,
-    // always on), the batching from OTEL_BSP_*.
-    let provider = SdkTracerProvider::builder()
+    SdkTracerProvider::builder()
         .with_batch_exporter(exporter)
         .with_resource(resource.build())
-        .build();
-    Ok(Some(provider))
+        .build()
 }

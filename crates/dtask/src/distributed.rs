@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 use dtask_amqp::{AmqpConfig, AmqpQueue};
 use dtask_core::infra::{DeadLetters, NamespacedQueue, QueueConsumer, QueuePublisher};
-use dtask_core::infra::{DistributedLock, IdempotencyStore, ProgressTracker, SagaStateStore};
+use dtask_core::infra::{DistributedLock, IdempotencyStore, ProgressTracker, SagaStateStore, WorkerRegistry};
 use dtask_core::{Error, Infrastructure};
 use dtask_postgres::{PostgresBackends, PostgresConfig, PostgresTaskHistory};
 use dtask_redis::RedisConfig;
@@ -222,6 +222,7 @@ impl DistributedOptions {
             state: stores.state,
             idempotency: stores.idempotency,
             dead_letters: Some(dead_letters),
+            workers: Some(stores.workers),
         })
     }
 
@@ -294,6 +295,7 @@ struct Stores {
     progress: Arc<dyn ProgressTracker>,
     state: Arc<dyn SagaStateStore>,
     idempotency: Arc<dyn IdempotencyStore>,
+    workers: Arc<dyn WorkerRegistry>,
 }
 
 impl Stores {
@@ -303,6 +305,7 @@ impl Stores {
             progress: Arc::new(backends.progress()),
             state: Arc::new(backends.state()),
             idempotency: Arc::new(backends.idempotency()),
+            workers: Arc::new(backends.workers()),
         }
     }
 
@@ -316,6 +319,7 @@ impl Stores {
             progress: Arc::new(redis.progress()),
             state: Arc::new(redis.state()),
             idempotency: Arc::new(redis.idempotency()),
+            workers: Arc::new(redis.workers()),
         })
     }
 }

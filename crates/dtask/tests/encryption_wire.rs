@@ -258,6 +258,7 @@ async fn sealed_end_to_end(broker: Broker) {
         state: Arc::new(redis.state()),
         idempotency: Arc::new(redis.idempotency()),
         dead_letters: Some(Arc::clone(&queue.dead_letters)),
+        workers: None,
     };
     let host = |keys: &[&str], run_workers: bool| {
         Host::builder()

@@ -166,6 +166,7 @@ impl Rig {
             state: direct_state,
             idempotency: Arc::new(direct.idempotency()),
             dead_letters: Some(Arc::clone(&api_queue.dead_letters)),
+            workers: None,
         };
         let worker_infra = Infrastructure {
             storage,
@@ -176,6 +177,7 @@ impl Rig {
             state: worker_state(Arc::new(proxied.state()), &redis_proxy),
             idempotency: Arc::new(direct.idempotency()),
             dead_letters: Some(worker_queue.dead_letters),
+            workers: None,
         };
         let api = Host::builder()
             .mode(Mode::Distributed)

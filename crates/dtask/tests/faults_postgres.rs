@@ -106,6 +106,7 @@ impl Rig {
                 state: direct_state,
                 idempotency: Arc::new(direct.idempotency()),
                 dead_letters: Some(Arc::new(api_queue)),
+                workers: None,
             })
             .register(PlaceOrder::default())
             .run_workers(false)
@@ -123,6 +124,7 @@ impl Rig {
                 state: worker_state(Arc::new(proxied.state()), &proxy),
                 idempotency: Arc::new(proxied.idempotency()),
                 dead_letters: Some(Arc::new(worker_queue)),
+                workers: None,
             })
             .register(PlaceOrder {
                 journal: journal.clone(),

@@ -131,6 +131,7 @@ impl Rig {
             state: Arc::clone(&state),
             idempotency: Arc::new(MemoryIdempotencyStore::new()),
             dead_letters: Some(Arc::new(queue.clone())),
+            workers: None,
         };
         let api = Host::builder()
             .mode(Mode::Distributed)

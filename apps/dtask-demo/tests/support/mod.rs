@@ -9,6 +9,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use dtask::host::HostBuilder;
 use dtask::{Host, StepError, StepInterceptor};
 use dtask_demo::server::{DemoServer, ServerConfig, ServerError};
 use tokio::sync::oneshot;
@@ -89,16 +90,26 @@ impl Running {
 /// Starts the demo server on `127.0.0.1:0` with `config` (its `listen` is
 /// replaced) and an optional gate.
 pub(crate) async fn start_with(config: ServerConfig, gate: Option<Gate>) -> Running {
-    let config = ServerConfig {
-        listen: "127.0.0.1:0".into(),
-        ..config
-    };
-    let server = DemoServer::bind_with(config, |builder| match gate {
+    start_configured(config, |builder| match gate {
         Some(gate) => builder.interceptor(gate),
         None => builder,
     })
     .await
-    .expect("the demo server starts");
+}
+
+/// Starts the demo server on `127.0.0.1:0` with `config` (its `listen` is
+/// replaced), `configure` adjusting its host.
+pub(crate) async fn start_configured(
+    config: ServerConfig,
+    configure: impl FnOnce(HostBuilder) -> HostBuilder,
+) -> Running {
+    let config = ServerConfig {
+        listen: "127.0.0.1:0".into(),
+        ..config
+    };
+    let server = DemoServer::bind_with(config, configure)
+        .await
+        .expect("the demo server starts");
     let url = format!("http://{}", server.local_addr());
     let host = server.host().clone();
     let (stop, stopped) = oneshot::channel::<()>();

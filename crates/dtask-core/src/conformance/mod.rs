@@ -35,6 +35,7 @@
 //! | [`lock`] | [`DistributedLock`](crate::infra::DistributedLock) |
 //! | [`progress`] | [`ProgressTracker`](crate::infra::ProgressTracker) |
 //! | [`state`] | [`SagaStateStore`](crate::infra::SagaStateStore) |
+//! | [`workers`] | [`WorkerRegistry`](crate::infra::WorkerRegistry) |
 //! | [`serializer`] | [`SagaStateSerializer`](crate::codec::SagaStateSerializer) |
 
 pub mod dead_letters;
@@ -46,6 +47,7 @@ pub mod queue;
 pub mod serializer;
 pub mod state;
 pub mod storage;
+pub mod workers;
 
 use std::future::Future;
 use std::time::Duration;

@@ -4,6 +4,7 @@
 use std::any::Any;
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
+use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -11,6 +12,7 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::presence;
 use super::worker::{self, ErasedTask, Registered};
 use super::{Host, HostInner, RegisteredTask};
 use crate::codec::KeyRing;
@@ -19,11 +21,12 @@ use crate::event::TaskEvent;
 use crate::format::Format;
 use crate::infra::{
     DeadLetters, DistributedLock, IdempotencyStore, Infrastructure, ObjectStore, ProgressTracker, QueueConsumer,
-    QueuePublisher, SagaStateStore, TaskHistory,
+    QueuePublisher, SagaStateStore, TaskHistory, WorkerRegistry,
 };
 use crate::kernel::{EventListener, HistorySettings, HistoryWriter, KernelSettings, Metrics, Runtime, StepInterceptor};
 use crate::memory::{
     MemoryIdempotencyStore, MemoryLock, MemoryObjectStore, MemoryProgressTracker, MemoryQueue, MemoryStateStore,
+    MemoryWorkerRegistry,
 };
 use crate::principal::DEFAULT_OPERATOR_ROLE;
 use crate::task::{Mode, Task, TaskDefinition};
@@ -64,6 +67,7 @@ pub struct HostBuilder {
     state: Option<Arc<dyn SagaStateStore>>,
     idempotency: Option<Arc<dyn IdempotencyStore>>,
     dead_letters: Option<Arc<dyn DeadLetters>>,
+    workers: Option<Arc<dyn WorkerRegistry>>,
     listeners: Vec<EventListener>,
     interceptor: Option<Arc<dyn StepInterceptor>>,
     tasks: Vec<PendingTask>,
@@ -99,6 +103,7 @@ impl Default for HostBuilder {
             state: None,
             idempotency: None,
             dead_letters: None,
+            workers: None,
             listeners: Vec::new(),
             interceptor: None,
             tasks: Vec::new(),
@@ -235,6 +240,16 @@ impl HostBuilder {
         self.state = Some(infra.state);
         self.idempotency = Some(infra.idempotency);
         self.dead_letters = infra.dead_letters;
+        self.workers = infra.workers;
+        self
+    }
+
+    /// Where this host's workers announce themselves, and where
+    /// [`Host::workers`] lists a deployment's workers (in InProcess mode,
+    /// an in-memory registry unless given).
+    #[must_use]
+    pub fn worker_registry(mut self, registry: impl WorkerRegistry) -> Self {
+        self.workers = Some(Arc::new(registry));
         self
     }
 
@@ -431,11 +446,21 @@ impl HostBuilder {
             node: self.node_name.unwrap_or_else(default_node_name),
             tracer: self.tracer,
             metrics: Metrics::register(erased.values().map(|task| task.definition())),
+            in_flight: AtomicUsize::new(0),
         });
         let erased = Arc::new(erased);
         let workers = TaskTracker::new();
         if self.run_workers {
             let queues: HashSet<&'static str> = erased.values().map(|t| t.definition().queue).collect();
+            if let Some(registry) = rt.infra.workers.clone() {
+                let names = queues.iter().map(|queue| (*queue).to_owned()).collect();
+                workers.spawn(presence::announce(
+                    Arc::clone(&rt),
+                    registry,
+                    names,
+                    self.worker_concurrency,
+                ));
+            }
             for queue in queues {
                 workers.spawn(worker::run_queue(
                     Arc::clone(&rt),
@@ -516,6 +541,11 @@ impl HostBuilder {
                 .clone()
                 .unwrap_or_else(|| Arc::new(MemoryIdempotencyStore::new())),
             dead_letters,
+            workers: match (&self.workers, mode) {
+                (Some(workers), _) => Some(Arc::clone(workers)),
+                (None, Mode::InProcess) => Some(Arc::new(MemoryWorkerRegistry::new())),
+                (None, Mode::Distributed) => None,
+            },
         })
     }
 
@@ -557,11 +587,5 @@ impl std::fmt::Debug for HostBuilder {
 /// `<host name>:<pid>`: the kernel's host name (Linux), else `$HOSTNAME`,
 /// else `localhost`.
 fn default_node_name() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|name| name.trim().to_owned())
-        .filter(|name| !name.is_empty())
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .unwrap_or_else(|| "localhost".to_owned());
-    format!("{host}:{}", std::process::id())
+    format!("{}:{}", presence::host_name(), std::process::id())
 }

@@ -10,7 +10,7 @@
 use super::{CancelOutcome, DeadLetteredTask, Host, RetryOutcome, TaskHandle, TaskOutcome};
 use crate::error::{Error, Result};
 use crate::id::TaskId;
-use crate::infra::{ProgressPage, ProgressQuery, ProgressStream};
+use crate::infra::{ProgressPage, ProgressQuery, ProgressStream, WorkerInfo};
 use crate::principal::Principal;
 use crate::progress::TaskProgress;
 use crate::task::{Task, TaskDefinition};
@@ -208,5 +208,22 @@ impl Caller {
             });
         }
         self.host.dead_letters(limit).await
+    }
+
+    /// [`Host::workers`], for operators only.
+    ///
+    /// # Errors
+    /// [`Error::Forbidden`] for a caller that is not an operator;
+    /// otherwise as [`Host::workers`].
+    pub async fn workers(&self) -> Result<Vec<WorkerInfo>> {
+        if !self.is_operator() {
+            return Err(Error::Forbidden {
+                reason: format!(
+                    "the workers are listed for holders of `{}` only",
+                    self.host.operator_role()
+                ),
+            });
+        }
+        self.host.workers().await
     }
 }

@@ -19,6 +19,7 @@ mod caller;
 mod dead_letters;
 mod handle;
 mod history;
+mod presence;
 mod run_guard;
 mod submit;
 pub(crate) mod worker;
@@ -36,6 +37,7 @@ pub use builder::HostBuilder;
 pub use caller::Caller;
 pub use dead_letters::{DeadLetteredTask, RetryOutcome};
 pub use handle::{CancelOutcome, TaskHandle, TaskOutcome};
+pub use presence::HEARTBEAT_TTL;
 
 use crate::error::{Error, Result};
 use crate::event::TaskEvent;

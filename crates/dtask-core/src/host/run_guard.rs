@@ -9,6 +9,7 @@
 //! cancelled future) hands the message back, never acknowledges it.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use crate::history::AuditEntry;
@@ -54,6 +55,7 @@ impl<'r> RunGuard<'r> {
     /// Takes charge of `delivery`, from `queue`.
     pub(crate) fn new(rt: &'r Runtime, delivery: Delivery, queue: &str) -> Self {
         let metrics = rt.metrics.queue(queue);
+        rt.in_flight.fetch_add(1, Ordering::Relaxed);
         if let Some(metrics) = metrics {
             metrics.in_flight.increment(1);
         }
@@ -241,6 +243,7 @@ impl Drop for RunGuard<'_> {
     /// backend nacks a dropped delivery), and the lock, dropped, is
     /// released in the background.
     fn drop(&mut self) {
+        self.rt.in_flight.fetch_sub(1, Ordering::Relaxed);
         if let Some(metrics) = self.metrics {
             metrics.in_flight.decrement(1);
         }

@@ -165,6 +165,7 @@ fn shared() -> Shared {
         state: Arc::new(MemoryStateStore::new()),
         idempotency: Arc::new(MemoryIdempotencyStore::new()),
         dead_letters: Some(Arc::new(queue.clone())),
+        workers: None,
     };
     Shared { infra, queue, lock }
 }

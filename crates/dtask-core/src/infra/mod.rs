@@ -15,7 +15,8 @@
 //!
 //! Beside them, [`IdempotencyStore`] keeps the idempotency keys of
 //! submissions ([`MemoryIdempotencyStore`](crate::memory::MemoryIdempotencyStore)),
-//! and a queue backend that keeps dead letters implements [`DeadLetters`].
+//! a queue backend that keeps dead letters implements [`DeadLetters`], and
+//! workers announce themselves in a [`WorkerRegistry`].
 //! [`Infrastructure`] holds one of each, the set a host runs on.
 
 mod history;
@@ -28,6 +29,7 @@ mod redact;
 mod services;
 mod state;
 mod storage;
+mod workers;
 
 pub use history::TaskHistory;
 pub use idempotency::{IdempotencyRecord, IdempotencyStore};
@@ -45,3 +47,4 @@ pub use storage::{
     ByteStream, GetResult, ObjectMeta, ObjectStore, ObjectStoreExt, clamp_range, stream_bytes, validate_bucket,
     validate_location,
 };
+pub use workers::{WorkerInfo, WorkerRegistry};

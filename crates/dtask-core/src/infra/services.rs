@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use super::{
     DeadLetters, DistributedLock, IdempotencyStore, ObjectStore, ProgressTracker, QueueConsumer, QueuePublisher,
-    SagaStateStore,
+    SagaStateStore, WorkerRegistry,
 };
 
 /// The services a host runs on: the object store, both ends of the queue,
@@ -33,6 +33,10 @@ pub struct Infrastructure {
     /// [`Host::retry`](crate::Host::retry); `None` when the queue backend
     /// keeps none.
     pub dead_letters: Option<Arc<dyn DeadLetters>>,
+    /// Where the workers announce themselves (listed by
+    /// [`Host::workers`](crate::Host::workers)); `None` when the
+    /// deployment keeps no such registry.
+    pub workers: Option<Arc<dyn WorkerRegistry>>,
 }
 
 /// How one service answered [`Infrastructure::check`].

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -110,6 +111,8 @@ pub(crate) struct Runtime {
     pub(crate) tracer: Option<Arc<dyn TraceBridge>>,
     /// The metrics of the tasks, steps and queues this host declares.
     pub(crate) metrics: Metrics,
+    /// The deliveries this host's workers hold now.
+    pub(crate) in_flight: AtomicUsize,
 }
 
 impl Runtime {

@@ -31,6 +31,7 @@ mod progress;
 mod queue;
 mod state;
 mod storage;
+mod workers;
 
 pub use history::MemoryTaskHistory;
 pub use idempotency::MemoryIdempotencyStore;
@@ -39,6 +40,7 @@ pub use progress::MemoryProgressTracker;
 pub use queue::MemoryQueue;
 pub use state::MemoryStateStore;
 pub use storage::MemoryObjectStore;
+pub use workers::MemoryWorkerRegistry;
 
 use std::sync::{Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 

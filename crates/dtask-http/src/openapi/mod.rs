@@ -41,6 +41,7 @@ pub(crate) fn document(state: &AppState) -> Value {
         paths.insert("/api/tasks/{id}/history".into(), json!({ "get": task_history() }));
     }
     paths.insert("/api/dead-letters".into(), json!({ "get": dead_letters() }));
+    paths.insert("/api/workers".into(), json!({ "get": workers() }));
     paths.insert("/api/openapi.json".into(), json!({ "get": openapi() }));
     paths.insert("/healthz".into(), json!({ "get": healthz() }));
     paths.insert("/readyz".into(), json!({ "get": readyz() }));
@@ -108,7 +109,7 @@ fn secure(paths: &mut Map<String, Value>, state: &AppState) {
             );
             if restricted.contains(path) {
                 responses["403"] = problem("The caller holds none of the roles the task requires (`forbidden`).");
-            } else if path == "/api/dead-letters" {
+            } else if path == "/api/dead-letters" || path == "/api/workers" {
                 responses["403"] = problem("The caller is not an operator (`forbidden`).");
             }
         }
@@ -361,6 +362,19 @@ fn task_history() -> Value {
             "200": ok_json("The task's history.", schema_ref("TaskHistory")),
             "400": problem(BAD_ID),
             "404": problem("The history holds no such task, or it is someone else's."),
+            "503": problem(UNAVAILABLE)
+        }
+    })
+}
+
+fn workers() -> Value {
+    json!({
+        "operationId": "listWorkers",
+        "summary": "The workers of the deployment",
+        "description": "Each worker that announced itself within its heartbeat's lifetime (15 s), by id: host, pid, version, queues, concurrency, deliveries in flight, start and last heartbeat. A worker that dies drops out when its entry expires.",
+        "responses": {
+            "200": ok_json("The live workers.", schema_ref("WorkerPage")),
+            "501": problem("The deployment keeps no worker registry."),
             "503": problem(UNAVAILABLE)
         }
     })

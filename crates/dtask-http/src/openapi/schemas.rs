@@ -43,6 +43,8 @@ pub(super) fn schemas<'a>(
     schemas.insert("DeadLetter".into(), dead_letter());
     schemas.insert("DeadLetterPage".into(), dead_letter_page());
     schemas.insert("Health".into(), health());
+    schemas.insert("Worker".into(), worker());
+    schemas.insert("WorkerPage".into(), worker_page());
     schemas.insert("Problem".into(), problem());
     for endpoint in endpoints {
         let name = endpoint.definition.name;
@@ -239,6 +241,32 @@ fn task_page() -> Value {
             "offset": { "type": "integer", "minimum": 0 },
             "nextCursor": { "type": ["string", "null"], "description": "The `cursor` of the next page; null on the last (with a history)." }
         }
+    })
+}
+
+fn worker() -> Value {
+    json!({
+        "type": "object",
+        "required": ["id", "host", "pid", "version", "queues", "concurrency", "inFlight", "startedAt", "lastSeen"],
+        "properties": {
+            "id": { "type": "string", "description": "The worker's node name, as step attempts and audit entries name it." },
+            "host": { "type": "string" },
+            "pid": { "type": "integer", "minimum": 0 },
+            "version": { "type": "string", "description": "The dtask version it runs." },
+            "queues": { "type": "array", "items": { "type": "string" } },
+            "concurrency": { "type": "integer", "minimum": 0 },
+            "inFlight": { "type": "integer", "minimum": 0, "description": "Deliveries it holds now." },
+            "startedAt": { "type": "string", "format": "date-time" },
+            "lastSeen": { "type": "string", "format": "date-time", "description": "Its last heartbeat." }
+        }
+    })
+}
+
+fn worker_page() -> Value {
+    json!({
+        "type": "object",
+        "required": ["items"],
+        "properties": { "items": { "type": "array", "items": schema_ref("Worker") } }
     })
 }
 

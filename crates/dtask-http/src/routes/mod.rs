@@ -11,6 +11,7 @@ mod range;
 mod result;
 mod status;
 mod stream;
+mod workers;
 mod ws;
 
 pub(crate) use list::STATUSES;
@@ -28,8 +29,8 @@ use tower_http::trace::TraceLayer;
 
 use crate::auth;
 use crate::caller::RequestCaller;
+use crate::exposition;
 use crate::observe;
-use crate::ops;
 use crate::problem::{ApiResult, Problem, kinds};
 use crate::protect;
 use crate::registry::Endpoint;
@@ -59,7 +60,8 @@ pub(crate) fn router(state: Shared) -> Router {
         .route("/api/tasks/{id}/download", get(download::download))
         .route("/api/tasks/{id}/retry", post(dead_letters::retry))
         .route("/api/tasks/{id}/history", get(history::history))
-        .route("/api/dead-letters", get(dead_letters::list));
+        .route("/api/dead-letters", get(dead_letters::list))
+        .route("/api/workers", get(workers::list));
     if state.auth.is_enabled() {
         protected = protected.route_layer(middleware::from_fn_with_state(Arc::clone(&state.auth), auth::require));
     }
@@ -67,9 +69,13 @@ pub(crate) fn router(state: Shared) -> Router {
     let mut router = Router::new()
         .route("/api/openapi.json", get(openapi))
         .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz));
+        .route("/readyz", get(health::readyz))
+        .route("/ops", get(crate::dashboard::page));
     if let Some(render) = state.metrics.clone() {
-        router = router.route("/metrics", get(move || async move { ops::metrics_response(&render) }));
+        router = router.route(
+            "/metrics",
+            get(move || async move { exposition::metrics_response(&render) }),
+        );
     }
     observe::describe();
     let bridge = state.host.trace_bridge().cloned();

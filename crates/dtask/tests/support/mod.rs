@@ -442,5 +442,6 @@ pub fn shared_infrastructure() -> dtask::Infrastructure {
         state: Arc::new(MemoryStateStore::new()),
         idempotency: Arc::new(MemoryIdempotencyStore::new()),
         dead_letters: Some(Arc::new(queue)),
+        workers: None,
     }
 }
