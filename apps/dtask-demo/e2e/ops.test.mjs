@@ -67,6 +67,7 @@ test('an operator sees what runs, what failed and why, which worker ran each ste
   await page.getByTestId('throughput-chart').waitFor();
   assert.match(await text(page, 'failure-rate'), /ended/);
   assert.match(await text(page, 'dead-letter-count'), /^1 dead letter/);
+  await page.getByTestId('queue-file-processing').waitFor();
   await page.screenshot({ path: join(SHOTS, 'dtask-ops-overview.png'), fullPage: true });
 
   // The task list, then the completed task's timeline.

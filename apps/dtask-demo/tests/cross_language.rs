@@ -77,6 +77,7 @@ fn api_host(queue: NamespacedQueue<AmqpQueue>) -> Host {
         idempotency: Arc::new(MemoryIdempotencyStore::new()),
         dead_letters: None,
         workers: None,
+        depths: None,
     };
     Host::builder()
         .mode(Mode::Distributed)

@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use dtask_core::Result;
-use dtask_core::infra::{DeadLetter, DeadLetters, DeliveryStream, QueueConsumer, QueueMessage, QueuePublisher};
+use dtask_core::infra::{
+    DeadLetter, DeadLetters, DeliveryStream, QueueConsumer, QueueDepth, QueueDepths, QueueMessage, QueuePublisher,
+};
 use lapin::options::{QueueDeclareOptions, QueueDeleteOptions};
 use lapin::types::FieldTable;
 
@@ -101,6 +103,14 @@ impl AmqpQueue {
     /// As [`declare`](Self::declare); a backend error when the queue does
     /// not exist.
     pub async fn message_count(&self, queue: &str) -> Result<u32> {
+        self.passive_count(queue)
+            .await?
+            .ok_or_else(|| dtask_core::Error::not_found(format!("queue `{queue}`")))
+    }
+
+    /// The ready messages of `queue` by a passive declaration; `None` when
+    /// the broker has no such queue (`404 NOT_FOUND`).
+    async fn passive_count(&self, queue: &str) -> Result<Option<u32>> {
         let name = topology::queue_name(queue)?;
         let session = self.session().await?;
         let channel = session.connection.create_channel().await.map_err(client)?;
@@ -108,12 +118,15 @@ impl AmqpQueue {
             passive: true,
             ..QueueDeclareOptions::default()
         };
-        let declared = channel
-            .queue_declare(name, options, FieldTable::default())
-            .await
-            .map_err(client)?;
-        let _ = channel.close(200, "counted".into()).await;
-        Ok(declared.message_count())
+        match channel.queue_declare(name, options, FieldTable::default()).await {
+            Ok(declared) => {
+                let _ = channel.close(200, "counted".into()).await;
+                Ok(Some(declared.message_count()))
+            }
+            // The broker closed the channel with the error.
+            Err(error) if is_not_found(&error) => Ok(None),
+            Err(error) => Err(client(error)),
+        }
     }
 
     async fn session(&self) -> Result<Arc<crate::session::Session>> {
@@ -200,6 +213,29 @@ impl QueueConsumer for AmqpQueue {
 }
 
 /// The dead-letter queue `<queue>.dead-letter` of each task queue.
+/// Whether `error` is the broker's `404 NOT_FOUND`.
+fn is_not_found(error: &lapin::Error) -> bool {
+    use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
+    matches!(
+        error.kind(),
+        lapin::ErrorKind::ProtocolError(amqp) if matches!(amqp.kind(), AMQPErrorKind::Soft(AMQPSoftError::NOTFOUND))
+    )
+}
+
+/// The ready messages by a passive declaration (zero for a queue the
+/// broker does not have); AMQP 0.9.1 does not tell the unacknowledged
+/// ones.
+#[async_trait]
+impl QueueDepths for AmqpQueue {
+    async fn depth(&self, queue: &str) -> Result<QueueDepth> {
+        let waiting = self.passive_count(queue).await?.unwrap_or(0);
+        Ok(QueueDepth {
+            waiting: u64::from(waiting),
+            in_flight: None,
+        })
+    }
+}
+
 #[async_trait]
 impl DeadLetters for AmqpQueue {
     /// Takes up to `limit` messages of `<queue>.dead-letter` without

@@ -22,6 +22,12 @@ async fn memory_queue() {
 }
 
 #[tokio::test]
+async fn memory_queue_depths() {
+    let queue = MemoryQueue::new();
+    conformance::depths::run_all(&queue, &queue, &queue).await;
+}
+
+#[tokio::test]
 async fn memory_dead_letters() {
     let queue = Arc::new(MemoryQueue::new());
     conformance::dead_letters::run_all(queue.clone(), queue.clone(), queue).await;
@@ -89,6 +95,7 @@ fn codec_in_every_format() {
 async fn namespaced_memory_queue() {
     let queue = dtask_core::infra::NamespacedQueue::new("ns", MemoryQueue::new());
     conformance::queue::run_all(Arc::new(queue.clone()), Arc::new(queue.clone())).await;
+    conformance::depths::run_all(&queue, &queue, &queue).await;
     let queue = Arc::new(queue);
     conformance::dead_letters::run_all(queue.clone(), queue.clone(), queue).await;
 }

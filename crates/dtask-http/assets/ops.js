@@ -166,10 +166,11 @@ function chart(items) {
 }
 
 async function overview(mine) {
-  const [items, letters, workerList] = await Promise.all([
+  const [items, letters, workerList, queueList] = await Promise.all([
     lastHour(),
     api('/api/dead-letters?limit=100').catch(() => null),
     api('/api/workers').catch(() => null),
+    api('/api/queues').catch(() => null),
   ]);
   const counts = Object.fromEntries(STATUSES.map((s) => [s, 0]));
   for (const task of items) counts[task.status] = (counts[task.status] || 0) + 1;
@@ -193,10 +194,17 @@ async function overview(mine) {
       el('td', {}, el('a', { href: `#/tasks?taskName=${encodeURIComponent(name)}`, text: name })),
       el('td', { class: 'num', text: String(row.total) }), el('td', { class: 'num', text: String(row.running) }),
       el('td', { class: 'num', text: String(row.failed) })))));
+  // Each queue: its depth as the backend tells, and what the workers hold.
   const queues = new Map();
+  for (const q of queueList ? queueList.items : []) queues.set(q.queue, { waiting: q.waiting, inFlight: q.inFlight, held: 0 });
   for (const w of workerList ? workerList.items : []) {
-    for (const q of w.queues) queues.set(q, (queues.get(q) || 0) + w.inFlight);
+    for (const name of w.queues) {
+      const q = queues.get(name) || { waiting: null, inFlight: null, held: 0 };
+      q.held += w.inFlight;
+      queues.set(name, q);
+    }
   }
+  const count = (n) => (n === null || n === undefined ? '—' : String(n));
   show(mine,
     el('section', { class: 'card' }, el('h2', { text: 'Last hour' }), tiles,
       el('p', { class: 'muted', 'data-testid': 'failure-rate',
@@ -207,8 +215,11 @@ async function overview(mine) {
     el('section', { class: 'card' }, el('h2', { text: 'Queues and workers' }),
       el('p', {}, workerList ? `${workerList.items.length} worker(s) alive; ` : 'Workers are not listed for this caller; ',
         letters ? el('a', { href: '#/dead-letters', 'data-testid': 'dead-letter-count', text: `${letters.items.length} dead letter(s)` }) : 'dead letters not listed'),
-      queues.size ? el('table', {}, el('thead', {}, el('tr', {}, el('th', { text: 'Queue' }), el('th', { text: 'In flight on workers' }))),
-        el('tbody', {}, ...[...queues].map(([q, n]) => el('tr', {}, el('td', { class: 'mono', text: q }), el('td', { class: 'num', text: String(n) }))))) : null));
+      queues.size ? el('table', { 'data-testid': 'queues' },
+        el('thead', {}, el('tr', {}, ...['Queue', 'Waiting', 'Delivered, unsettled', 'Held by workers'].map((h) => el('th', { text: h })))),
+        el('tbody', {}, ...[...queues].map(([name, q]) => el('tr', { 'data-testid': `queue-${name}` },
+          el('td', { class: 'mono', text: name }), el('td', { class: 'num', text: count(q.waiting) }),
+          el('td', { class: 'num', text: count(q.inFlight) }), el('td', { class: 'num', text: String(q.held) }))))) : null));
 }
 
 // --- the task list ------------------------------------------------------------

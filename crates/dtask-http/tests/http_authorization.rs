@@ -158,6 +158,7 @@ async fn every_operation_of_the_document_is_scoped_to_its_owner_and_the_operator
         "getTaskHistory",
         "listDeadLetters",
         "listWorkers",
+        "listQueues",
         "getOpenApi",
         "healthz",
         "readyz",
@@ -194,6 +195,12 @@ fn expect(id: &str, path: &str, who: Who, answer: &Answer) {
             assert_eq!(workers[0]["pid"], std::process::id(), "{context}");
         }
         "listWorkers" => assert_eq!((answer.status, answer.kind.as_str()), (403, "forbidden"), "{context}"),
+        "listQueues" if who == Who::Operator => {
+            assert_eq!(answer.status, 200, "{context}");
+            let queues = answer.body["items"].as_array().unwrap();
+            assert!(queues.iter().all(|q| q["waiting"].is_u64()), "{context}");
+        }
+        "listQueues" => assert_eq!((answer.status, answer.kind.as_str()), (403, "forbidden"), "{context}"),
         // The operator manages tasks; submitting a role-gated one takes the
         // role all the same.
         "submitPrivileged" if who != Who::Owner => {

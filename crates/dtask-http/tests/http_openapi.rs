@@ -207,7 +207,7 @@ fn calls(server: &TestServer, path: &str, method: &str, zip: &str, echo: &str) -
             Call::Http(Box::new(http(method, "/api/dead-letters?limit=5"))),
             Call::Http(Box::new(http(method, "/api/dead-letters?limit=0"))),
         ],
-        ("get", "/api/openapi.json" | "/healthz" | "/readyz" | "/api/workers") => {
+        ("get", "/api/openapi.json" | "/healthz" | "/readyz" | "/api/workers" | "/api/queues") => {
             vec![Call::Http(Box::new(http(method, path)))]
         }
         _ => panic!("no request exercises {method} {path}: add one"),

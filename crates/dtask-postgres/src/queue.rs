@@ -17,7 +17,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use dtask_core::infra::{
-    Acknowledger, DeadLetter, DeadLetters, Delivery, DeliveryStream, QueueConsumer, QueueMessage, QueuePublisher,
+    Acknowledger, DeadLetter, DeadLetters, Delivery, DeliveryStream, QueueConsumer, QueueDepth, QueueDepths,
+    QueueMessage, QueuePublisher,
 };
 use dtask_core::trace::TraceParent;
 use dtask_core::{Error, Format, Payload, Result, SCHEMA_VERSION};
@@ -183,6 +184,28 @@ impl QueueConsumer for PostgresQueue {
 
     async fn ping(&self) -> Result<()> {
         crate::config::ping(&self.pool).await
+    }
+}
+
+/// A message is waiting while it is visible, out for delivery while its
+/// lease's visibility timeout runs.
+const DEPTH: &str = "
+SELECT count(*) FILTER (WHERE visible_at <= clock_timestamp()),
+       count(*) FILTER (WHERE visible_at > clock_timestamp() AND lease IS NOT NULL)
+FROM dtask_queue WHERE queue = $1";
+
+#[async_trait]
+impl QueueDepths for PostgresQueue {
+    async fn depth(&self, queue: &str) -> Result<QueueDepth> {
+        let (waiting, in_flight): (i64, i64) = sqlx::query_as(DEPTH)
+            .bind(queue)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(pg_error)?;
+        Ok(QueueDepth {
+            waiting: u64::try_from(waiting).unwrap_or_default(),
+            in_flight: Some(u64::try_from(in_flight).unwrap_or_default()),
+        })
     }
 }
 

@@ -50,6 +50,12 @@ async fn queue_conformance_with_a_prefetch_of_eight() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn depth_conformance() {
+    let queue = connect(&config()).await.queue();
+    conformance::depths::run_all(&queue, &queue, &queue).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dead_letter_conformance() {
     let queue = Arc::new(connect(&config()).await.queue());
     conformance::dead_letters::run_all(queue.clone(), queue.clone(), queue).await;

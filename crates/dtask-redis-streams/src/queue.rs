@@ -7,7 +7,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use dtask_core::infra::{DeadLetter, DeadLetters, DeliveryStream, QueueConsumer, QueueMessage, QueuePublisher};
+use dtask_core::infra::{
+    DeadLetter, DeadLetters, DeliveryStream, QueueConsumer, QueueDepth, QueueDepths, QueueMessage, QueuePublisher,
+};
 use dtask_core::{Error, Result};
 use futures::StreamExt;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
@@ -317,6 +319,39 @@ impl QueuePublisher for RedisStreamsQueue {
         self.ping_redis().await
     }
 }
+
+/// Entries are deleted when acked, so the stream holds the waiting entries
+/// and the pending ones (delivered, not settled): `XLEN` and the group's
+/// `XPENDING` count, in one script.
+#[async_trait]
+impl QueueDepths for RedisStreamsQueue {
+    async fn depth(&self, queue: &str) -> Result<QueueDepth> {
+        let (len, pending): (u64, u64) = DEPTH
+            .key(self.shared.config.stream_key(queue))
+            .arg(&self.shared.config.group)
+            .invoke_async(&mut self.shared.conn())
+            .await
+            .map_err(backend)?;
+        Ok(QueueDepth {
+            waiting: len.saturating_sub(pending),
+            in_flight: Some(pending),
+        })
+    }
+}
+
+/// `{XLEN, pending}` of a stream and group (0 pending before the group
+/// exists). `KEYS[1]` the stream, `ARGV[1]` the group.
+static DEPTH: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+    redis::Script::new(
+        r"
+local len = redis.call('XLEN', KEYS[1])
+local ok, summary = pcall(redis.call, 'XPENDING', KEYS[1], ARGV[1])
+local pending = 0
+if ok and type(summary) == 'table' then pending = tonumber(summary[1]) or 0 end
+return {len, pending}
+",
+    )
+});
 
 #[async_trait]
 impl QueueConsumer for RedisStreamsQueue {

@@ -23,6 +23,13 @@ async fn conformance_suite_passes_with_a_prefetch_of_one() {
 }
 
 #[tokio::test]
+async fn depth_conformance_suite_passes() {
+    let (config, _keys) = support::config();
+    let queue = support::connect(config).await;
+    conformance::depths::run_all(&queue, &queue, &queue).await;
+}
+
+#[tokio::test]
 async fn dead_letter_conformance_suite_passes() {
     let (config, _keys) = support::config();
     let queue = Arc::new(support::connect(config).await);

@@ -21,7 +21,7 @@
 use std::sync::Arc;
 
 use dtask_amqp::{AmqpConfig, AmqpQueue};
-use dtask_core::infra::{DeadLetters, NamespacedQueue, QueueConsumer, QueuePublisher};
+use dtask_core::infra::{DeadLetters, NamespacedQueue, QueueConsumer, QueueDepths, QueuePublisher};
 use dtask_core::infra::{DistributedLock, IdempotencyStore, ProgressTracker, SagaStateStore, WorkerRegistry};
 use dtask_core::{Error, Infrastructure};
 use dtask_postgres::{PostgresBackends, PostgresConfig, PostgresTaskHistory};
@@ -30,7 +30,13 @@ use dtask_redis_streams::{RedisStreamsConfig, RedisStreamsQueue};
 use dtask_s3::{S3Config, S3ObjectStore};
 
 /// Both ends of the queue, and its dead letters.
-type QueueEnds = (Arc<dyn QueuePublisher>, Arc<dyn QueueConsumer>, Arc<dyn DeadLetters>);
+/// A queue backend's ends and optional capabilities, shared.
+type QueueEnds = (
+    Arc<dyn QueuePublisher>,
+    Arc<dyn QueueConsumer>,
+    Arc<dyn DeadLetters>,
+    Arc<dyn QueueDepths>,
+);
 
 pub use dtask_amqp;
 pub use dtask_postgres;
@@ -211,7 +217,7 @@ impl DistributedOptions {
             }
         };
         let (queue, stores) = tokio::join!(self.connect_queue(postgres.as_ref()), stores);
-        let (publisher, consumer, dead_letters) = queue?;
+        let (publisher, consumer, dead_letters, depths) = queue?;
         let stores = stores?;
         Ok(Infrastructure {
             storage: Arc::new(storage),
@@ -223,6 +229,7 @@ impl DistributedOptions {
             idempotency: stores.idempotency,
             dead_letters: Some(dead_letters),
             workers: Some(stores.workers),
+            depths: Some(depths),
         })
     }
 
@@ -277,14 +284,24 @@ impl DistributedOptions {
 
     fn namespaced<Q>(&self, queue: Q) -> QueueEnds
     where
-        Q: QueuePublisher + QueueConsumer + DeadLetters + Clone,
+        Q: QueuePublisher + QueueConsumer + DeadLetters + QueueDepths + Clone,
     {
         match &self.namespace {
             Some(namespace) => {
                 let queue = NamespacedQueue::new(namespace.clone(), queue);
-                (Arc::new(queue.clone()), Arc::new(queue.clone()), Arc::new(queue))
+                (
+                    Arc::new(queue.clone()),
+                    Arc::new(queue.clone()),
+                    Arc::new(queue.clone()),
+                    Arc::new(queue),
+                )
             }
-            None => (Arc::new(queue.clone()), Arc::new(queue.clone()), Arc::new(queue)),
+            None => (
+                Arc::new(queue.clone()),
+                Arc::new(queue.clone()),
+                Arc::new(queue.clone()),
+                Arc::new(queue),
+            ),
         }
     }
 }

@@ -259,6 +259,7 @@ async fn sealed_end_to_end(broker: Broker) {
         idempotency: Arc::new(redis.idempotency()),
         dead_letters: Some(Arc::clone(&queue.dead_letters)),
         workers: None,
+        depths: None,
     };
     let host = |keys: &[&str], run_workers: bool| {
         Host::builder()

@@ -167,6 +167,7 @@ impl Rig {
             idempotency: Arc::new(direct.idempotency()),
             dead_letters: Some(Arc::clone(&api_queue.dead_letters)),
             workers: None,
+            depths: None,
         };
         let worker_infra = Infrastructure {
             storage,
@@ -178,6 +179,7 @@ impl Rig {
             idempotency: Arc::new(direct.idempotency()),
             dead_letters: Some(worker_queue.dead_letters),
             workers: None,
+            depths: None,
         };
         let api = Host::builder()
             .mode(Mode::Distributed)

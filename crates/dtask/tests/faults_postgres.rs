@@ -107,6 +107,7 @@ impl Rig {
                 idempotency: Arc::new(direct.idempotency()),
                 dead_letters: Some(Arc::new(api_queue)),
                 workers: None,
+                depths: None,
             })
             .register(PlaceOrder::default())
             .run_workers(false)
@@ -125,6 +126,7 @@ impl Rig {
                 idempotency: Arc::new(proxied.idempotency()),
                 dead_letters: Some(Arc::new(worker_queue)),
                 workers: None,
+                depths: None,
             })
             .register(PlaceOrder {
                 journal: journal.clone(),

@@ -132,6 +132,7 @@ impl Rig {
             idempotency: Arc::new(MemoryIdempotencyStore::new()),
             dead_letters: Some(Arc::new(queue.clone())),
             workers: None,
+            depths: None,
         };
         let api = Host::builder()
             .mode(Mode::Distributed)

@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use dtask_amqp::{AmqpConfig, AmqpQueue, DEFAULT_URL};
-use dtask_core::infra::{DeadLetter, DeadLetters, DeliveryStream, QueueConsumer, QueueMessage, QueuePublisher};
+use dtask_core::infra::{
+    DeadLetter, DeadLetters, DeliveryStream, QueueConsumer, QueueDepth, QueueDepths, QueueMessage, QueuePublisher,
+};
 use dtask_core::{Codec, Format, Result, TaskId};
 use lapin::options::BasicGetOptions;
 use lapin::{Channel, Connection, ConnectionProperties};
@@ -156,6 +158,13 @@ impl QueueConsumer for RecordingQueue {
     async fn consume(&self, queue: &str) -> Result<DeliveryStream> {
         self.record(queue);
         self.inner.consume(queue).await
+    }
+}
+
+#[async_trait]
+impl QueueDepths for RecordingQueue {
+    async fn depth(&self, queue: &str) -> Result<QueueDepth> {
+        self.inner.depth(queue).await
     }
 }
 

@@ -31,6 +31,7 @@
 //! | [`storage`] | [`ObjectStore`](crate::infra::ObjectStore) |
 //! | [`queue`] | [`QueuePublisher`](crate::infra::QueuePublisher) and [`QueueConsumer`](crate::infra::QueueConsumer) |
 //! | [`dead_letters`] | [`DeadLetters`](crate::infra::DeadLetters) |
+//! | [`depths`] | [`QueueDepths`](crate::infra::QueueDepths) |
 //! | [`history`] | [`TaskHistory`](crate::infra::TaskHistory) |
 //! | [`lock`] | [`DistributedLock`](crate::infra::DistributedLock) |
 //! | [`progress`] | [`ProgressTracker`](crate::infra::ProgressTracker) |
@@ -39,6 +40,7 @@
 //! | [`serializer`] | [`SagaStateSerializer`](crate::codec::SagaStateSerializer) |
 
 pub mod dead_letters;
+pub mod depths;
 pub mod history;
 pub mod idempotency;
 pub mod lock;

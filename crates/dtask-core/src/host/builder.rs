@@ -12,16 +12,16 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::presence;
 use super::worker::{self, ErasedTask, Registered};
 use super::{Host, HostInner, RegisteredTask};
+use super::{depths, presence};
 use crate::codec::KeyRing;
 use crate::error::{Error, Result};
 use crate::event::TaskEvent;
 use crate::format::Format;
 use crate::infra::{
     DeadLetters, DistributedLock, IdempotencyStore, Infrastructure, ObjectStore, ProgressTracker, QueueConsumer,
-    QueuePublisher, SagaStateStore, TaskHistory, WorkerRegistry,
+    QueueDepths, QueuePublisher, SagaStateStore, TaskHistory, WorkerRegistry,
 };
 use crate::kernel::{EventListener, HistorySettings, HistoryWriter, KernelSettings, Metrics, Runtime, StepInterceptor};
 use crate::memory::{
@@ -68,6 +68,7 @@ pub struct HostBuilder {
     idempotency: Option<Arc<dyn IdempotencyStore>>,
     dead_letters: Option<Arc<dyn DeadLetters>>,
     workers: Option<Arc<dyn WorkerRegistry>>,
+    depths: Option<Arc<dyn QueueDepths>>,
     listeners: Vec<EventListener>,
     interceptor: Option<Arc<dyn StepInterceptor>>,
     tasks: Vec<PendingTask>,
@@ -104,6 +105,7 @@ impl Default for HostBuilder {
             idempotency: None,
             dead_letters: None,
             workers: None,
+            depths: None,
             listeners: Vec::new(),
             interceptor: None,
             tasks: Vec::new(),
@@ -241,6 +243,15 @@ impl HostBuilder {
         self.idempotency = Some(infra.idempotency);
         self.dead_letters = infra.dead_letters;
         self.workers = infra.workers;
+        self.depths = infra.depths;
+        self
+    }
+
+    /// Where the host reads how deep its queues are (the default in-memory
+    /// queue tells its own).
+    #[must_use]
+    pub fn queue_depths(mut self, depths: impl QueueDepths) -> Self {
+        self.depths = Some(Arc::new(depths));
         self
     }
 
@@ -450,6 +461,14 @@ impl HostBuilder {
         });
         let erased = Arc::new(erased);
         let workers = TaskTracker::new();
+        if let Some(depths) = rt.infra.depths.clone() {
+            let mut queues: Vec<&'static str> = erased.values().map(|t| t.definition().queue).collect();
+            queues.sort_unstable();
+            queues.dedup();
+            // Not tracked: it ends with the shutdown signal, and a shutdown
+            // need not wait for a sample.
+            tokio::spawn(depths::sample(Arc::clone(&rt), depths, queues));
+        }
         if self.run_workers {
             let queues: HashSet<&'static str> = erased.values().map(|t| t.definition().queue).collect();
             if let Some(registry) = rt.infra.workers.clone() {
@@ -518,6 +537,11 @@ impl HostBuilder {
         }
         let queue = MemoryQueue::with_capacity(self.queue_capacity);
         let default_queue = self.publisher.is_none() && self.consumer.is_none();
+        let depths = match &self.depths {
+            Some(depths) => Some(Arc::clone(depths)),
+            None if default_queue => Some(Arc::new(queue.clone()) as Arc<dyn QueueDepths>),
+            None => None,
+        };
         let dead_letters = match &self.dead_letters {
             Some(dead_letters) => Some(Arc::clone(dead_letters)),
             None if default_queue => Some(Arc::new(queue.clone()) as Arc<dyn DeadLetters>),
@@ -546,6 +570,7 @@ impl HostBuilder {
                 (None, Mode::InProcess) => Some(Arc::new(MemoryWorkerRegistry::new())),
                 (None, Mode::Distributed) => None,
             },
+            depths,
         })
     }
 

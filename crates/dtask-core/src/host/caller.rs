@@ -10,7 +10,7 @@
 use super::{CancelOutcome, DeadLetteredTask, Host, RetryOutcome, TaskHandle, TaskOutcome};
 use crate::error::{Error, Result};
 use crate::id::TaskId;
-use crate::infra::{ProgressPage, ProgressQuery, ProgressStream, WorkerInfo};
+use crate::infra::{ProgressPage, ProgressQuery, ProgressStream, QueueDepth, WorkerInfo};
 use crate::principal::Principal;
 use crate::progress::TaskProgress;
 use crate::task::{Task, TaskDefinition};
@@ -199,15 +199,28 @@ impl Caller {
     /// [`Error::Forbidden`] for a caller that is not an operator;
     /// otherwise as [`Host::dead_letters`].
     pub async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetteredTask>> {
-        if !self.is_operator() {
-            return Err(Error::Forbidden {
-                reason: format!(
-                    "the dead letters are listed for holders of `{}` only",
-                    self.host.operator_role()
-                ),
-            });
-        }
+        self.operator_only("the dead letters")?;
         self.host.dead_letters(limit).await
+    }
+
+    /// [`Host::queue_depths`], for operators only.
+    ///
+    /// # Errors
+    /// [`Error::Forbidden`] for a caller that is not an operator;
+    /// otherwise as [`Host::queue_depths`].
+    pub async fn queue_depths(&self) -> Result<Vec<(&'static str, QueueDepth)>> {
+        self.operator_only("the queues")?;
+        self.host.queue_depths().await
+    }
+
+    /// Refuses a caller that is not an operator, naming `what` it asked for.
+    fn operator_only(&self, what: &str) -> Result<()> {
+        if self.is_operator() {
+            return Ok(());
+        }
+        Err(Error::Forbidden {
+            reason: format!("{what} are listed for holders of `{}` only", self.host.operator_role()),
+        })
     }
 
     /// [`Host::workers`], for operators only.
@@ -216,14 +229,7 @@ impl Caller {
     /// [`Error::Forbidden`] for a caller that is not an operator;
     /// otherwise as [`Host::workers`].
     pub async fn workers(&self) -> Result<Vec<WorkerInfo>> {
-        if !self.is_operator() {
-            return Err(Error::Forbidden {
-                reason: format!(
-                    "the workers are listed for holders of `{}` only",
-                    self.host.operator_role()
-                ),
-            });
-        }
+        self.operator_only("the workers")?;
         self.host.workers().await
     }
 }

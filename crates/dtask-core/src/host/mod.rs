@@ -17,6 +17,7 @@
 mod builder;
 mod caller;
 mod dead_letters;
+mod depths;
 mod handle;
 mod history;
 mod presence;

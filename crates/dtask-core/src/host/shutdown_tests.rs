@@ -166,6 +166,7 @@ fn shared() -> Shared {
         idempotency: Arc::new(MemoryIdempotencyStore::new()),
         dead_letters: Some(Arc::new(queue.clone())),
         workers: None,
+        depths: None,
     };
     Shared { infra, queue, lock }
 }

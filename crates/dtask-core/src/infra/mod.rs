@@ -37,8 +37,8 @@ pub use lock::{DistributedLock, LockGuard, LockLease};
 pub use namespace::NamespacedQueue;
 pub use progress::{ProgressPage, ProgressQuery, ProgressStream, ProgressTracker};
 pub use queue::{
-    Acknowledger, DeadLetter, DeadLetters, Delivery, DeliveryStream, MessageHeaders, QueueConsumer, QueueMessage,
-    QueuePublisher,
+    Acknowledger, DeadLetter, DeadLetters, Delivery, DeliveryStream, MessageHeaders, QueueConsumer, QueueDepth,
+    QueueDepths, QueueMessage, QueuePublisher,
 };
 pub use redact::redact_url;
 pub use services::{CHECK_TIMEOUT, Infrastructure, ServiceCheck};

@@ -5,7 +5,9 @@ use std::fmt;
 
 use async_trait::async_trait;
 
-use super::{DeadLetter, DeadLetters, DeliveryStream, QueueConsumer, QueueMessage, QueuePublisher};
+use super::{
+    DeadLetter, DeadLetters, DeliveryStream, QueueConsumer, QueueDepth, QueueDepths, QueueMessage, QueuePublisher,
+};
 use crate::error::Result;
 
 /// Wraps a queue backend and prefixes every queue name with
@@ -78,5 +80,12 @@ impl<Q: DeadLetters> DeadLetters for NamespacedQueue<Q> {
 
     async fn remove_dead_letter(&self, queue: &str, id: &str) -> Result<bool> {
         self.inner.remove_dead_letter(&self.queue_name(queue), id).await
+    }
+}
+
+#[async_trait]
+impl<Q: QueueDepths> QueueDepths for NamespacedQueue<Q> {
+    async fn depth(&self, queue: &str) -> Result<QueueDepth> {
+        self.inner.depth(&self.queue_name(queue)).await
     }
 }

@@ -221,3 +221,22 @@ impl fmt::Debug for Delivery {
             .finish_non_exhaustive()
     }
 }
+
+/// How many messages a queue holds, as its backend tells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QueueDepth {
+    /// Messages waiting for a consumer: new ones and ones handed back.
+    pub waiting: u64,
+    /// Messages delivered and not settled yet; `None` where the backend
+    /// cannot tell (RabbitMQ over AMQP 0.9.1).
+    pub in_flight: Option<u64>,
+}
+
+/// An optional capability of a queue backend: how deep its queues are, for
+/// metrics (`dtask_queue_depth`) and the operations dashboard.
+#[async_trait]
+pub trait QueueDepths: Send + Sync + fmt::Debug + 'static {
+    /// The depth of task queue `queue` (zero for one never used).
+    async fn depth(&self, queue: &str) -> Result<QueueDepth>;
+}

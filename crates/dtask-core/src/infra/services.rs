@@ -4,8 +4,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::{
-    DeadLetters, DistributedLock, IdempotencyStore, ObjectStore, ProgressTracker, QueueConsumer, QueuePublisher,
-    SagaStateStore, WorkerRegistry,
+    DeadLetters, DistributedLock, IdempotencyStore, ObjectStore, ProgressTracker, QueueConsumer, QueueDepths,
+    QueuePublisher, SagaStateStore, WorkerRegistry,
 };
 
 /// The services a host runs on: the object store, both ends of the queue,
@@ -37,6 +37,8 @@ pub struct Infrastructure {
     /// [`Host::workers`](crate::Host::workers)); `None` when the
     /// deployment keeps no such registry.
     pub workers: Option<Arc<dyn WorkerRegistry>>,
+    /// How deep the queues are, when the queue backend tells.
+    pub depths: Option<Arc<dyn QueueDepths>>,
 }
 
 /// How one service answered [`Infrastructure::check`].

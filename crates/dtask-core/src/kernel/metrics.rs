@@ -19,6 +19,8 @@
 //! | `dtask_tasks_in_flight` (gauge, this worker) | `queue` |
 //! | `dtask_lock_wait_seconds` (taking a task's lock) | `queue` |
 //! | `dtask_lock_contended_total` (the lock was held by another) | `queue` |
+//! | `dtask_queue_waiting` (gauge, sampled every 5 s; the same in every process: take the max) | `queue` |
+//! | `dtask_queue_unsettled` (gauge, as above, where the backend tells) | `queue` |
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -162,6 +164,8 @@ impl StepMetrics {
 
 /// One queue's metrics, as this worker sees it.
 pub(crate) struct QueueMetrics {
+    pub(crate) waiting: Gauge,
+    pub(crate) unsettled: Gauge,
     pub(crate) in_flight: Gauge,
     pub(crate) dead_letters: Counter,
     pub(crate) lock_wait: Histogram,
@@ -171,6 +175,8 @@ pub(crate) struct QueueMetrics {
 impl QueueMetrics {
     fn new(queue: &'static str) -> Self {
         Self {
+            waiting: gauge!("dtask_queue_waiting", "queue" => queue),
+            unsettled: gauge!("dtask_queue_unsettled", "queue" => queue),
             in_flight: gauge!("dtask_tasks_in_flight", "queue" => queue),
             dead_letters: counter!("dtask_dead_letters_total", "queue" => queue),
             lock_wait: histogram!("dtask_lock_wait_seconds", "queue" => queue),
@@ -213,6 +219,14 @@ fn describe() {
         "Messages this worker moved to its queue's dead letters."
     );
     describe_gauge!("dtask_tasks_in_flight", "Deliveries this worker holds now.");
+    describe_gauge!(
+        "dtask_queue_waiting",
+        "Messages waiting in the queue, as its backend tells."
+    );
+    describe_gauge!(
+        "dtask_queue_unsettled",
+        "Messages delivered and not settled yet, as the queue's backend tells."
+    );
     describe_histogram!("dtask_lock_wait_seconds", Unit::Seconds, "Time to take a task's lock.");
     describe_counter!(
         "dtask_lock_contended_total",

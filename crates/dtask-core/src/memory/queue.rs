@@ -3,6 +3,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use async_channel::{Receiver, Sender};
@@ -12,7 +13,8 @@ use futures::StreamExt;
 use super::{read_lock, write_lock};
 use crate::error::{Error, Result};
 use crate::infra::{
-    Acknowledger, DeadLetter, DeadLetters, Delivery, DeliveryStream, QueueConsumer, QueueMessage, QueuePublisher,
+    Acknowledger, DeadLetter, DeadLetters, Delivery, DeliveryStream, QueueConsumer, QueueDepth, QueueDepths,
+    QueueMessage, QueuePublisher,
 };
 
 /// The capacity of each queue made by [`MemoryQueue::new`].
@@ -32,6 +34,8 @@ struct Channel {
     redeliver_tx: Sender<Envelope>,
     redeliver_rx: Receiver<Envelope>,
     dead_letters: Mutex<VecDeque<DeadLetter>>,
+    /// Deliveries out and not settled yet.
+    out: AtomicU64,
 }
 
 impl Channel {
@@ -44,6 +48,7 @@ impl Channel {
             redeliver_tx,
             redeliver_rx,
             dead_letters: Mutex::new(VecDeque::new()),
+            out: AtomicU64::new(0),
         }
     }
 
@@ -215,6 +220,18 @@ impl QueuePublisher for MemoryQueue {
     }
 }
 
+#[async_trait]
+impl QueueDepths for MemoryQueue {
+    async fn depth(&self, queue: &str) -> Result<QueueDepth> {
+        Ok(read_lock(&self.inner.queues)
+            .get(queue)
+            .map_or_else(QueueDepth::default, |c| QueueDepth {
+                waiting: c.len() as u64,
+                in_flight: Some(c.out.load(Ordering::Relaxed)),
+            }))
+    }
+}
+
 /// Dead letters are kept, unbounded, until removed: each may be the only
 /// copy of a task.
 #[async_trait]
@@ -248,6 +265,7 @@ impl QueueConsumer for MemoryQueue {
         let deliveries = futures::stream::unfold(channel, |channel| async move {
             let mut envelope = channel.next().await?;
             envelope.deliveries += 1;
+            channel.out.fetch_add(1, Ordering::Relaxed);
             let delivery = Delivery::new(
                 envelope.message.clone(),
                 envelope.deliveries,
@@ -293,7 +311,9 @@ impl Acknowledger for MemoryAcker {
 }
 
 impl Drop for MemoryAcker {
+    /// Every delivery's acker is dropped once, however it was settled.
     fn drop(&mut self) {
+        self.channel.out.fetch_sub(1, Ordering::Relaxed);
         if let Some(envelope) = self.pending.take() {
             self.channel.requeue(envelope);
         }

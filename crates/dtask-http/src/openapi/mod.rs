@@ -42,6 +42,7 @@ pub(crate) fn document(state: &AppState) -> Value {
     }
     paths.insert("/api/dead-letters".into(), json!({ "get": dead_letters() }));
     paths.insert("/api/workers".into(), json!({ "get": workers() }));
+    paths.insert("/api/queues".into(), json!({ "get": queues() }));
     paths.insert("/api/openapi.json".into(), json!({ "get": openapi() }));
     paths.insert("/healthz".into(), json!({ "get": healthz() }));
     paths.insert("/readyz".into(), json!({ "get": readyz() }));
@@ -109,7 +110,7 @@ fn secure(paths: &mut Map<String, Value>, state: &AppState) {
             );
             if restricted.contains(path) {
                 responses["403"] = problem("The caller holds none of the roles the task requires (`forbidden`).");
-            } else if path == "/api/dead-letters" || path == "/api/workers" {
+            } else if ["/api/dead-letters", "/api/workers", "/api/queues"].contains(&path.as_str()) {
                 responses["403"] = problem("The caller is not an operator (`forbidden`).");
             }
         }
@@ -375,6 +376,19 @@ fn workers() -> Value {
         "responses": {
             "200": ok_json("The live workers.", schema_ref("WorkerPage")),
             "501": problem("The deployment keeps no worker registry."),
+            "503": problem(UNAVAILABLE)
+        }
+    })
+}
+
+fn queues() -> Value {
+    json!({
+        "operationId": "listQueues",
+        "summary": "How deep each task queue is",
+        "description": "For each queue the host's tasks declare: the messages waiting for a worker and, where the backend tells (not RabbitMQ), those delivered and not settled yet.",
+        "responses": {
+            "200": ok_json("The queues.", schema_ref("QueuePage")),
+            "501": problem("The queue backend does not tell its depth."),
             "503": problem(UNAVAILABLE)
         }
     })

@@ -45,6 +45,7 @@ pub(super) fn schemas<'a>(
     schemas.insert("Health".into(), health());
     schemas.insert("Worker".into(), worker());
     schemas.insert("WorkerPage".into(), worker_page());
+    schemas.insert("QueuePage".into(), queue_page());
     schemas.insert("Problem".into(), problem());
     for endpoint in endpoints {
         let name = endpoint.definition.name;
@@ -267,6 +268,30 @@ fn worker_page() -> Value {
         "type": "object",
         "required": ["items"],
         "properties": { "items": { "type": "array", "items": schema_ref("Worker") } }
+    })
+}
+
+fn queue_page() -> Value {
+    json!({
+        "type": "object",
+        "required": ["items"],
+        "properties": {
+            "items": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["queue", "waiting", "inFlight"],
+                    "properties": {
+                        "queue": { "type": "string", "description": "The task queue, as the tasks declare it." },
+                        "waiting": { "type": "integer", "minimum": 0, "description": "Messages waiting for a worker." },
+                        "inFlight": {
+                            "oneOf": [{ "type": "integer", "minimum": 0 }, { "type": "null" }],
+                            "description": "Messages delivered and not settled yet; null where the backend cannot tell."
+                        }
+                    }
+                }
+            }
+        }
     })
 }
 

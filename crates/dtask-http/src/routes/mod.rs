@@ -7,6 +7,7 @@ mod download;
 pub(crate) mod health;
 mod history;
 mod list;
+mod queues;
 mod range;
 mod result;
 mod status;
@@ -61,7 +62,8 @@ pub(crate) fn router(state: Shared) -> Router {
         .route("/api/tasks/{id}/retry", post(dead_letters::retry))
         .route("/api/tasks/{id}/history", get(history::history))
         .route("/api/dead-letters", get(dead_letters::list))
-        .route("/api/workers", get(workers::list));
+        .route("/api/workers", get(workers::list))
+        .route("/api/queues", get(queues::list));
     if state.auth.is_enabled() {
         protected = protected.route_layer(middleware::from_fn_with_state(Arc::clone(&state.auth), auth::require));
     }

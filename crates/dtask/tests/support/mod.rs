@@ -443,5 +443,6 @@ pub fn shared_infrastructure() -> dtask::Infrastructure {
         idempotency: Arc::new(MemoryIdempotencyStore::new()),
         dead_letters: Some(Arc::new(queue)),
         workers: None,
+        depths: None,
     }
 }
