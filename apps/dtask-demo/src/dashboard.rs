@@ -11,8 +11,8 @@
 //! `download-{id}`, `file-input`, `submit`) for the end-to-end test.
 
 use axum::Router;
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
+use axum::response::Response;
 use axum::routing::get;
 
 /// The whole page.
@@ -39,44 +39,5 @@ pub fn router() -> Router {
 }
 
 async fn page() -> Response {
-    (
-        [
-            (
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("text/html; charset=utf-8"),
-            ),
-            (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
-            (
-                header::CONTENT_SECURITY_POLICY,
-                HeaderValue::from_static(
-                    "default-src 'self'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src 'self' data:",
-                ),
-            ),
-        ],
-        DASHBOARD_HTML,
-    )
-        .into_response()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::DASHBOARD_HTML;
-
-    #[test]
-    fn the_page_is_self_contained() {
-        assert!(DASHBOARD_HTML.starts_with("<!doctype html>"));
-        for needle in [
-            "data-testid=\"file-input\"",
-            "EventSource",
-            "/api/tasks/create-zip-from-files",
-        ] {
-            assert!(DASHBOARD_HTML.contains(needle), "{needle}");
-        }
-        for remote in ["http://", "https://", "<script src", "<link "] {
-            assert!(
-                !DASHBOARD_HTML.contains(remote),
-                "the page must load nothing from elsewhere: {remote}"
-            );
-        }
-    }
+    dtask_http::html_response(DASHBOARD_HTML)
 }

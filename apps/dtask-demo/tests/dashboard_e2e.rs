@@ -64,25 +64,15 @@ async fn the_dashboard_uploads_shows_live_progress_downloads_and_cancels_in_chro
     let server = support::start(Some(Gate::Delay("CreateZipArchive", Duration::from_millis(1500)))).await;
     let hanging = support::start(Some(Gate::Hang("CreateZipArchive"))).await;
     let shots = std::env::var("DTASK_SCREENSHOT_DIR").unwrap_or_else(|_| "/tmp".to_owned());
-    let run = tokio::process::Command::new("node")
-        .arg("--test")
-        .arg("--test-reporter=spec")
-        .arg("dashboard.test.mjs")
-        .current_dir(e2e_dir())
-        .env("DTASK_SERVER_URL", &server.url)
-        .env("DTASK_HANGING_SERVER_URL", &hanging.url)
-        .env("CHROMIUM_PATH", chromium())
-        .env("DTASK_SCREENSHOT_DIR", &shots)
-        .kill_on_drop(true)
-        .output();
-    let output = tokio::time::timeout(Duration::from_secs(240), run)
-        .await
-        .expect("the browser test ends within 4 minutes")
-        .expect("node runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    println!("{stdout}\n{stderr}");
-    assert!(output.status.success(), "the browser test failed:\n{stdout}\n{stderr}");
+    let stdout = run_node(
+        "dashboard.test.mjs",
+        &[
+            ("DTASK_SERVER_URL", &server.url),
+            ("DTASK_HANGING_SERVER_URL", &hanging.url),
+            ("DTASK_SCREENSHOT_DIR", &shots),
+        ],
+    )
+    .await;
     assert!(stdout.contains("pass 3"), "the three browser tests ran:\n{stdout}");
     for shot in [
         "dtask-dashboard.png",
@@ -96,7 +86,8 @@ async fn the_dashboard_uploads_shows_live_progress_downloads_and_cancels_in_chro
     hanging.stop().await;
 }
 
-/// What runs in the browser under `e2e/ops.test.mjs`.
+/// Runs the browser test `script` of `e2e/` with `env` (and Chromium's
+/// path); fails unless it passes. Returns its report.
 async fn run_node(script: &str, env: &[(&str, &str)]) -> String {
     let run = tokio::process::Command::new("node")
         .arg("--test")

@@ -337,22 +337,12 @@ async fn one_trace_across_processes_and_metrics_that_count() {
 
     // Metrics: valid for promtool, and counting exactly these tasks.
     let http = reqwest::Client::new();
-    let api_metrics = http
-        .get(format!("{url}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let worker_metrics = http
-        .get(format!("http://{metrics_address}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text_of = |url: String| {
+        let request = http.get(url);
+        async move { request.send().await.unwrap().text().await.unwrap() }
+    };
+    let api_metrics = text_of(format!("{url}/metrics")).await;
+    let worker_metrics = text_of(format!("http://{metrics_address}/metrics")).await;
     promtool_accepts(&api_metrics, "API");
     promtool_accepts(&worker_metrics, "worker");
     let task = [("task", "CreateZipFromFiles")];

@@ -27,6 +27,13 @@ pub const OPS_HTML: &str = concat!(
 
 /// `GET /ops`.
 pub(crate) async fn page() -> Response {
+    html_response(OPS_HTML)
+}
+
+/// A self-contained page (inline styles and scripts, nothing fetched from
+/// elsewhere) as a response: not cached, with a content security policy
+/// that allows its inline assets and nothing from another origin.
+pub fn html_response(html: &'static str) -> Response {
     (
         [
             (
@@ -41,7 +48,7 @@ pub(crate) async fn page() -> Response {
                 ),
             ),
         ],
-        OPS_HTML,
+        html,
     )
         .into_response()
 }

@@ -26,7 +26,7 @@ use dtask_core::{Host, Task};
 
 pub use auth::{API_KEY_HEADER, ApiKeys, AuthConfigError, Authenticator, DEFAULT_ROLES_CLAIM, JwtVerifier};
 pub use config::{ApiConfig, UploadLimits};
-pub use dashboard::OPS_HTML;
+pub use dashboard::{OPS_HTML, html_response};
 pub use exposition::{METRICS_CONTENT_TYPE, MetricsRender};
 pub use ops::worker_router;
 pub use problem::{PROBLEM_CONTENT_TYPE, PROBLEM_TYPE_BASE, Problem};

@@ -77,35 +77,29 @@ impl Runtime {
     /// The span of attempt `attempt` of step `index`, with its
     /// `StepStarted` event.
     pub(crate) fn attempt_span(&self, def: &TaskDefinition, task_id: TaskId, index: usize, attempt: u32) -> Span {
-        let step = &def.steps[index];
-        let span = tracing::info_span!(
-            target: "dtask",
-            "dtask.step",
-            otel.name = %format_args!("DistributedTask.{}.{}", def.name, step.name),
-            otel.kind = "internal",
-            otel.status_code = Empty,
-            task.id = %task_id,
-            task.name = def.name,
-            step.name = step.name,
-            step.order = i64::from(step.order),
-            step.attempt = i64::from(attempt),
-            step.status = "Running",
-            step.host = %self.node,
-            step.placement = ?step.host,
-            error.message = Empty,
-        );
-        let name = step.name;
+        let span = self.step_span(def, task_id, index, attempt, AttemptOf::Step);
+        let name = def.steps[index].name;
         span.in_scope(|| tracing::event!(target: "dtask", tracing::Level::DEBUG, step.name = name, step.attempt = attempt, "StepStarted"));
         span
     }
 
     /// The span of attempt `attempt` of the compensation of step `index`.
     pub(crate) fn compensation_span(&self, def: &TaskDefinition, task_id: TaskId, index: usize, attempt: u32) -> Span {
+        self.step_span(def, task_id, index, attempt, AttemptOf::Compensation)
+    }
+
+    /// One callsite for both kinds of attempt: they differ in their
+    /// OpenTelemetry name and first status.
+    fn step_span(&self, def: &TaskDefinition, task_id: TaskId, index: usize, attempt: u32, of: AttemptOf) -> Span {
         let step = &def.steps[index];
+        let (suffix, status) = match of {
+            AttemptOf::Step => ("", "Running"),
+            AttemptOf::Compensation => (".Compensate", "Compensating"),
+        };
         tracing::info_span!(
             target: "dtask",
-            "dtask.compensate",
-            otel.name = %format_args!("DistributedTask.{}.{}.Compensate", def.name, step.name),
+            "dtask.step",
+            otel.name = %format_args!("DistributedTask.{}.{}{suffix}", def.name, step.name),
             otel.kind = "internal",
             otel.status_code = Empty,
             task.id = %task_id,
@@ -113,11 +107,19 @@ impl Runtime {
             step.name = step.name,
             step.order = i64::from(step.order),
             step.attempt = i64::from(attempt),
-            step.status = "Compensating",
+            step.status = status,
             step.host = %self.node,
+            step.placement = ?step.host,
             error.message = Empty,
         )
     }
+}
+
+/// What an attempt span times.
+#[derive(Clone, Copy)]
+enum AttemptOf {
+    Step,
+    Compensation,
 }
 
 /// Records how an attempt (of a step or a compensation) ended on its span.
