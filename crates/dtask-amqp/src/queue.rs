@@ -222,12 +222,14 @@ fn is_not_found(error: &lapin::Error) -> bool {
     )
 }
 
-/// The ready messages by a passive declaration (zero for a queue the
-/// broker does not have); AMQP 0.9.1 does not tell the unacknowledged
-/// ones.
+/// The ready messages, by a passive declaration after declaring the queue
+/// as publishing and consuming do (so a queue not used yet is an empty
+/// one, not a `404` the broker answers by closing the channel); AMQP 0.9.1
+/// does not tell the unacknowledged ones.
 #[async_trait]
 impl QueueDepths for AmqpQueue {
     async fn depth(&self, queue: &str) -> Result<QueueDepth> {
+        self.declare(queue).await?;
         let waiting = self.passive_count(queue).await?.unwrap_or(0);
         Ok(QueueDepth {
             waiting: u64::from(waiting),

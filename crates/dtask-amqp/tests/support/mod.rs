@@ -164,6 +164,7 @@ impl QueueConsumer for RecordingQueue {
 #[async_trait]
 impl QueueDepths for RecordingQueue {
     async fn depth(&self, queue: &str) -> Result<QueueDepth> {
+        self.record(queue);
         self.inner.depth(queue).await
     }
 }
