@@ -12,6 +12,7 @@ use dtask::{EventKind, TaskStatus};
 use dtask_demo::server::ServerConfig;
 use dtask_http::{ApiConfig, UploadLimits};
 use support::Gate;
+use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
 fn submit(server: &str, files: &[&Path], output: &Path) -> Command {
@@ -136,13 +137,33 @@ async fn ctrl_c_cancels_the_task_and_waits_for_compensation() {
     let file = dir.path().join("a.txt");
     std::fs::write(&file, b"a").unwrap();
     let out = dir.path().join("o.zip");
-    let child = submit(&server.url, &[&file], &out)
+    let mut child = submit(&server.url, &[&file], &out)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
+    // The client's log, and word when it has read the task's id (a Ctrl-C
+    // before that interrupts the upload: it has no task to cancel).
+    let (accepted, mut told) = tokio::sync::watch::channel(false);
+    let mut lines = BufReader::new(child.stderr.take().expect("piped stderr")).lines();
+    let log = tokio::spawn(async move {
+        let mut log = String::new();
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.contains("accepted") {
+                accepted.send_replace(true);
+            }
+            log.push_str(&line);
+            log.push('\n');
+        }
+        log
+    });
 
-    // Wait until the archive step runs (and hangs), then press Ctrl-C.
+    // Wait until the archive step runs (and hangs) and the client knows
+    // the task, then press Ctrl-C.
+    tokio::time::timeout(Duration::from_secs(60), told.wait_for(|accepted| *accepted))
+        .await
+        .expect("the client reads the task's id")
+        .expect("the client's log is read");
     let task_id = tokio::time::timeout(Duration::from_secs(60), async {
         loop {
             let event = events.recv().await.expect("the host's event bus");
@@ -166,7 +187,7 @@ async fn ctrl_c_cancels_the_task_and_waits_for_compensation() {
         .await
         .expect("submit ends once compensation ends")
         .unwrap();
-    let stderr = text(&done.stderr);
+    let stderr = log.await.expect("the log reader ends");
     assert!(!done.status.success(), "{stderr}");
     assert!(stderr.contains("error: cancelled"), "{stderr}");
     let progress = server.host.progress(task_id).await.unwrap().expect("the task is known");
