@@ -70,7 +70,13 @@ impl TraceParent {
     /// The trace id as 32 lowercase hex digits.
     #[must_use]
     pub fn trace_id_hex(&self) -> String {
-        to_hex(&self.trace_id)
+        self.trace_id_display().to_string()
+    }
+
+    /// The trace id as 32 lowercase hex digits, formatted only where it is
+    /// written (a span field a subscriber may never record).
+    pub fn trace_id_display(&self) -> impl fmt::Display + '_ {
+        Hex(&self.trace_id)
     }
 }
 
@@ -121,7 +127,7 @@ impl FromStr for TraceParent {
 impl fmt::Display for TraceParent {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let flags = u8::from(self.sampled);
-        write!(f, "00-{}-{}-{flags:02x}", to_hex(&self.trace_id), to_hex(&self.span_id))
+        write!(f, "00-{}-{}-{flags:02x}", Hex(&self.trace_id), Hex(&self.span_id))
     }
 }
 
@@ -165,14 +171,13 @@ fn hex<const N: usize>(text: &str) -> Option<[u8; N]> {
     Some(out)
 }
 
-fn to_hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for byte in bytes {
-        out.push(char::from(DIGITS[usize::from(byte >> 4)]));
-        out.push(char::from(DIGITS[usize::from(byte & 0xf)]));
+/// Bytes as lowercase hex digits.
+struct Hex<'a>(&'a [u8]);
+
+impl fmt::Display for Hex<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.iter().try_for_each(|byte| write!(f, "{byte:02x}"))
     }
-    out
 }
 
 #[cfg(test)]

@@ -60,7 +60,7 @@ impl Runtime {
         }
         let traced = self.tracer.as_ref().and_then(|bridge| bridge.context_of(span));
         let parent = traced.unwrap_or_else(|| incoming.map_or_else(TraceParent::random, |p| p.child()));
-        span.record("trace_id", tracing::field::display(HexTraceId(&parent)));
+        span.record("trace_id", tracing::field::display(parent.trace_id_display()));
         parent
     }
 
@@ -68,7 +68,7 @@ impl Runtime {
     /// message's).
     pub(crate) fn continue_trace(&self, span: &Span, parent: Option<TraceParent>) {
         let Some(parent) = parent else { return };
-        span.record("trace_id", tracing::field::display(HexTraceId(&parent)));
+        span.record("trace_id", tracing::field::display(parent.trace_id_display()));
         if let Some(bridge) = &self.tracer {
             bridge.set_parent(span, parent);
         }
@@ -144,14 +144,5 @@ pub(crate) fn end_attempt<T>(span: &Span, result: &Result<T, StepError>, done: &
                 span.record("otel.status_code", "ERROR");
             }
         }
-    }
-}
-
-/// A trace id as 32 hex digits, formatted only when a subscriber records it.
-struct HexTraceId<'a>(&'a TraceParent);
-
-impl std::fmt::Display for HexTraceId<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.trace_id.iter().try_for_each(|byte| write!(f, "{byte:02x}"))
     }
 }
