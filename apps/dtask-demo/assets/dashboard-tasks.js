@@ -134,7 +134,8 @@ function render(entry) {
 function renderMeta(entry) {
   const when = new Date(entry.createdAt);
   const parts = [`#${shortId(entry.id)}`, Number.isNaN(when.getTime()) ? '' : when.toLocaleTimeString()];
-  if (entry.result) parts.push(`${entry.result.entries} files`, humanBytes(entry.result.size));
+  if (entry.result && entry.result.summary) parts.push(entry.result.summary, humanBytes(entry.result.size));
+  else if (entry.result) parts.push(`${entry.result.entries} files`, humanBytes(entry.result.size));
   entry.nodes.meta.textContent = parts.filter(Boolean).join(' · ');
   const name = (entry.result && entry.result.fileName) || entry.name;
   if (name) entry.nodes.title.textContent = name;
@@ -145,7 +146,8 @@ function renderSteps(entry) {
     const details = [label(step.status)];
     if (step.status === 'running' && typeof step.fraction === 'number') details.push(`${Math.round(step.fraction * 100)} %`);
     if (step.attempts > 1) details.push(`attempt ${step.attempts}`);
-    const title = [step.name, step.host, ...details, step.message, step.error].filter(Boolean).join(' · ');
+    const ranOn = step.worker ? `on ${step.worker}` : '';
+    const title = [step.name, step.host, ...details, ranOn, step.message, step.error].filter(Boolean).join(' · ');
     return el('li', { class: `step s-${step.status}`, title, 'data-testid': `step-${entry.id}-${step.name}` },
       el('span', { class: 'dot', 'aria-hidden': 'true' }),
       el('span', { class: 'step-name', text: step.name }),
@@ -189,14 +191,26 @@ async function cancel(entry) {
   if (entry.progress) render(entry);
 }
 
+// A VideoTranscode response: its renditions (the download serves the
+// tallest), shown as "720p, 1080p".
+function videoResult(value) {
+  const renditions = value.renditions || [];
+  const tallest = renditions.reduce((best, r) => (!best || r.height > best.height ? r : best), null);
+  return {
+    fileName: tallest ? tallest.key.split('/').pop() : null,
+    size: renditions.reduce((sum, r) => sum + r.size, 0),
+    summary: renditions.map((r) => r.name).join(', ') || 'no rendition',
+  };
+}
+
 async function loadResult(entry) {
   entry.result = { fileName: null };
   try {
     const response = await fetch(link(entry, 'result'));
     if (!response.ok) { entry.result = null; return; }
     const body = await response.json();
-    const value = body && (body.fileName ? body : body.response || body.result || body);
-    entry.result = { fileName: value.fileName, size: value.size, entries: value.entries };
+    const value = body && (body.fileName || body.renditions ? body : body.response || body.result || body);
+    entry.result = value.renditions ? videoResult(value) : { fileName: value.fileName, size: value.size, entries: value.entries };
   } catch (_) {
     entry.result = null;
     return;
@@ -253,12 +267,12 @@ async function refreshList() {
   }
 }
 
-function addSubmitted(answer, name) {
+function addSubmitted(answer, name, taskName) {
   const entry = ensureTask(answer.taskId);
   entry.links = answer.links || null;
   entry.name = name || null;
   if (!entry.progress) {
-    update({ taskId: answer.taskId, taskName: 'CreateZipFromFiles', status: answer.status || 'pending', percent: 0,
+    update({ taskId: answer.taskId, taskName, status: answer.status || 'pending', percent: 0,
       steps: [], cancellable: true, revision: -1, createdAt: entry.createdAt });
   }
   follow(entry);

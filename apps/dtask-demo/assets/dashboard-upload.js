@@ -1,8 +1,15 @@
 'use strict';
 // The upload form: files chosen or dropped, sent as multipart (scalar fields
-// first, then the `files` parts) with XMLHttpRequest for upload progress.
+// first, then the file parts) with XMLHttpRequest for upload progress, to
+// CreateZipFromFiles (several files) or VideoTranscode (one video).
 
-const SUBMIT_URL = '/api/tasks/create-zip-from-files';
+// The two tasks the form submits: the zip takes files, the transcode one video.
+const KINDS = {
+  zip: { url: '/api/tasks/create-zip-from-files', task: 'CreateZipFromFiles', multiple: true,
+    verb: 'Create zip' },
+  video: { url: '/api/tasks/video-transcode', task: 'VideoTranscode', multiple: false,
+    verb: 'Transcode video' },
+};
 let selected = [];
 let uploading = false;
 
@@ -10,6 +17,9 @@ const form = $('upload-form');
 const input = $('file-input');
 const drop = $('drop-zone');
 const submitButton = $('submit-button');
+
+const kindSelect = $('task-kind');
+function kind() { return KINDS[kindSelect.value] || KINDS.zip; }
 
 function setStatus(text) { $('form-status').textContent = text; }
 function setError(text) { $('form-error').textContent = text; }
@@ -20,6 +30,8 @@ function addFiles(files) {
     const key = `${file.name}|${file.size}|${file.lastModified}`;
     if (!known.has(key)) { selected.push(file); known.add(key); }
   }
+  // A video transcode takes one file: the last chosen.
+  if (!kind().multiple) selected = selected.slice(-1);
   setError('');
   renderSelected();
 }
@@ -33,9 +45,12 @@ function renderSelected() {
   $('selected-files').replaceChildren(...items);
   submitButton.disabled = uploading || selected.length === 0;
   const total = selected.reduce((sum, file) => sum + file.size, 0);
-  submitButton.textContent = selected.length
-    ? `Create zip of ${selected.length} file${selected.length === 1 ? '' : 's'} (${humanBytes(total)})`
-    : 'Create zip';
+  const { verb, multiple } = kind();
+  submitButton.textContent = !selected.length ? verb
+    : multiple ? `${verb} of ${selected.length} file${selected.length === 1 ? '' : 's'} (${humanBytes(total)})`
+    : `${verb} (${humanBytes(total)})`;
+  input.multiple = multiple;
+  $('output-row').hidden = !multiple;
 }
 
 function showUpload(percent, text) {
@@ -56,15 +71,16 @@ function problemOf(xhr) {
 function upload() {
   if (uploading) return;
   if (!selected.length) { setError('Choose or drop at least one file first.'); return; }
-  const name = $('output-name').value.trim();
+  const chosen = kind();
+  const name = chosen.multiple ? $('output-name').value.trim() : selected[0].name;
   const files = selected;
   const body = new FormData();
-  if (name) body.append('outputFileName', name);
+  if (name && chosen.multiple) body.append('outputFileName', name);
   body.append('listening', 'sse');
   for (const file of files) body.append('files', file, file.name);
   const total = files.reduce((sum, file) => sum + file.size, 0);
   const xhr = new XMLHttpRequest();
-  xhr.open('POST', SUBMIT_URL);
+  xhr.open('POST', chosen.url);
   xhr.setRequestHeader('Accept', 'application/json');
   xhr.upload.addEventListener('progress', (event) => {
     const sent = event.lengthComputable ? event.loaded / event.total : 0;
@@ -80,7 +96,7 @@ function upload() {
       renderSelected();
       form.reset();
       setStatus(`Task ${shortId(answer.taskId)} created (${files.length} file${files.length === 1 ? '' : 's'}).`);
-      addSubmitted(answer, name || null);
+      addSubmitted(answer, name || null, chosen.task);
     } else {
       setError(`Upload refused: ${problemOf(xhr)}`);
     }
@@ -101,6 +117,7 @@ function finish() {
   renderSelected();
 }
 
+kindSelect.addEventListener('change', () => { if (!kind().multiple) selected = selected.slice(-1); renderSelected(); });
 input.addEventListener('change', () => { addFiles(input.files); input.value = ''; });
 form.addEventListener('submit', (event) => { event.preventDefault(); upload(); });
 for (const type of ['dragenter', 'dragover']) {

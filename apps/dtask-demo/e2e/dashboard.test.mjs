@@ -1,7 +1,8 @@
 // The dashboard end to end in a real headless Chromium (Debian's `chromium`
 // driven by playwright-core): upload two files through the page, watch the
 // task's bar reach 100 %, download the zip and check it byte for byte;
-// cancel a running task from the page.
+// transcode a video (made with ffmpeg) and download its rendition; cancel a
+// running task from the page.
 //
 //   DTASK_SERVER_URL=http://127.0.0.1:8080 \
 //   DTASK_HANGING_SERVER_URL=http://127.0.0.1:8081 \   # a server whose CreateZipArchive never ends by itself
@@ -12,6 +13,7 @@
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -56,7 +58,7 @@ async function open(url) {
   const page = await context.newPage();
   const errors = watchErrors(page);
   await page.goto(url);
-  await page.getByRole('heading', { name: 'New archive' }).waitFor();
+  await page.getByRole('heading', { name: 'New task' }).waitFor();
   return { page, errors };
 }
 
@@ -162,6 +164,38 @@ test('two files uploaded through the page become a zip, with live progress and a
   const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
   assert.ok(overflow <= 0, `the page is ${overflow}px wider than a 360px screen`);
   await page.screenshot({ path: join(SHOTS, 'dtask-dashboard-narrow.png'), fullPage: true, animations: 'disabled' });
+  assert.deepEqual(errors, []);
+  await page.close();
+});
+
+test('a video chosen on the page is transcoded, and its rendition downloads', async () => {
+  const { page, errors } = await open(SERVER);
+  const dir = mkdtempSync(join(tmpdir(), 'dtask-e2e-video-'));
+  const clip = join(dir, 'clip.mp4');
+  execFileSync('ffmpeg', ['-nostdin', '-loglevel', 'error', '-f', 'lavfi', '-i', 'testsrc=size=1280x720:rate=5:duration=1',
+    '-f', 'lavfi', '-i', 'sine=duration=1', '-c:v', 'libx264', '-preset', 'ultrafast', '-pix_fmt', 'yuv420p',
+    '-c:a', 'aac', '-shortest', clip]);
+  await page.getByTestId('task-kind').selectOption('video');
+  assert.equal(await page.getByTestId('output-name').isVisible(), false, 'a video takes no archive name');
+  const [answer] = await Promise.all([
+    page.waitForResponse((r) => r.url().endsWith('/api/tasks/video-transcode') && r.request().method() === 'POST'),
+    page.getByLabel(/Choose files/).setInputFiles(clip).then(() => page.getByTestId('submit').click()),
+  ]);
+  assert.equal(answer.status(), 202, await answer.text());
+  const id = (await answer.json()).taskId;
+  await waitForState(page, id, 'completed');
+  assert.match(await stepClass(page, id, 'Transcode720p'), /s-completed/);
+  for (const step of ['Transcode1080p', 'Transcode4K']) {
+    assert.match(await stepClass(page, id, step), /s-skipped/, `${step} is skipped for a 720p source`);
+  }
+  await page.getByText('Download clip-720p.mp4').waitFor();
+  const [download] = await Promise.all([page.waitForEvent('download'), page.getByTestId(`download-${id}`).click()]);
+  const saved = join(dir, 'downloaded.mp4');
+  await download.saveAs(saved);
+  const probe = JSON.parse(execFileSync('ffprobe', ['-v', 'error', '-print_format', 'json', '-show_streams', saved]));
+  const video = probe.streams.find((s) => s.codec_type === 'video');
+  assert.deepEqual([video.codec_name, video.width, video.height], ['h264', 1280, 720]);
+  rmSync(dir, { recursive: true, force: true });
   assert.deepEqual(errors, []);
   await page.close();
 });

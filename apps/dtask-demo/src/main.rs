@@ -1,10 +1,12 @@
-//! The dtask demo: CreateZipFromFiles in InProcess mode.
+//! The dtask demo: CreateZipFromFiles and VideoTranscode.
 //!
 //! ```text
 //! cargo run --release                                   # the server and its dashboard on 127.0.0.1:8080
 //! cargo run --release -- submit FILE... -o OUT.zip      # zip through the server, with live progress
 //! cargo run --release -- zip FILE... --output OUT.zip   # zip in this process, no server
 //! cargo run --release -- demo                           # zip a few sample files and list the archive
+//! cargo run --release -- video IN.mp4 --output DIR      # transcode in this process (needs ffmpeg)
+//! cargo run --release -- submit-video IN.mp4 -o DIR     # transcode through the server
 //! cargo run --release -- reconcile --mode distributed --dry-run   # list orphaned objects
 //! ```
 
@@ -16,7 +18,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-/// Declared saga-shaped background tasks: the CreateZipFromFiles demo.
+/// Declared saga-shaped background tasks: the CreateZipFromFiles and
+/// VideoTranscode demo.
 #[derive(Debug, Parser)]
 #[command(name = "dtask-demo", version, about, args_conflicts_with_subcommands = true)]
 struct Args {
@@ -73,6 +76,32 @@ enum Command {
         /// directory (needs memory for the inputs and the archive).
         #[arg(long)]
         in_memory: bool,
+    },
+    /// Transcodes FILE with VideoTranscode in this process (no server),
+    /// showing live progress; writes the renditions and the thumbnail into
+    /// DIR. Needs ffmpeg and ffprobe.
+    Video {
+        /// The video.
+        file: PathBuf,
+        /// The directory to write into (created if missing).
+        #[arg(short, long, default_value = "renditions")]
+        output: PathBuf,
+    },
+    /// Uploads a video to a running server for VideoTranscode, follows the
+    /// task, lists the renditions and downloads the tallest into DIR.
+    /// Ctrl-C cancels the task.
+    SubmitVideo {
+        /// The video.
+        file: PathBuf,
+        /// The server's URL.
+        #[arg(long, env = "DTASK_SERVER", default_value = "http://127.0.0.1:8080")]
+        server: String,
+        /// The directory to download into.
+        #[arg(short, long, default_value = ".")]
+        output: PathBuf,
+        /// A URL that receives the result as JSON (NotifyWebhook).
+        #[arg(long)]
+        notify_url: Option<String>,
     },
     /// Zips a few generated sample files in this process and lists the
     /// archive.
@@ -144,6 +173,13 @@ async fn main() -> ExitCode {
             output,
             in_memory,
         } => cli::zip(files, output, in_memory).await,
+        Command::Video { file, output } => cli::video(file, output).await,
+        Command::SubmitVideo {
+            file,
+            server,
+            output,
+            notify_url,
+        } => cli::submit_video(file, server, output, notify_url).await,
         Command::Demo => cli::demo().await,
         Command::Reconcile {
             deploy,

@@ -1,5 +1,7 @@
-//! The demo server: CreateZipFromFiles in InProcess mode behind the dtask
-//! HTTP API, with the [dashboard](crate::dashboard::router) at `/`.
+//! The demo server: CreateZipFromFiles and VideoTranscode behind the dtask
+//! HTTP API, with the [dashboard](crate::dashboard::router) at `/`. A
+//! server that runs workers refuses to start without `ffmpeg` and
+//! `ffprobe` ([`ServerError::Tools`]).
 //!
 //! The binary's `serve` command (the default) is [`DemoServer::bind`] then
 //! [`DemoServer::run`]; tests start the same server in-process on
@@ -31,6 +33,7 @@ use dtask_http::{ApiConfig, Authenticator, MetricsRender, ServeOptions, TaskApi}
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::video::{MissingTool, NotifierError, VideoTranscode};
 use crate::{CreateZipFromFiles, dashboard};
 
 mod sse_cut;
@@ -153,6 +156,12 @@ pub enum ServerError {
     /// The task host could not be built.
     #[error("cannot start the task host")]
     Host(#[source] dtask::Error),
+    /// VideoTranscode's notification client is misconfigured.
+    #[error("cannot set up VideoTranscode")]
+    Video(#[source] NotifierError),
+    /// This server runs workers but `ffmpeg` or `ffprobe` cannot be run.
+    #[error(transparent)]
+    Tools(#[from] MissingTool),
     /// Serving failed.
     #[error("the server failed")]
     Serve(#[source] std::io::Error),
@@ -204,11 +213,17 @@ impl DemoServer {
         if !local_addr.ip().is_loopback() && !config.auth.is_enabled() && !config.insecure_no_auth {
             return Err(ServerError::Insecure { addr: config.listen });
         }
-        let (builder, data) = host_builder(&config)?;
+        let video = VideoTranscode::from_env().map_err(ServerError::Video)?;
+        let runs_workers = config.distributed.as_ref().is_none_or(|d| d.run_workers);
+        if runs_workers {
+            video.ffmpeg().check().await?;
+        }
+        let (builder, data) = host_builder(&config, video)?;
         let host = configure(builder).build().map_err(ServerError::Host)?;
         let stopping = CancellationToken::new();
         let mut api = TaskApi::builder(host.clone())
             .downloadable::<CreateZipFromFiles>()
+            .downloadable::<VideoTranscode>()
             .config(config.api)
             .authentication(config.auth);
         if let Some(render) = config.metrics {
@@ -306,12 +321,12 @@ fn joined(ended: Result<std::io::Result<()>, tokio::task::JoinError>) -> Result<
     }
 }
 
-/// The InProcess host of CreateZipFromFiles on the chosen storage, logging
-/// every task event.
-/// A host builder serving CreateZipFromFiles that logs every event.
-pub fn logged_host_builder() -> HostBuilder {
+/// A host builder serving CreateZipFromFiles and `video` that logs every
+/// event.
+pub fn logged_host_builder(video: VideoTranscode) -> HostBuilder {
     Host::builder()
         .register(CreateZipFromFiles)
+        .register(video)
         .trace_bridge(dtask_telemetry::OtelBridge)
         .on_event(|event| match &event.kind {
             EventKind::StepProgress { .. } => tracing::debug!(task = %event.task_id, event = ?event.kind),
@@ -319,8 +334,11 @@ pub fn logged_host_builder() -> HostBuilder {
         })
 }
 
-fn host_builder(config: &ServerConfig) -> Result<(HostBuilder, Option<tempfile::TempDir>), ServerError> {
-    let mut builder = logged_host_builder().operator_role(config.operator_role.clone());
+fn host_builder(
+    config: &ServerConfig,
+    video: VideoTranscode,
+) -> Result<(HostBuilder, Option<tempfile::TempDir>), ServerError> {
+    let mut builder = logged_host_builder(video).operator_role(config.operator_role.clone());
     if let Some((history, settings)) = &config.history {
         builder = builder.history_with(Arc::clone(history), settings.clone());
     }

@@ -73,7 +73,7 @@ async fn the_dashboard_uploads_shows_live_progress_downloads_and_cancels_in_chro
         ],
     )
     .await;
-    assert!(stdout.contains("pass 3"), "the three browser tests ran:\n{stdout}");
+    assert!(stdout.contains("pass 4"), "the four browser tests ran:\n{stdout}");
     for shot in [
         "dtask-dashboard.png",
         "dtask-dashboard-narrow.png",

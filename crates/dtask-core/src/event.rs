@@ -11,7 +11,7 @@ use time::OffsetDateTime;
 
 use crate::id::TaskId;
 pub use crate::task::StepRef;
-use crate::task::{ConditionSnapshot, StepHost};
+use crate::task::{ConditionSnapshot, DependentTask, StepHost};
 
 /// One transition of one task.
 #[derive(Debug, Clone, Serialize)]
@@ -55,12 +55,21 @@ pub enum EventKind {
         /// The queue.
         queue: &'static str,
     },
+    /// The task's response is built; these tasks depend on it, and each
+    /// was judged (started or not) before it completes.
+    DependentsDecided {
+        /// The dependents, in declaration order.
+        dependents: Vec<DependentTask>,
+    },
     /// A step attempt began.
     StepStarted {
         /// The step.
         step: StepRef,
         /// 1 for the first attempt.
         attempt: u32,
+        /// The process running it: the host's node name, the id of its
+        /// entry in the worker registry (`GET /api/workers`) and of its logs.
+        worker: String,
     },
     /// A running step reported how far it has come.
     StepProgress {

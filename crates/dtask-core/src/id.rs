@@ -20,6 +20,13 @@ impl TaskId {
         Self(Uuid::now_v7())
     }
 
+    /// The id of the task named `name` that task `upstream` starts (a
+    /// `#[depends_on]` edge): a UUIDv5 of both, the same every time, so a
+    /// dependent started twice is found instead of duplicated.
+    pub fn derived(upstream: TaskId, name: &str) -> Self {
+        Self(Uuid::new_v5(&upstream.0, name.as_bytes()))
+    }
+
     /// The id as a UUID.
     pub const fn as_uuid(&self) -> &Uuid {
         &self.0

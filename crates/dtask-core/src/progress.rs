@@ -10,7 +10,7 @@ use time::OffsetDateTime;
 use crate::event::{EventKind, TaskEvent};
 use crate::id::TaskId;
 pub use crate::task::{ConditionSnapshot, ObservedValue};
-use crate::task::{StepHost, TaskDefinition};
+use crate::task::{DependentTask, StepHost, TaskDefinition};
 
 /// The life-cycle state of a task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -141,6 +141,10 @@ pub struct StepState {
     /// The condition's evaluation, when it has one and it was evaluated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub condition: Option<ConditionSnapshot>,
+    /// The process that ran its last attempt (the node name a worker
+    /// registers under, as `GET /api/workers` lists it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker: Option<String>,
     /// Position in the order of completion (1 for the first step to
     /// complete), which compensation walks backwards.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -178,6 +182,9 @@ pub struct TaskProgress {
     /// given at submit; the history's audit entries carry it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trace_id: Option<String>,
+    /// The task whose completion started this one (`#[depends_on]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_task_id: Option<TaskId>,
     /// Its state.
     pub status: TaskStatus,
     /// Number of declared steps.
@@ -222,6 +229,10 @@ pub struct TaskProgress {
         skip_serializing_if = "Option::is_none"
     )]
     pub completed_at: Option<OffsetDateTime>,
+    /// The tasks that depend on this one (`#[depends_on]`), as decided
+    /// when it completed: each started, or not and why.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dependents: Vec<DependentTask>,
 }
 
 impl TaskProgress {
@@ -241,6 +252,7 @@ impl TaskProgress {
                 message: None,
                 error: None,
                 condition: None,
+                worker: None,
                 completion_order: None,
                 started_at: None,
                 finished_at: None,
@@ -251,6 +263,7 @@ impl TaskProgress {
             task_name: definition.name.to_owned(),
             submitter: None,
             trace_id: None,
+            parent_task_id: None,
             status: TaskStatus::Pending,
             total_steps: steps.len() as u32,
             completed_steps: 0,
@@ -267,6 +280,7 @@ impl TaskProgress {
             created_at: now,
             updated_at: now,
             completed_at: None,
+            dependents: Vec::new(),
         }
     }
 
@@ -293,11 +307,14 @@ impl TaskProgress {
                 self.status = TaskStatus::Queued;
                 self.message = Some(format!("queued on `{queue}`"));
             }
-            EventKind::StepStarted { step, attempt } => {
+            EventKind::StepStarted { step, attempt, worker } => {
                 self.status = TaskStatus::Running;
                 let state = &mut self.steps[step.index];
                 state.status = StepStatus::Running;
                 state.attempts = *attempt;
+                if state.worker.as_deref() != Some(worker.as_str()) {
+                    state.worker = Some(worker.clone());
+                }
                 state.started_at.get_or_insert(at);
                 state.fraction = None;
                 self.message = Some(match attempt {
@@ -392,6 +409,7 @@ impl TaskProgress {
                 state.status = StepStatus::CompensationFailed;
                 state.error = Some(error.clone());
             }
+            EventKind::DependentsDecided { dependents } => self.dependents.clone_from(dependents),
             EventKind::Completed => self.finish(TaskStatus::Completed, None, at),
             EventKind::Failed { error } => self.finish(TaskStatus::Failed, Some(error), at),
             EventKind::Compensated { error } => self.finish(TaskStatus::Compensated, Some(error), at),

@@ -212,7 +212,14 @@ fn describe(kind: &EventKind) -> Option<String> {
         EventKind::Submitted => "Submitted".into(),
         EventKind::Started { host } => format!("Started {host}"),
         EventKind::HandedOff { queue } => format!("HandedOff {queue}"),
-        EventKind::StepStarted { step, attempt } => format!("StepStarted {} #{attempt}", step.name),
+        EventKind::DependentsDecided { dependents } => {
+            let each: Vec<String> = dependents
+                .iter()
+                .map(|d| format!("{}{}", d.task_name, if d.started { "" } else { " (not started)" }))
+                .collect();
+            format!("DependentsDecided {}", each.join(", "))
+        }
+        EventKind::StepStarted { step, attempt, .. } => format!("StepStarted {} #{attempt}", step.name),
         EventKind::StepProgress { .. } => return None,
         EventKind::StepCompleted { step, .. } => format!("StepCompleted {}", step.name),
         EventKind::StepFailed { step, retry_in, .. } => match retry_in {

@@ -75,6 +75,7 @@ static STASH: TaskDefinition = TaskDefinition {
     version: 1,
     steps: &[step("Store", 1, StepHost::Api), step("Finish", 2, StepHost::Worker)],
     groups: &[],
+    depends_on: &[],
 };
 
 struct Stash;

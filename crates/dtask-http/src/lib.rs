@@ -34,8 +34,9 @@ pub use protect::{AllowedOrigins, InvalidOrigin, TrafficLimits};
 pub use registry::{FileRef, ProducesFile};
 pub use serve::{ServeOptions, serve};
 pub use webhook::{
-    EVENT_HEADER, TASK_ID_HEADER, TIMESTAMP_TOLERANCE, WEBHOOK_ID_HEADER, WEBHOOK_SIGNATURE_HEADER,
-    WEBHOOK_TIMESTAMP_HEADER, WebhookConfig, WebhookSecret, WebhookSecretError, WebhookVerifyError,
+    EVENT_HEADER, OutboundClient, OutboundError, TASK_ID_HEADER, TIMESTAMP_TOLERANCE, WEBHOOK_ID_HEADER,
+    WEBHOOK_SIGNATURE_HEADER, WEBHOOK_TIMESTAMP_HEADER, WebhookConfig, WebhookSecret, WebhookSecretError,
+    WebhookVerifyError,
 };
 
 use registry::{Endpoint, FileOf, Registry};

@@ -35,6 +35,18 @@ pub(crate) struct Task {
     pub(crate) steps: Vec<Step>,
     /// Sorted by order.
     pub(crate) groups: Vec<Group>,
+    /// Its `#[depends_on]` edges, in declaration order.
+    pub(crate) dependencies: Vec<Dependency>,
+}
+
+/// A `#[depends_on]` edge.
+pub(crate) struct Dependency {
+    /// The upstream task's type.
+    pub(crate) upstream: syn::Path,
+    /// The condition on the upstream's response (reads `response`).
+    pub(crate) condition: Option<Condition>,
+    /// The request builder; `None`: `From` the response.
+    pub(crate) request: Option<syn::Path>,
 }
 
 /// A parallel group.

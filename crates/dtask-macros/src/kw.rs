@@ -33,6 +33,7 @@ syn::custom_keyword!(base_delay_ms);
 syn::custom_keyword!(max_delay_ms);
 syn::custom_keyword!(jitter);
 syn::custom_keyword!(on_exhausted);
+syn::custom_keyword!(condition);
 
 /// The error for a key `keys` does not hold: names the attribute and the
 /// accepted keys, and the closest one when it is close.
@@ -157,5 +158,13 @@ keys! {
         MaxDelayMs => max_delay_ms,
         Jitter => jitter,
         OnExhausted => on_exhausted,
+    }
+}
+
+keys! {
+    /// The keys of `#[depends_on(Upstream, ...)]`.
+    DependsOnKey in "depends_on" {
+        Condition => condition,
+        Request => request,
     }
 }

@@ -152,10 +152,22 @@ pub(crate) struct StepSetting {
     pub(crate) setting: Setting,
 }
 
+/// `#[depends_on(Upstream, condition = <expr>, request = path)]`.
+pub(crate) struct DependsOnDecl {
+    /// The upstream task's type.
+    pub(crate) upstream: syn::Path,
+    /// Whether the upstream starts it only when this holds on its response.
+    pub(crate) condition: Option<Expr>,
+    /// The function building the request from the upstream's response;
+    /// `None`: `From` the response.
+    pub(crate) request: Option<syn::Path>,
+}
+
 /// The whole declaration, as written.
 pub(crate) struct Declaration {
     pub(crate) args: TaskArgs,
     pub(crate) steps: Vec<StepDecl>,
     pub(crate) groups: Vec<GroupDecl>,
     pub(crate) settings: Vec<StepSetting>,
+    pub(crate) dependencies: Vec<DependsOnDecl>,
 }

@@ -31,6 +31,7 @@ static DEFINITION: TaskDefinition = TaskDefinition {
     version: 1,
     steps: &[],
     groups: &[],
+    depends_on: &[],
 };
 
 /// Tasks in flight at once in the concurrent measurements.

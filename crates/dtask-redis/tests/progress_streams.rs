@@ -29,6 +29,7 @@ static DEFINITION: TaskDefinition = TaskDefinition {
     version: 1,
     steps: &[],
     groups: &[],
+    depends_on: &[],
 };
 
 fn new_task() -> TaskProgress {

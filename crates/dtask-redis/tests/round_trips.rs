@@ -32,6 +32,7 @@ static DEFINITION: TaskDefinition = TaskDefinition {
     version: 1,
     steps: &[],
     groups: &[],
+    depends_on: &[],
 };
 
 fn after(progress: &TaskProgress, kind: EventKind) -> TaskProgress {

@@ -21,15 +21,17 @@ pub mod prelude {
 pub mod __private {
     pub use dtask_core::codec::Format;
     pub use dtask_core::task::builtin::{
-        attach_files, compensate_download, compensate_upload, condition_missing, download, observe, required,
-        unknown_step, upload,
+        attach_files, compensate_download, compensate_upload, condition_missing, download, max_depth, observe,
+        required, unknown_step, upload,
     };
     pub use dtask_core::task::{
-        Backoff, DataUpdate, GroupDefinition, Jitter, Mode, OnExhausted, RetryPolicy, StepDefinition, StepHost,
-        StepKind, TaskDefinition,
+        Backoff, DataUpdate, DependencyDefinition, GroupDefinition, Jitter, Mode, OnExhausted, RetryPolicy,
+        StepDefinition, StepHost, StepKind, TaskDefinition, Upstream,
     };
     pub use dtask_core::task::{ConditionSnapshot, ObservedValue};
     pub use std::boxed::Box;
+    pub use std::clone::Clone;
+    pub use std::convert::From;
     pub use std::future::Future;
     pub use std::option::Option;
     pub use std::result::Result;

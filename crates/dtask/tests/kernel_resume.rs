@@ -82,6 +82,7 @@ fn after_reserve(task_id: TaskId) -> SagaSnapshot<PlaceOrder> {
         EventKind::StepStarted {
             step: reserve,
             attempt: 1,
+            worker: "worker-1:4242".to_owned(),
         },
         EventKind::StepCompleted {
             step: reserve,

@@ -12,8 +12,7 @@ use dtask::codec::KeyRing;
 use dtask::distributed::{DistributedOptions, QueueKind, StoreKind};
 use dtask::infra::TaskHistory;
 use dtask::memory::MemoryTaskHistory;
-use dtask::{Format, HistorySettings, HostBuilder, Infrastructure, KernelSettings, Task};
-use dtask_demo::CreateZipFromFiles;
+use dtask::{Format, HistorySettings, HostBuilder, Infrastructure, KernelSettings};
 
 /// Which mode a process runs in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -189,8 +188,7 @@ impl DeployArgs {
             QueueArg::RedisStreams => QueueKind::RedisStreams,
             QueueArg::Postgres => QueueKind::Postgres,
         };
-        let buckets = CreateZipFromFiles::definition().buckets();
-        Ok(self.options(queue).connect(&buckets).await?)
+        Ok(self.options(queue).connect(&dtask_demo::buckets()).await?)
     }
 
     /// The connection options these flags give, for `queue`.

@@ -7,12 +7,14 @@ pub(crate) mod reconcile;
 mod serve;
 mod signals;
 mod submit;
+mod video;
 mod view;
 mod worker;
 
 pub(crate) use reconcile::reconcile;
 pub(crate) use serve::{ServeArgs, serve};
 pub(crate) use submit::submit;
+pub(crate) use video::{submit_video, video};
 pub(crate) use worker::worker;
 
 use std::path::{Path, PathBuf};
@@ -22,7 +24,7 @@ use dtask::fs::LocalFileSystemStore;
 use dtask::prelude::*;
 use dtask::{Host, TaskOutcome};
 use dtask_demo::zip_archive::human_bytes;
-use dtask_demo::{CreateZipFromFiles, CreateZipRequest, CreateZipResponse};
+use dtask_demo::{CreateZipFromFiles, CreateZipRequest};
 use futures::StreamExt;
 use tokio::io::AsyncWriteExt;
 
@@ -46,9 +48,9 @@ pub(crate) async fn zip(files: Vec<PathBuf>, output: PathBuf, in_memory: bool) -
     }
     let host = builder.build()?;
     let result = async {
-        let outcome = run_with_progress(&host, request).await?;
+        let outcome = run_with_progress::<CreateZipFromFiles>(&host, request).await?;
         let response = outcome.into_response()?;
-        download(&host, &response, &output).await?;
+        copy_out(&host, &response.bucket, &response.key, &output).await?;
         anyhow::Ok(response)
     }
     .await;
@@ -110,7 +112,9 @@ fn check_readable(path: &Path) -> anyhow::Result<u64> {
     Ok(meta.len())
 }
 
-async fn run_with_progress(host: &Host, request: CreateZipRequest) -> anyhow::Result<TaskOutcome<CreateZipResponse>> {
+/// Runs a `T` in `host` with a live progress view; the outcome of a task
+/// that completed, an error for one that did not.
+async fn run_with_progress<T: Task>(host: &Host, request: T::Request) -> anyhow::Result<TaskOutcome<T::Response>> {
     let task_id = TaskId::new();
     let mut events = host.events();
     let watcher = {
@@ -130,7 +134,7 @@ async fn run_with_progress(host: &Host, request: CreateZipRequest) -> anyhow::Re
             view.finish();
         })
     };
-    let submitted = host.submit_with_id::<CreateZipFromFiles>(task_id, request).await;
+    let submitted = host.submit_with_id::<T>(task_id, request).await;
     let outcome = match submitted {
         Ok(handle) => handle.wait().await,
         Err(error) => Err(error),
@@ -147,12 +151,13 @@ async fn run_with_progress(host: &Host, request: CreateZipRequest) -> anyhow::Re
     Ok(outcome)
 }
 
-/// Streams the archive from the store to `output` (through a temporary
-/// file, so a failed download leaves no half-written archive).
-async fn download(host: &Host, response: &CreateZipResponse, output: &Path) -> anyhow::Result<()> {
+/// Streams object `bucket`/`key` from the host's store to `output`
+/// (through a temporary file, so a failed copy leaves no half-written
+/// file).
+async fn copy_out(host: &Host, bucket: &str, key: &str, output: &Path) -> anyhow::Result<()> {
     let storage = &host.infrastructure().storage;
-    let mut body = storage.get(&response.bucket, &response.key, None).await?.body;
-    let partial = output.with_extension("zip.part");
+    let mut body = storage.get(bucket, key, None).await?.body;
+    let partial = dtask_demo::client::partial_path(output);
     let mut file = tokio::fs::File::create(&partial)
         .await
         .with_context(|| format!("cannot write `{}`", partial.display()))?;

@@ -10,6 +10,7 @@ use dtask::Infrastructure;
 use dtask::codec::KeyRing;
 use dtask::reconcile::{ReconcileMode, Reconciler, spawn_periodic};
 use dtask_demo::CreateZipFromFiles;
+use dtask_demo::video::{TRANSCODED_BUCKET, VideoTranscode};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -67,7 +68,7 @@ impl ScheduleArgs {
     }
 }
 
-/// The reconciler of the demo's buckets (those of CreateZipFromFiles),
+/// The reconciler of the demo's buckets (those of both tasks),
 /// opening sealed saga states with `keys`, deleting completed tasks'
 /// objects after `completed_retention_days` when set.
 fn reconciler(
@@ -78,6 +79,8 @@ fn reconciler(
 ) -> Reconciler {
     let mut reconciler = Reconciler::from_infrastructure(infrastructure)
         .with_task::<CreateZipFromFiles>()
+        .with_task::<VideoTranscode>()
+        .with_buckets([TRANSCODED_BUCKET])
         .with_grace(grace);
     if let Some(days) = completed_retention_days {
         reconciler = reconciler.with_completed_retention(Duration::from_secs(days.saturating_mul(24 * 3600)));

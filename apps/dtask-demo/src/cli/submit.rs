@@ -64,7 +64,7 @@ pub(crate) async fn submit(files: Vec<PathBuf>, server: String, output: PathBuf)
 /// Follows the stream to the terminal snapshot. The first Ctrl-C asks the
 /// server to cancel and keeps following (compensation runs); a second one
 /// stops waiting.
-async fn follow(
+pub(super) async fn follow(
     client: &ApiClient,
     submitted: &Submitted,
     interrupts: &mut Interrupts,
@@ -104,12 +104,12 @@ async fn follow(
     }
 }
 
-fn check_outcome(submitted: &Submitted, last: &TaskProgress, cancelled: bool) -> anyhow::Result<()> {
+pub(super) fn check_outcome(submitted: &Submitted, last: &TaskProgress, cancelled: bool) -> anyhow::Result<()> {
     let error = last.error.as_deref().unwrap_or("no error recorded");
     match last.status {
         TaskStatus::Completed if !cancelled => Ok(()),
         TaskStatus::Completed => {
-            bail!("cancelled: the task completed before the cancellation reached it; the archive was not downloaded")
+            bail!("cancelled: the task completed before the cancellation reached it; nothing was downloaded")
         }
         TaskStatus::Cancelled => bail!(
             "cancelled: task {} was cancelled and its completed steps were undone",

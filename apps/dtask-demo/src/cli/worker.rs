@@ -9,6 +9,7 @@
 
 use anyhow::Context;
 use dtask::Mode;
+use dtask_demo::VideoTranscode;
 use dtask_demo::server::logged_host_builder;
 use dtask_http::MetricsRender;
 use dtask_telemetry::PrometheusHandle;
@@ -25,8 +26,10 @@ pub(crate) async fn worker(
     metrics: Option<PrometheusHandle>,
 ) -> anyhow::Result<()> {
     let shutdown = signals::shutdown()?;
+    let video = VideoTranscode::from_env()?;
+    video.ffmpeg().check().await?;
     let infrastructure = deploy.connect().await?;
-    let mut builder = deploy.configure(logged_host_builder())?;
+    let mut builder = deploy.configure(logged_host_builder(video))?;
     if let Some((history, settings)) = deploy.history().await? {
         builder = builder.history_with(history, settings);
     }

@@ -21,6 +21,8 @@ pub use events::{ProgressEvents, TaskFollower};
 
 /// The submit route of CreateZipFromFiles.
 pub const SUBMIT_PATH: &str = "/api/tasks/create-zip-from-files";
+/// Where VideoTranscode is submitted.
+pub const SUBMIT_VIDEO_PATH: &str = "/api/tasks/video-transcode";
 
 /// The `202 Accepted` answer to a submit.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -115,10 +117,37 @@ impl ApiClient {
         for path in files {
             form = form.part("files", file_part(path).await?);
         }
-        let response = self
-            .send(self.http.post(self.url(SUBMIT_PATH)?).multipart(form))
-            .await?;
+        self.submit_form(SUBMIT_PATH, form).await
+    }
+
+    /// Uploads the video at `path` (streamed from disk) for VideoTranscode;
+    /// `notify_url` receives the result when given.
+    ///
+    /// # Errors
+    /// As [`submit_zip`](Self::submit_zip).
+    pub async fn submit_video(&self, path: &Path, notify_url: Option<&str>) -> Result<Submitted, ClientError> {
+        let mut form = Form::new();
+        if let Some(url) = notify_url {
+            form = form.text("notifyUrl", url.to_owned());
+        }
+        // Every task takes its files from `files` parts; this one's go to
+        // its request's `videoFile`.
+        form = form.text("listening", "sse").part("files", file_part(path).await?);
+        self.submit_form(SUBMIT_VIDEO_PATH, form).await
+    }
+
+    async fn submit_form(&self, path: &str, form: Form) -> Result<Submitted, ClientError> {
+        let response = self.send(self.http.post(self.url(path)?).multipart(form)).await?;
         json(response).await
+    }
+
+    /// The typed result at `link` (a completed task's `result` link).
+    ///
+    /// # Errors
+    /// [`ClientError::Problem`] when the task has not completed; transport
+    /// errors; [`ClientError::Protocol`] for a result of another shape.
+    pub async fn result<R: serde::de::DeserializeOwned>(&self, link: &str) -> Result<R, ClientError> {
+        json(self.send(self.http.get(self.url(link)?)).await?).await
     }
 
     /// The progress snapshot at `link` (a task's `status` link).

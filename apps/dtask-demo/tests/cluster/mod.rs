@@ -306,35 +306,41 @@ impl Cluster {
 }
 
 impl Cluster {
-    /// Deletes the run's queue (and its dead-letter queue or stream) from
-    /// the shared broker.
+    /// Deletes the run's queues (with their dead-letter queues or streams)
+    /// from the shared broker.
     pub(crate) async fn remove_queue(&self) {
         use dtask::distributed::dtask_amqp::{AmqpConfig, AmqpQueue};
         use dtask::distributed::dtask_redis_streams::{RedisStreamsConfig, RedisStreamsQueue};
-        let queue = format!("{}.file-processing", self.namespace);
+        let queues = ["file-processing", "video-processing"].map(|name| format!("{}.{name}", self.namespace));
         match self.broker {
             Broker::RabbitMq => {
                 let amqp = AmqpQueue::connect(AmqpConfig::new("amqp://guest:guest@127.0.0.1:5672/%2f"))
                     .await
                     .expect("RabbitMQ");
-                amqp.delete(&queue).await.expect("the test queue is deleted");
+                for queue in &queues {
+                    amqp.delete(queue).await.expect("the test queue is deleted");
+                }
             }
             Broker::RedisStreams => {
                 let streams = RedisStreamsQueue::connect(RedisStreamsConfig::new("redis://127.0.0.1:6379"))
                     .await
                     .expect("Redis");
-                streams.delete_queue(&queue).await.expect("the test stream is deleted");
+                for queue in &queues {
+                    streams.delete_queue(queue).await.expect("the test stream is deleted");
+                }
             }
             Broker::Postgres => {
                 let postgres = dtask::distributed::dtask_postgres::PostgresConfig::new(database_url())
                     .connect()
                     .await
                     .expect("PostgreSQL");
-                postgres
-                    .queue()
-                    .delete_queue(&queue)
-                    .await
-                    .expect("the test queue is deleted");
+                for queue in &queues {
+                    postgres
+                        .queue()
+                        .delete_queue(queue)
+                        .await
+                        .expect("the test queue is deleted");
+                }
             }
         }
     }

@@ -142,6 +142,7 @@ impl Run {
             EventKind::StepStarted {
                 step: upload,
                 attempt: 1,
+                worker: "worker-1:4242".to_owned(),
             },
         );
         let mut names = UniqueNames::default();
@@ -188,7 +189,14 @@ impl Run {
         let (zip, upload) = (self.step("CreateZipArchive"), self.step("UploadZip"));
         let sources = self.data.upload_source_files.clone().unwrap_or_default();
         self.record(ms(4), EventKind::Started { host: StepHost::Worker });
-        self.record(ms(1), EventKind::StepStarted { step: zip, attempt: 1 });
+        self.record(
+            ms(1),
+            EventKind::StepStarted {
+                step: zip,
+                attempt: 1,
+                worker: "worker-1:4242".to_owned(),
+            },
+        );
         let total = human_bytes(sources.total_size());
         self.record(
             ms(24_900),
@@ -215,6 +223,7 @@ impl Run {
             EventKind::StepStarted {
                 step: upload,
                 attempt: 1,
+                worker: "worker-1:4242".to_owned(),
             },
         );
         self.record(

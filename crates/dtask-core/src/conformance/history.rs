@@ -41,6 +41,7 @@ static DEFINITION: TaskDefinition = TaskDefinition {
     version: 3,
     steps: &[],
     groups: &[],
+    depends_on: &[],
 };
 
 /// A row of a task named `name`, created at `created`, in `status`.

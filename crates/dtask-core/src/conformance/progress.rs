@@ -32,6 +32,7 @@ static DEFINITION: TaskDefinition = TaskDefinition {
     version: 1,
     steps: &[],
     groups: &[],
+    depends_on: &[],
 };
 
 /// Runs every check of this module against `tracker`.

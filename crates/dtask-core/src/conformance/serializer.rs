@@ -20,7 +20,8 @@ use crate::event::{EventKind, StepRef, TaskEvent};
 use crate::id::TaskId;
 use crate::progress::{ConditionSnapshot, ObservedValue, TaskProgress};
 use crate::task::{
-    DataUpdate, Mode, RetryPolicy, StepContext, StepDefinition, StepError, StepHost, StepKind, Task, TaskDefinition,
+    DataUpdate, DependentTask, Mode, RetryPolicy, StepContext, StepDefinition, StepError, StepHost, StepKind, Task,
+    TaskDefinition,
 };
 
 /// A saga state with the shapes that trip serializers up.
@@ -91,6 +92,7 @@ static DEFINITION: TaskDefinition = TaskDefinition {
         step("Publish", 3, StepHost::Worker, None),
     ],
     groups: &[],
+    depends_on: &[],
 };
 
 /// The data of [`ConformanceTask`]: one optional field per step, as the
@@ -232,6 +234,7 @@ fn eventful_progress() -> TaskProgress {
         EventKind::StepStarted {
             step: step(0),
             attempt: 1,
+            worker: "worker-a:4242".to_owned(),
         },
         EventKind::StepCompleted {
             step: step(0),
@@ -248,6 +251,7 @@ fn eventful_progress() -> TaskProgress {
         EventKind::StepStarted {
             step: step(1),
             attempt: 1,
+            worker: "worker-a:4242".to_owned(),
         },
         EventKind::StepFailed {
             step: step(1),
@@ -258,15 +262,40 @@ fn eventful_progress() -> TaskProgress {
         EventKind::StepStarted {
             step: step(1),
             attempt: 2,
+            worker: "worker-a:4242".to_owned(),
         },
         EventKind::StepProgress {
             step: step(1),
             fraction: 0.375,
             message: Some("3 of 8 files".to_owned()),
         },
+        EventKind::DependentsDecided {
+            dependents: vec![
+                DependentTask {
+                    task_name: "Notify".to_owned(),
+                    task_id: TaskId::derived(progress.task_id, "Notify"),
+                    started: true,
+                    condition: None,
+                },
+                DependentTask {
+                    task_name: "Audit".to_owned(),
+                    task_id: TaskId::derived(progress.task_id, "Audit"),
+                    started: false,
+                    condition: Some(ConditionSnapshot {
+                        expression: "response.flagged".to_owned(),
+                        observed: vec![ObservedValue {
+                            path: "response.flagged".to_owned(),
+                            value: "false".to_owned(),
+                        }],
+                        holds: false,
+                    }),
+                },
+            ],
+        },
         EventKind::CancellationRequested,
         EventKind::Cancelled,
     ];
+    progress.parent_task_id = Some(TaskId::new());
     for (i, kind) in kinds.into_iter().enumerate() {
         progress.apply(&TaskEvent {
             task_id: progress.task_id,

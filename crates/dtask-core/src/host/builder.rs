@@ -14,7 +14,7 @@ use tokio_util::task::TaskTracker;
 
 use super::worker::{self, ErasedTask, Registered};
 use super::{Host, HostInner, RegisteredTask};
-use super::{depths, presence};
+use super::{chain, depths, presence};
 use crate::codec::KeyRing;
 use crate::error::{Error, Result};
 use crate::event::TaskEvent;
@@ -23,7 +23,10 @@ use crate::infra::{
     DeadLetters, DistributedLock, IdempotencyStore, Infrastructure, ObjectStore, ProgressTracker, QueueConsumer,
     QueueDepths, QueuePublisher, SagaStateStore, TaskHistory, WorkerRegistry,
 };
-use crate::kernel::{EventListener, HistorySettings, HistoryWriter, KernelSettings, Metrics, Runtime, StepInterceptor};
+use crate::kernel::{
+    Dependent, Dependents, EventListener, HistorySettings, HistoryWriter, KernelSettings, Metrics, Runtime,
+    StepInterceptor,
+};
 use crate::memory::{
     MemoryIdempotencyStore, MemoryLock, MemoryObjectStore, MemoryProgressTracker, MemoryQueue, MemoryStateStore,
     MemoryWorkerRegistry,
@@ -84,6 +87,8 @@ struct PendingTask {
     definition: &'static TaskDefinition,
     typed: Arc<dyn Any + Send + Sync>,
     erased: Arc<dyn ErasedTask>,
+    /// Its `#[depends_on]` edges.
+    edges: Vec<Arc<dyn chain::Edge>>,
 }
 
 impl Default for HostBuilder {
@@ -127,6 +132,7 @@ impl HostBuilder {
             definition: T::definition(),
             typed: Arc::clone(&task) as Arc<dyn Any + Send + Sync>,
             erased: Arc::new(Registered(task)),
+            edges: chain::edges_of::<T>(),
         });
         self
     }
@@ -401,8 +407,9 @@ impl HostBuilder {
     /// # Errors
     /// [`Error::Invalid`] for two tasks of one name, tasks declaring
     /// different default modes with no mode chosen, Distributed mode with
-    /// services missing, or a task declaring `encrypt_messages` on a host
-    /// that serializes without a key ring.
+    /// services missing, a task declaring `encrypt_messages` on a host
+    /// that serializes without a key ring, or `#[depends_on]` edges that
+    /// form a cycle or name a task not registered here.
     pub fn build(self) -> Result<Host> {
         let mode = self.resolve_mode()?;
         let infra = self.resolve_infrastructure(mode)?;
@@ -422,12 +429,15 @@ impl HostBuilder {
         }
         let mut typed = HashMap::new();
         let mut erased: HashMap<&'static str, Arc<dyn ErasedTask>> = HashMap::new();
+        let mut edges = Vec::new();
         for PendingTask {
             definition,
             typed: any,
             erased: task,
+            edges: task_edges,
         } in self.tasks
         {
+            edges.extend(task_edges);
             if typed
                 .insert(definition.name, RegisteredTask { definition, typed: any })
                 .is_some()
@@ -439,6 +449,12 @@ impl HostBuilder {
             }
             erased.insert(definition.name, task);
         }
+        chain::check_graph(&edges, &typed.keys().copied().collect())?;
+        let dependents = Dependents::new(
+            edges
+                .iter()
+                .map(|edge| (edge.upstream().name, Arc::clone(edge) as Arc<dyn Dependent>)),
+        );
         let rt = Arc::new(Runtime {
             infra,
             format_override: self.format,
@@ -458,6 +474,7 @@ impl HostBuilder {
             tracer: self.tracer,
             metrics: Metrics::register(erased.values().map(|task| task.definition())),
             in_flight: AtomicUsize::new(0),
+            dependents,
         });
         let erased = Arc::new(erased);
         let workers = TaskTracker::new();
@@ -490,16 +507,23 @@ impl HostBuilder {
                 ));
             }
         }
-        Ok(Host {
-            inner: Arc::new(HostInner {
-                rt,
-                mode,
-                tasks: typed,
-                workers,
-                runs_workers: self.run_workers,
-                operator_role: self.operator_role,
-            }),
-        })
+        let inner = Arc::new(HostInner {
+            rt,
+            mode,
+            tasks: typed,
+            workers,
+            runs_workers: self.run_workers,
+            operator_role: self.operator_role,
+        });
+        let mut by_upstream: HashMap<&'static str, Vec<Arc<dyn chain::Edge>>> = HashMap::new();
+        for edge in edges {
+            by_upstream.entry(edge.upstream().name).or_default().push(edge);
+        }
+        inner.rt.dependents.set_starter(Box::new(chain::HostStarter {
+            host: Arc::downgrade(&inner),
+            edges: by_upstream,
+        }));
+        Ok(Host { inner })
     }
 
     fn resolve_mode(&self) -> Result<Mode> {

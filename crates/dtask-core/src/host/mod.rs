@@ -16,6 +16,7 @@
 
 mod builder;
 mod caller;
+mod chain;
 mod dead_letters;
 mod depths;
 mod handle;
@@ -91,6 +92,14 @@ impl Host {
     /// caller's trace.
     pub fn trace_bridge(&self) -> Option<&Arc<dyn TraceBridge>> {
         self.inner.rt.tracer.as_ref()
+    }
+
+    /// This process's node name: how its steps' progress
+    /// ([`StepState::worker`](crate::StepState::worker)), its history
+    /// records and its entry in the worker registry name it
+    /// (`<host name>:<pid>` unless [`HostBuilder::node_name`] set it).
+    pub fn node_name(&self) -> &str {
+        &self.inner.rt.node
     }
 
     /// The definitions of the registered tasks.

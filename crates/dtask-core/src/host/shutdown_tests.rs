@@ -91,6 +91,7 @@ static GATED: TaskDefinition = TaskDefinition {
     version: 1,
     steps: &[step("Slow", 1), step("After", 2)],
     groups: &[],
+    depends_on: &[],
 };
 
 impl Task for Gated {

@@ -59,7 +59,26 @@ impl Host {
         let task = self.registered::<T>()?;
         let span = self.inner.rt.submit_span(T::definition(), task_id);
         let trace = self.inner.rt.begin_trace(&span, incoming);
-        self.submit_traced(task, task_id, request, submitter, trace)
+        self.submit_traced(task, task_id, request, submitter, trace, None)
+            .instrument(span)
+            .await
+    }
+
+    /// Submits `request` as task `task_id`, a dependent of the completed
+    /// task `upstream` (`#[depends_on]`): as its submitter, in its trace
+    /// when no tracing system traces the submit span, linked to it.
+    pub(super) async fn submit_dependent<T: Task>(
+        &self,
+        task_id: TaskId,
+        request: T::Request,
+        upstream: &TaskProgress,
+    ) -> Result<TaskHandle<T>> {
+        let task = self.registered::<T>()?;
+        let span = self.inner.rt.submit_span(T::definition(), task_id);
+        let incoming = (upstream.trace_id.as_deref()).and_then(TraceParent::of_trace);
+        let trace = self.inner.rt.begin_trace(&span, incoming);
+        let submitter = upstream.submitter.clone();
+        self.submit_traced(task, task_id, request, submitter, trace, Some(upstream.task_id))
             .instrument(span)
             .await
     }
@@ -71,6 +90,7 @@ impl Host {
         request: T::Request,
         submitter: Option<String>,
         trace: TraceParent,
+        parent: Option<TaskId>,
     ) -> Result<TaskHandle<T>> {
         let rt = &*self.inner.rt;
         let definition = T::definition();
@@ -80,6 +100,7 @@ impl Host {
         let now = now.replace_nanosecond(now.nanosecond() / 1000 * 1000).unwrap_or(now);
         let mut progress = TaskProgress::new(task_id, definition, now);
         progress.submitter = submitter;
+        progress.parent_task_id = parent;
         progress.trace_id = Some(trace.trace_id_hex());
         let submitted = TaskEvent {
             task_id,
@@ -111,6 +132,13 @@ impl Host {
             PhaseEnd::HandOff
         };
         let mut outcome = Ok(());
+        if let (PhaseEnd::Settled(_), Some(response)) = (end, run.response()) {
+            // Completed here (no Worker step): no message will come back, so
+            // the caller gets a dependent that could not be started.
+            outcome = (rt.dependents)
+                .start(definition.name, &run.recorder().snapshot(), response)
+                .await;
+        }
         if end == PhaseEnd::HandOff {
             // Run by this host's worker, which takes over the registration.
             let local_worker = self.inner.mode == Mode::InProcess && self.inner.runs_workers;

@@ -168,7 +168,13 @@ async fn run_delivery<T: Task>(rt: &Runtime, task: &T, guard: &mut RunGuard<'_>)
         Err(settlement) => return settlement,
     };
     if snapshot.progress.is_terminal() {
-        return write_terminal_progress(rt, &snapshot.progress).await;
+        let written = write_terminal_progress(rt, &snapshot.progress).await;
+        // The worker that completed it may have died before starting its
+        // dependents: start them (again; one already started is found).
+        return match (&written, snapshot.response.as_ref()) {
+            (Settlement::Done, Some(response)) => start_dependents::<T>(rt, &snapshot.progress, response).await,
+            _ => written,
+        };
     }
     let (control, adopted) = guard.register();
     let mut run = SagaRun::new(rt, task, snapshot, Arc::clone(&control), guard.fencing_token());
@@ -204,7 +210,10 @@ async fn run_delivery<T: Task>(rt: &Runtime, task: &T, guard: &mut RunGuard<'_>)
     match end {
         PhaseEnd::Settled(status) => {
             tracing::Span::current().record("task.status", tracing::field::debug(status));
-            Settlement::Done
+            match run.response() {
+                Some(response) => start_dependents::<T>(rt, &run.recorder().snapshot(), response).await,
+                None => Settlement::Done,
+            }
         }
         PhaseEnd::Interrupted | PhaseEnd::HandOff if rt.shutdown.is_cancelled() => {
             tracing::info!(%task_id, "shutting down: handing the task back");
@@ -213,6 +222,22 @@ async fn run_delivery<T: Task>(rt: &Runtime, task: &T, guard: &mut RunGuard<'_>)
         PhaseEnd::Interrupted | PhaseEnd::HandOff => Settlement::HandBack {
             delay: HAND_BACK_AFTER_FAILURE,
         },
+    }
+}
+
+/// Starts the dependents a completed task recorded, before its message is
+/// acknowledged: one that cannot be submitted hands the message back, and
+/// the redelivery starts it again.
+async fn start_dependents<T: Task>(rt: &Runtime, progress: &TaskProgress, response: &T::Response) -> Settlement {
+    match rt.dependents.start(T::definition().name, progress, response).await {
+        Ok(()) => Settlement::Done,
+        Err(error) => {
+            let task_id = progress.task_id;
+            tracing::warn!(%task_id, %error, "could not start a dependent task; the message will come back");
+            Settlement::HandBack {
+                delay: HAND_BACK_AFTER_FAILURE,
+            }
+        }
     }
 }
 

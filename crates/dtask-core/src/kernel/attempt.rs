@@ -77,6 +77,7 @@ impl<T: Task> StepEnv<'_, T> {
                 .record(EventKind::StepStarted {
                     step: self.step_ref(index),
                     attempt,
+                    worker: self.rt.node.clone(),
                 })
                 .await;
             let token = parent.child_token();

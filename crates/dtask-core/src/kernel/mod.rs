@@ -24,6 +24,7 @@
 mod attempt;
 mod compensate;
 mod control;
+mod dependents;
 mod history;
 mod metrics;
 mod recorder;
@@ -40,6 +41,7 @@ use time::OffsetDateTime;
 use crate::codec::{Payload, SagaSnapshot, SagaStateSerializer};
 
 pub(crate) use control::{RunControl, StopReason};
+pub(crate) use dependents::{AnyResponse, Dependent, Dependents, Starter};
 pub use history::HistorySettings;
 pub(crate) use history::HistoryWriter;
 pub(crate) use metrics::{Metrics, QueueMetrics};
@@ -145,6 +147,11 @@ impl<'r, T: Task> SagaRun<'r, T> {
 
     pub(crate) fn recorder(&self) -> &Recorder<'r> {
         &self.recorder
+    }
+
+    /// The response, once the task completed.
+    pub(crate) fn response(&self) -> Option<&T::Response> {
+        self.response.as_ref()
     }
 
     /// The saga state now.
@@ -331,6 +338,10 @@ impl<'r, T: Task> SagaRun<'r, T> {
         });
         match response {
             Ok(response) => {
+                if self.rt.dependents.any_of(self.def.name) {
+                    let dependents = self.rt.dependents.decide(self.def.name, self.task_id, &response);
+                    self.recorder.fold(EventKind::DependentsDecided { dependents });
+                }
                 self.recorder.set_response(&response);
                 self.response = Some(response);
                 self.settle(EventKind::Completed).await?;

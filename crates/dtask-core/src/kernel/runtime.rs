@@ -113,6 +113,8 @@ pub(crate) struct Runtime {
     pub(crate) metrics: Metrics,
     /// The deliveries this host's workers hold now.
     pub(crate) in_flight: AtomicUsize,
+    /// The `#[depends_on]` edges of the registered tasks.
+    pub(crate) dependents: super::dependents::Dependents,
 }
 
 impl Runtime {

@@ -200,3 +200,18 @@ pub fn attach_files(slot: &mut crate::Files, files: crate::Files) -> Result<(), 
     *slot = files;
     Ok(())
 }
+
+/// The longest of `depths` (0 for none): a task's chain depth is one more
+/// than its upstreams' longest. A `const fn`, so a cycle of
+/// `#[depends_on]` edges fails to compile.
+pub const fn max_depth(depths: &[usize]) -> usize {
+    let mut longest = 0;
+    let mut index = 0;
+    while index < depths.len() {
+        if depths[index] > longest {
+            longest = depths[index];
+        }
+        index += 1;
+    }
+    longest
+}

@@ -79,6 +79,17 @@ pub struct GroupDefinition {
     pub await_all: bool,
 }
 
+/// An edge of the task graph (`#[depends_on]`): the task declaring it
+/// starts when `upstream` completes and `condition` holds on its response.
+#[derive(Debug, Clone, Copy)]
+pub struct DependencyDefinition {
+    /// The upstream task's definition.
+    pub upstream: fn() -> &'static TaskDefinition,
+    /// The condition on the upstream's response, as written; `None`: the
+    /// task always starts.
+    pub condition: Option<&'static str>,
+}
+
 /// Everything the runtime needs to know of a declared task.
 #[derive(Debug, Clone, Copy)]
 pub struct TaskDefinition {
@@ -111,6 +122,8 @@ pub struct TaskDefinition {
     pub steps: &'static [StepDefinition],
     /// Its parallel groups.
     pub groups: &'static [GroupDefinition],
+    /// The tasks whose completion starts it (`#[depends_on]`).
+    pub depends_on: &'static [DependencyDefinition],
 }
 
 /// A run of consecutive steps that execute together: one step, or every

@@ -6,6 +6,7 @@
 pub mod builtin;
 mod context;
 mod definition;
+mod depends;
 mod error;
 mod retry;
 mod step;
@@ -15,7 +16,10 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 pub use context::{StepContext, StepReport};
-pub use definition::{GroupDefinition, Mode, Stage, StepDefinition, StepHost, StepKind, TaskDefinition};
+pub use definition::{
+    DependencyDefinition, GroupDefinition, Mode, Stage, StepDefinition, StepHost, StepKind, TaskDefinition,
+};
+pub use depends::{DependentTask, Upstream};
 pub use error::{StepError, StepErrorKind};
 pub use retry::{Backoff, Jitter, OnExhausted, RetryPolicy};
 pub use step::{ConditionSnapshot, ObservedValue, StepRef};
@@ -79,4 +83,22 @@ pub trait Task: Send + Sync + 'static {
         let _ = request;
         Err(files)
     }
+
+    /// The tasks whose completion starts this one, typed: how each edge's
+    /// condition reads the upstream's response and how the request is
+    /// built from it (`#[depends_on]`). One per entry of the definition's
+    /// `depends_on`, in the same order.
+    fn upstreams() -> Vec<Upstream<Self>>
+    where
+        Self: Sized,
+    {
+        Vec::new()
+    }
+
+    /// How long the longest chain of `#[depends_on]` edges ending at this
+    /// task is (0 without any). Generated code evaluates it at compile
+    /// time, so that a cycle among tasks the compiler sees is a compile
+    /// error.
+    #[doc(hidden)]
+    const CHAIN_DEPTH: usize = 0;
 }

@@ -106,6 +106,7 @@ fn step_state() -> Value {
             "message": { "type": "string" },
             "error": { "type": "string", "description": "The last error." },
             "condition": schema_ref("ConditionSnapshot"),
+            "worker": { "type": "string", "description": "The process that ran its last attempt: its node name, as `GET /api/workers` lists it." },
             "completionOrder": { "type": "integer", "minimum": 1, "description": "Position in the order of completion; compensation walks it backwards." },
             "startedAt": { "type": "string", "format": "date-time" },
             "finishedAt": { "type": "string", "format": "date-time" }
@@ -123,6 +124,7 @@ fn task_progress() -> Value {
             "taskName": { "type": "string", "description": "The declared name, e.g. `CreateZipFromFiles`." },
             "submitter": { "type": "string", "description": "Who submitted it (the subject of its caller's credentials); only they and operators see the task." },
             "traceId": { "type": "string", "pattern": "^[0-9a-f]{32}$", "description": "The task's W3C trace id, given at submit." },
+            "parentTaskId": { "type": "string", "format": "uuid", "description": "The task whose completion started this one (`#[depends_on]`)." },
             "status": schema_ref("TaskStatus"),
             "totalSteps": { "type": "integer", "minimum": 0 },
             "completedSteps": { "type": "integer", "minimum": 0, "description": "Steps completed or skipped." },
@@ -138,7 +140,21 @@ fn task_progress() -> Value {
             "revision": { "type": "integer", "minimum": 0, "description": "Incremented by every change; the SSE event id." },
             "createdAt": { "type": "string", "format": "date-time" },
             "updatedAt": { "type": "string", "format": "date-time" },
-            "completedAt": { "type": "string", "format": "date-time" }
+            "completedAt": { "type": "string", "format": "date-time" },
+            "dependents": {
+                "type": "array",
+                "description": "The tasks that depend on this one (`#[depends_on]`), judged when it completed.",
+                "items": {
+                    "type": "object",
+                    "required": ["taskName", "taskId", "started"],
+                    "properties": {
+                        "taskName": { "type": "string" },
+                        "taskId": { "type": "string", "format": "uuid", "description": "Derived from this task's id: the same every time." },
+                        "started": { "type": "boolean", "description": "Whether it was started (its condition held, or it has none)." },
+                        "condition": schema_ref("ConditionSnapshot")
+                    }
+                }
+            }
         }
     })
 }

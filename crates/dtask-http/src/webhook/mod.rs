@@ -19,6 +19,7 @@
 //! destination must be a public address (see [`guard`]).
 
 mod guard;
+mod outbound;
 mod signature;
 
 use std::time::Duration;
@@ -28,6 +29,7 @@ use futures::StreamExt;
 use reqwest::Url;
 
 pub(crate) use guard::{AddressPolicy, Refusal};
+pub use outbound::{OutboundClient, OutboundError};
 pub use signature::{
     TIMESTAMP_TOLERANCE, WEBHOOK_ID_HEADER, WEBHOOK_SIGNATURE_HEADER, WEBHOOK_TIMESTAMP_HEADER, WebhookSecret,
     WebhookSecretError, WebhookVerifyError,
@@ -99,15 +101,7 @@ impl Webhooks {
     pub(crate) fn new(config: &WebhookConfig) -> Option<Self> {
         let secret = config.secret.clone()?;
         let policy = AddressPolicy::new(&config.allow_hosts);
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            // A proxy would resolve the name itself, past the guard.
-            .no_proxy()
-            .dns_resolver(guard::PinnedResolver(policy.clone()))
-            .timeout(config.timeout)
-            .user_agent(concat!("dtask-webhook/", env!("CARGO_PKG_VERSION")))
-            .build();
-        match client {
+        match outbound::guarded_client(policy.clone(), config.timeout) {
             Ok(client) => Some(Self {
                 client,
                 secret,

@@ -30,6 +30,7 @@ pub(super) fn definition(task: &Task) -> TokenStream {
     };
     let steps = task.steps.iter().map(|step| step_definition(task, step));
     let groups = task.groups.iter().map(group_definition);
+    let depends_on = super::depends::definitions(task);
     quote! {
         static DEFINITION: ::dtask::__private::TaskDefinition = ::dtask::__private::TaskDefinition {
             name: #name,
@@ -44,6 +45,7 @@ pub(super) fn definition(task: &Task) -> TokenStream {
             version: #version,
             steps: &[#(#steps),*],
             groups: &[#(#groups),*],
+            depends_on: #depends_on,
         };
         &DEFINITION
     }

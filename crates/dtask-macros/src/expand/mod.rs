@@ -5,6 +5,7 @@
 //! absolute, through `::dtask::__private` or `::dtask`.
 
 mod definition;
+mod depends;
 mod module;
 mod task_impl;
 

@@ -5,7 +5,7 @@ use proc_macro2::TokenStream;
 use quote::{format_ident, quote, quote_spanned};
 
 use super::module::input_name;
-use super::{data_value, definition::definition};
+use super::{data_value, definition::definition, depends};
 use crate::checked::{Condition, Kind, Source, Step, Task};
 
 pub(super) fn task_impl(task: &Task) -> TokenStream {
@@ -23,6 +23,11 @@ pub(super) fn task_impl(task: &Task) -> TokenStream {
     let evaluate_condition = evaluate_condition(task);
     let build_response = build_response(task);
     let attach_files = attach_files(task);
+    let upstreams = depends::upstreams(task);
+    // Evaluated at compile time: a cycle of #[depends_on] edges among the
+    // tasks the compiler sees fails here (every task of a cycle has one).
+    let chain_check =
+        (!task.dependencies.is_empty()).then(|| quote!(const _: usize = <#ident as ::dtask::Task>::CHAIN_DEPTH;));
     quote! {
         impl ::dtask::Task for #ident
         where
@@ -41,7 +46,10 @@ pub(super) fn task_impl(task: &Task) -> TokenStream {
             #evaluate_condition
             #build_response
             #attach_files
+            #upstreams
         }
+
+        #chain_check
     }
 }
 
@@ -229,9 +237,7 @@ fn evaluate_condition(task: &Task) -> TokenStream {
 /// Binds the data the condition reads (or reports it missing), evaluates
 /// it, and records the values it saw.
 fn condition_body(task: &Task, condition: &Condition) -> TokenStream {
-    let Condition {
-        expr, text, observed, ..
-    } = condition;
+    let text = &condition.text;
     let bindings = condition.reads.iter().map(|&index| {
         let producer = &task.steps[index];
         let snake = &producer.snake;
@@ -245,18 +251,30 @@ fn condition_body(task: &Task, condition: &Condition) -> TokenStream {
             };
         }
     });
+    let snapshot = snapshot(condition);
+    quote! {
+        #(#bindings)*
+        ::dtask::__private::Option::Some(#snapshot)
+    }
+}
+
+/// Evaluates a condition whose data are bound, into the
+/// `ConditionSnapshot` of the values it saw.
+pub(super) fn snapshot(condition: &Condition) -> TokenStream {
+    let Condition {
+        expr, text, observed, ..
+    } = condition;
     let observed = observed
         .iter()
         .map(|(path, value)| quote!(::dtask::__private::observe(#path, &#value)));
-    quote! {
-        #(#bindings)*
+    quote! {{
         let holds: bool = #expr;
-        ::dtask::__private::Option::Some(::dtask::__private::ConditionSnapshot {
+        ::dtask::__private::ConditionSnapshot {
             expression: ::std::string::String::from(#text),
             observed: <::dtask::__private::Vec<::dtask::__private::ObservedValue>>::from([#(#observed),*]),
             holds,
-        })
-    }
+        }
+    }}
 }
 
 fn build_response(task: &Task) -> TokenStream {

@@ -5,6 +5,7 @@
 //! recorded; the stage fails once, with all of them, at its end.
 
 mod args;
+mod depends;
 mod setting;
 mod step;
 mod task;
@@ -24,6 +25,7 @@ enum Helper {
     FileUpload,
     FileDownload,
     ParallelGroup,
+    DependsOn,
     Setting(SettingKind),
 }
 
@@ -35,6 +37,7 @@ impl Helper {
             "file_upload" => Self::FileUpload,
             "file_download" => Self::FileDownload,
             "parallel_group" => Self::ParallelGroup,
+            "depends_on" => Self::DependsOn,
             "placement" => Self::Setting(SettingKind::Placement),
             "retry" => Self::Setting(SettingKind::Retry),
             "condition" => Self::Setting(SettingKind::Condition),
@@ -53,6 +56,7 @@ pub(crate) fn parse(args: TokenStream, item: &mut ItemStruct) -> Result<Declarat
         steps: Vec::new(),
         groups: Vec::new(),
         settings: Vec::new(),
+        dependencies: Vec::new(),
     };
     for attr in std::mem::take(&mut item.attrs) {
         match Helper::of(&attr) {
@@ -84,6 +88,7 @@ fn helper_attr(
         Helper::FileUpload => declaration.steps.extend(step::file_upload(attr, errors)?),
         Helper::FileDownload => declaration.steps.extend(step::file_download(attr, errors)?),
         Helper::ParallelGroup => declaration.groups.extend(step::parallel_group(attr, errors)?),
+        Helper::DependsOn => declaration.dependencies.push(depends::depends_on(attr, errors)?),
         Helper::Setting(kind) => declaration.settings.extend(setting::setting(kind, attr, errors)?),
     }
     Ok(())

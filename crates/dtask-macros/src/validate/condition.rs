@@ -1,5 +1,7 @@
-//! A condition's expression: which data it reads (the request, steps that
-//! run strictly earlier), and which values to record when it is evaluated.
+//! A condition's expression: which data it reads (for a step's condition,
+//! the request and steps that run strictly earlier; for a `#[depends_on]`
+//! condition, the upstream's `response`), and which values to record when
+//! it is evaluated.
 //!
 //! A lower-case identifier used as a value is a data reference: `request`,
 //! an earlier step's snake_case name, or a name the expression binds itself
@@ -26,14 +28,97 @@ use crate::model::StepDecl;
 use crate::names::single_ident;
 use crate::render;
 
+/// The data a condition may read.
+trait Roots {
+    /// Whether `ident` names data here (a name met in a macro's tokens).
+    fn names_data(&self, ident: &Ident) -> bool;
+
+    /// Takes `ident`, a lower-case name used as a value, as a data root of
+    /// the condition, or says why it cannot be one.
+    fn accept(&mut self, ident: &Ident) -> syn::Result<()>;
+}
+
+/// A step's condition reads `request` and the steps that run before it.
+struct StepRoots<'s, 'a> {
+    scope: &'s Scope<'a>,
+    reader: &'s StepDecl,
+    reads_request: bool,
+    reads: Vec<usize>,
+}
+
+impl Roots for StepRoots<'_, '_> {
+    fn names_data(&self, ident: &Ident) -> bool {
+        self.scope.data(ident).is_some()
+    }
+
+    fn accept(&mut self, ident: &Ident) -> syn::Result<()> {
+        match self.scope.data(ident) {
+            Some(Data::Request) => {
+                self.reads_request = true;
+                Ok(())
+            }
+            Some(Data::Step(producer)) => {
+                self.scope.check_before(ident, producer, self.reader)?;
+                if !self.reads.contains(&producer) {
+                    self.reads.push(producer);
+                }
+                Ok(())
+            }
+            None => {
+                let place = format!("the condition of `{}`", self.reader.name);
+                Err(self.scope.unknown_data(ident, "step or value", &place))
+            }
+        }
+    }
+}
+
+/// A dependency's condition reads `response`, the upstream task's.
+struct ResponseRoot;
+
+impl Roots for ResponseRoot {
+    fn names_data(&self, ident: &Ident) -> bool {
+        ident == "response"
+    }
+
+    fn accept(&mut self, ident: &Ident) -> syn::Result<()> {
+        if ident == "response" {
+            return Ok(());
+        }
+        Err(syn::Error::new(
+            ident.span(),
+            format!(
+                "unknown value `{ident}` in a #[depends_on] condition: it reads `response`, the upstream task's response"
+            ),
+        ))
+    }
+}
+
 /// Analyses the condition `expr` of step `reader`. Step indices in the
 /// result are declaration indices.
 pub(crate) fn analyse(scope: &Scope<'_>, reader: &StepDecl, expr: &Expr, errors: &mut Errors) -> Option<Condition> {
+    let mut roots = StepRoots {
+        scope,
+        reader,
+        reads_request: false,
+        reads: Vec::new(),
+    };
+    let mut condition = analyse_with(&mut roots, expr, errors)?;
+    condition.reads_request = roots.reads_request;
+    condition.reads = roots.reads;
+    Some(condition)
+}
+
+/// Analyses the condition of a `#[depends_on]` edge, which reads
+/// `response`.
+pub(crate) fn analyse_dependency(expr: &Expr, errors: &mut Errors) -> Option<Condition> {
+    analyse_with(&mut ResponseRoot, expr, errors)
+}
+
+fn analyse_with(roots: &mut dyn Roots, expr: &Expr, errors: &mut Errors) -> Option<Condition> {
     let mut locals = Locals::default();
     locals.visit_expr(expr);
     let mut analysis = Analysis {
-        scope,
-        reader,
+        roots,
         locals: locals.0,
         errors: Errors::default(),
         condition: Condition {
@@ -61,43 +146,25 @@ impl Visit<'_> for Locals {
     }
 }
 
-struct Analysis<'s, 'a> {
-    scope: &'s Scope<'a>,
-    reader: &'s StepDecl,
+struct Analysis<'r> {
+    roots: &'r mut dyn Roots,
     locals: HashSet<String>,
     errors: Errors,
     condition: Condition,
 }
 
-impl Analysis<'_, '_> {
-    /// Whether `ident` is a data root (`request` or an earlier step),
-    /// reporting lower-case names that are neither.
+impl Analysis<'_> {
+    /// Whether `ident` is a data root, reporting lower-case names that are
+    /// not one.
     fn root(&mut self, ident: &Ident) -> bool {
         let name = ident.to_string();
         if self.locals.contains(&name) || !name.starts_with(|c: char| c.is_ascii_lowercase()) {
             return false;
         }
-        match self.scope.data(ident) {
-            Some(Data::Request) => {
-                self.condition.reads_request = true;
-                true
-            }
-            Some(Data::Step(producer)) => match self.scope.check_before(ident, producer, self.reader) {
-                Ok(()) => {
-                    if !self.condition.reads.contains(&producer) {
-                        self.condition.reads.push(producer);
-                    }
-                    true
-                }
-                Err(error) => {
-                    self.errors.push(error);
-                    false
-                }
-            },
-            None => {
-                let place = format!("the condition of `{}`", self.reader.name);
-                self.errors
-                    .push(self.scope.unknown_data(ident, "step or value", &place));
+        match self.roots.accept(ident) {
+            Ok(()) => true,
+            Err(error) => {
+                self.errors.push(error);
                 false
             }
         }
@@ -116,7 +183,7 @@ impl Analysis<'_, '_> {
     }
 }
 
-impl Visit<'_> for Analysis<'_, '_> {
+impl Visit<'_> for Analysis<'_> {
     fn visit_expr_field(&mut self, field: &ExprField) {
         let mut members = vec![&field.member];
         let mut base = &*field.base;
@@ -157,11 +224,11 @@ impl Visit<'_> for Analysis<'_, '_> {
     }
 }
 
-impl Analysis<'_, '_> {
+impl Analysis<'_> {
     /// Whether a name met in a macro's tokens reads data: a data name that
     /// is not a field (`after_dot`) nor bound by the expression.
     fn scanned_root(&mut self, ident: &Ident, after_dot: bool) -> bool {
-        let data_name = !after_dot && !self.locals.contains(&ident.to_string()) && self.scope.data(ident).is_some();
+        let data_name = !after_dot && !self.locals.contains(&ident.to_string()) && self.roots.names_data(ident);
         data_name && self.root(ident)
     }
 

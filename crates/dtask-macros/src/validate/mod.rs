@@ -10,10 +10,11 @@ mod structure;
 use syn::{ItemStruct, LitStr, Type};
 
 use self::scope::Scope;
-use crate::checked::{Condition, Group, Kind, Step, Task};
+use crate::checked::{Condition, Dependency, Group, Kind, Step, Task};
 use crate::errors::Errors;
-use crate::model::{Declaration, Format, Mode, TaskArgs};
+use crate::model::{Declaration, DependsOnDecl, Format, Mode, TaskArgs};
 use crate::names::{is_keyword, snake};
+use crate::render;
 
 /// The required task arguments.
 struct Required {
@@ -55,6 +56,7 @@ pub(crate) fn validate(item: &ItemStruct, declaration: Declaration) -> Result<Ta
             condition::analyse(&scope, step, expr, &mut errors)
         })
         .collect();
+    let dependencies = dependencies(item, &declaration.dependencies, &mut errors);
     let Some(required) = required else {
         return Err(errors);
     };
@@ -125,7 +127,47 @@ pub(crate) fn validate(item: &ItemStruct, declaration: Declaration) -> Result<Ta
         response: required.response,
         steps,
         groups,
+        dependencies,
     })
+}
+
+/// The `#[depends_on]` edges: no task depends on itself or twice on one
+/// task, and each condition reads only `response`.
+fn dependencies(item: &ItemStruct, declared: &[DependsOnDecl], errors: &mut Errors) -> Vec<Dependency> {
+    let mut seen: Vec<String> = Vec::new();
+    let mut checked = Vec::new();
+    for decl in declared {
+        let upstream = &decl.upstream;
+        let text = render::tokens(quote::quote!(#upstream));
+        if upstream.is_ident("Self") || upstream.is_ident(&item.ident) {
+            errors.on(
+                upstream,
+                format_args!(
+                    "task `{}` cannot depend on itself: the dependencies form a cycle",
+                    item.ident
+                ),
+            );
+            continue;
+        }
+        if seen.contains(&text) {
+            errors.on(upstream, format_args!("`{}` depends on `{text}` twice", item.ident));
+            continue;
+        }
+        seen.push(text);
+        let condition = match &decl.condition {
+            Some(expr) => match condition::analyse_dependency(expr, errors) {
+                Some(condition) => Some(condition),
+                None => continue,
+            },
+            None => None,
+        };
+        checked.push(Dependency {
+            upstream: upstream.clone(),
+            condition,
+            request: decl.request.clone(),
+        });
+    }
+    checked
 }
 
 /// The roles of `requires_role`, reporting empty and repeated ones.

@@ -4,8 +4,9 @@ use dtask_proto::prost_types::Timestamp;
 use dtask_proto::v1;
 use time::OffsetDateTime;
 
+use crate::id::TaskId;
 use crate::progress::{ConditionSnapshot, ObservedValue, StepState, StepStatus, TaskProgress, TaskStatus};
-use crate::task::StepHost;
+use crate::task::{DependentTask, StepHost};
 
 /// A message that decoded as protobuf but breaks the schema's rules: a
 /// missing required field, an unknown enum value, a malformed id.
@@ -171,6 +172,7 @@ fn step(step: &StepState) -> v1::StepState {
         message: step.message.clone(),
         error: step.error.clone(),
         condition: step.condition.as_ref().map(condition),
+        worker: step.worker.clone(),
         completion_order: step.completion_order,
         started_at: step.started_at.map(timestamp),
         finished_at: step.finished_at.map(timestamp),
@@ -189,6 +191,7 @@ fn step_from(step: &v1::StepState) -> Converted<StepState> {
         message: step.message.clone(),
         error: step.error.clone(),
         condition: step.condition.as_ref().map(condition_from),
+        worker: step.worker.clone(),
         completion_order: step.completion_order,
         started_at: optional_time(step.started_at.as_ref(), "steps.started_at")?,
         finished_at: optional_time(step.finished_at.as_ref(), "steps.finished_at")?,
@@ -217,18 +220,43 @@ pub(super) fn progress_to_proto(progress: &TaskProgress) -> v1::TaskProgress {
         completed_at: progress.completed_at.map(timestamp),
         submitter: progress.submitter.clone(),
         trace_id: progress.trace_id.clone(),
+        parent_task_id: progress.parent_task_id.map(|id| id.to_string()),
+        dependents: progress.dependents.iter().map(dependent).collect(),
     }
+}
+
+fn dependent(dependent: &DependentTask) -> v1::DependentTask {
+    v1::DependentTask {
+        task_name: dependent.task_name.clone(),
+        task_id: dependent.task_id.to_string(),
+        started: dependent.started,
+        condition: dependent.condition.as_ref().map(condition),
+    }
+}
+
+fn dependent_from(dependent: &v1::DependentTask) -> Converted<DependentTask> {
+    Ok(DependentTask {
+        task_name: dependent.task_name.clone(),
+        task_id: task_id(&dependent.task_id, "dependents.task_id")?,
+        started: dependent.started,
+        condition: dependent.condition.as_ref().map(condition_from),
+    })
+}
+
+fn task_id(text: &str, field: &str) -> Converted<TaskId> {
+    text.parse()
+        .map_err(|e| Malformed::new(format!("`{field}` `{text}`: {e}")))
 }
 
 pub(super) fn progress_from_proto(progress: &v1::TaskProgress) -> Converted<TaskProgress> {
     Ok(TaskProgress {
-        task_id: progress
-            .task_id
-            .parse()
-            .map_err(|e| Malformed::new(format!("`task_id` `{}`: {e}", progress.task_id)))?,
+        task_id: task_id(&progress.task_id, "task_id")?,
         task_name: progress.task_name.clone(),
         submitter: progress.submitter.clone(),
         trace_id: progress.trace_id.clone(),
+        parent_task_id: (progress.parent_task_id.as_deref())
+            .map(|id| task_id(id, "parent_task_id"))
+            .transpose()?,
         status: task_status_from(progress.status)?,
         total_steps: progress.total_steps,
         completed_steps: progress.completed_steps,
@@ -245,6 +273,11 @@ pub(super) fn progress_from_proto(progress: &v1::TaskProgress) -> Converted<Task
         created_at: required_time(progress.created_at.as_ref(), "created_at")?,
         updated_at: required_time(progress.updated_at.as_ref(), "updated_at")?,
         completed_at: optional_time(progress.completed_at.as_ref(), "completed_at")?,
+        dependents: progress
+            .dependents
+            .iter()
+            .map(dependent_from)
+            .collect::<Converted<_>>()?,
     })
 }
 

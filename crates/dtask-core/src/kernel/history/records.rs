@@ -101,7 +101,7 @@ impl RunHistory {
         let at = event.at;
         match &event.kind {
             EventKind::StepProgress { .. } => return records,
-            EventKind::StepStarted { step, attempt } => {
+            EventKind::StepStarted { step, attempt, .. } => {
                 records.push(HistoryRecord::AttemptStarted(self.attempt(
                     step,
                     AttemptKind::Run,
@@ -251,6 +251,7 @@ fn action(kind: &EventKind) -> &'static str {
         EventKind::Submitted => "submitted",
         EventKind::Started { .. } => "started",
         EventKind::HandedOff { .. } => "handedOff",
+        EventKind::DependentsDecided { .. } => "dependentsDecided",
         EventKind::StepStarted { .. } => "stepStarted",
         EventKind::StepProgress { .. } => "stepProgress",
         EventKind::StepCompleted { .. } => "stepCompleted",
@@ -291,6 +292,19 @@ fn detail(kind: &EventKind) -> Option<String> {
             Some(condition.expression.clone())
         }
         EventKind::Compensating { reason } => Some(format!("{reason:?}")),
+        EventKind::DependentsDecided { dependents } => Some(
+            dependents
+                .iter()
+                .map(|d| match (&d.condition, d.started) {
+                    (_, true) => format!("{} started as {}", d.task_name, d.task_id),
+                    (Some(condition), false) => {
+                        format!("{} not started: `{}` does not hold", d.task_name, condition.expression)
+                    }
+                    (None, false) => format!("{} not started", d.task_name),
+                })
+                .collect::<Vec<_>>()
+                .join("; "),
+        ),
         EventKind::StepCompensationFailed { error, .. }
         | EventKind::Failed { error }
         | EventKind::Compensated { error }

@@ -1,0 +1,115 @@
+//! VideoTranscode in Distributed mode with separate OS processes: one
+//! `api` and three `worker`s of the demo binary, on RabbitMQ and on Redis
+//! Streams, with the S3 server. The renditions are read back from S3 and
+//! checked with ffprobe; the skipped 4K rendition shows its condition's
+//! snapshot; the download link serves the tallest rendition.
+
+mod cluster;
+mod media;
+
+use cluster::{Broker, Cluster, finish};
+use dtask::distributed::dtask_s3::{S3Config, S3ObjectStore};
+use dtask::infra::ObjectStoreExt;
+use dtask::{StepStatus, TaskStatus};
+use dtask_demo::client::ApiClient;
+use dtask_demo::video::VideoTranscodeResponse;
+use media::{assert_rendition, make_video};
+
+async fn run_cluster(cluster: Cluster) {
+    media::require_ffmpeg();
+    let (api, url) = cluster.api();
+    let workers = [cluster.worker(), cluster.worker(), cluster.worker()];
+    let client = ApiClient::new(&url).expect("a client");
+    let store = S3ObjectStore::connect(
+        S3Config::endpoint(&cluster.s3.endpoint, "minioadmin", "minioadmin"),
+        &[],
+    )
+    .await
+    .expect("the S3 server");
+    let dir = tempfile::tempdir().expect("a temporary directory");
+
+    let sources = [
+        (
+            make_video(dir.path(), "hd.mp4", 1920, 1080, 2, 10),
+            2.0,
+            vec![(1280, 720), (1920, 1080)],
+        ),
+        (
+            make_video(dir.path(), "uhd.mp4", 3840, 2160, 1, 5),
+            1.0,
+            vec![(1280, 720), (1920, 1080), (3840, 2160)],
+        ),
+    ];
+    for (source, secs, expected) in &sources {
+        let task = client.submit_video(source, None).await.expect("submitted");
+        let last = finish(&client, &task).await;
+        assert_eq!(last.status, TaskStatus::Completed, "{:?}", last.error);
+        let response: VideoTranscodeResponse = client.result(&task.links.result).await.expect("the result");
+        assert_eq!(response.renditions.len(), expected.len());
+        for (rendition, (width, height)) in response.renditions.iter().zip(expected) {
+            assert!(rendition.key.starts_with(&task.task_id), "{}", rendition.key);
+            let bytes = store.get_bytes(&rendition.bucket, &rendition.key).await.expect("in S3");
+            let path = dir.path().join(format!("{}-{}", task.task_id, rendition.name));
+            std::fs::write(&path, &bytes).unwrap();
+            assert_rendition(&path, *width, *height, *secs);
+        }
+        let four_k = last.steps.iter().find(|s| s.name == "Transcode4K").unwrap();
+        let condition = four_k.condition.as_ref().expect("the 4K condition's snapshot");
+        assert_eq!(condition.observed[0].value, response.source.height.to_string());
+        if response.source.height < 2160 {
+            assert_eq!(four_k.status, StepStatus::Skipped);
+            assert!(!condition.holds);
+        } else {
+            assert_eq!(four_k.status, StepStatus::Completed);
+        }
+        // Each Worker step names the worker that ran it, as GET /api/workers does.
+        let registered: serde_json::Value = reqwest::get(format!("{url}/api/workers"))
+            .await
+            .expect("the workers")
+            .json()
+            .await
+            .expect("JSON");
+        let ids: Vec<&str> = registered["items"]
+            .as_array()
+            .expect("a list")
+            .iter()
+            .filter_map(|w| w["id"].as_str())
+            .collect();
+        // The registry is shared by every cluster on this Redis (tests run
+        // side by side): this cluster's three workers are among them.
+        assert!(ids.len() >= 3, "{registered}");
+        for step in last
+            .steps
+            .iter()
+            .filter(|s| s.status == StepStatus::Completed && s.name != "UploadVideo")
+        {
+            let worker = step.worker.as_deref().expect("the worker that ran it");
+            assert!(
+                ids.contains(&worker),
+                "{} ran on {worker}, not a registered worker",
+                step.name
+            );
+            eprintln!("{}: {} ran on {worker}", task.task_id, step.name);
+        }
+        // The download link serves the tallest rendition.
+        let tallest = dir.path().join(format!("{}-download.mp4", task.task_id));
+        client
+            .download(&task.links.download, &tallest)
+            .await
+            .expect("the download");
+        let (width, height) = *expected.last().unwrap();
+        assert_rendition(&tallest, width, height, *secs);
+    }
+    drop((workers, api));
+    cluster.remove_queue().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn video_transcode_on_rabbitmq_with_three_workers() {
+    run_cluster(Cluster::new(Broker::RabbitMq)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn video_transcode_on_redis_streams_with_three_workers() {
+    run_cluster(Cluster::new(Broker::RedisStreams).serializers("msgpack", "protobuf")).await;
+}
