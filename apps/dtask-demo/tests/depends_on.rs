@@ -9,8 +9,10 @@
 use dtask::infra::TaskHistory;
 use dtask::memory::MemoryTaskHistory;
 use dtask::prelude::*;
-use dtask::{EventKind, HistorySettings, Host};
-use dtask_demo::orders::{ChargePayment, Gateway, OrderLine, OrderRequest, Receipt, Stock, ValidateInventory};
+use dtask::{EventKind, HistorySettings, Host, TaskOutcome};
+use dtask_demo::orders::{
+    ChargePayment, Gateway, InventoryReport, OrderLine, OrderRequest, Receipt, Stock, ValidateInventory,
+};
 use futures::StreamExt;
 use std::sync::Arc;
 
@@ -44,6 +46,12 @@ fn order(id: &str, quantity: u32, card: &str) -> OrderRequest {
         ],
         card_token: card.to_owned(),
     }
+}
+
+/// Runs ValidateInventory on `order` to its end.
+async fn validate(host: &Host, order: OrderRequest) -> TaskOutcome<InventoryReport> {
+    let handle = host.submit::<ValidateInventory>(order).await.unwrap();
+    handle.wait().await.unwrap()
 }
 
 /// Follows task `task_id` (which may not exist yet) to its end.
@@ -82,13 +90,7 @@ async fn a_validated_order_starts_its_charge_linked_to_it() {
     let (stock, gateway) = (Stock::with([("widget", 5), ("gadget", 2)]), Gateway::default());
     let history = Arc::new(MemoryTaskHistory::new());
     let host = host(&stock, &gateway, Some(Arc::clone(&history)));
-    let upstream = host
-        .submit::<ValidateInventory>(order("o-1", 3, "tok_visa"))
-        .await
-        .unwrap()
-        .wait()
-        .await
-        .unwrap();
+    let upstream = validate(&host, order("o-1", 3, "tok_visa")).await;
     assert_eq!(
         upstream.status(),
         TaskStatus::Completed,
@@ -149,13 +151,7 @@ async fn an_order_short_of_stock_completes_without_starting_its_charge() {
     let (stock, gateway) = (Stock::with([("widget", 1), ("gadget", 2)]), Gateway::default());
     let host = host(&stock, &gateway, None);
     let mut events = host.events();
-    let upstream = host
-        .submit::<ValidateInventory>(order("o-2", 3, "tok_visa"))
-        .await
-        .unwrap()
-        .wait()
-        .await
-        .unwrap();
+    let upstream = validate(&host, order("o-2", 3, "tok_visa")).await;
     assert_eq!(upstream.status(), TaskStatus::Completed);
     let dependent = &upstream.progress.dependents[0];
     assert!(!dependent.started);
@@ -179,13 +175,7 @@ async fn an_order_short_of_stock_completes_without_starting_its_charge() {
 async fn a_failed_charge_does_not_compensate_the_validated_order() {
     let (stock, gateway) = (Stock::with([("widget", 5), ("gadget", 2)]), Gateway::default());
     let host = host(&stock, &gateway, None);
-    let upstream = host
-        .submit::<ValidateInventory>(order("o-3", 2, "declined_card"))
-        .await
-        .unwrap()
-        .wait()
-        .await
-        .unwrap();
+    let upstream = validate(&host, order("o-3", 2, "declined_card")).await;
     assert_eq!(upstream.status(), TaskStatus::Completed);
     let charge = finish(&host, upstream.progress.dependents[0].task_id).await;
     assert_eq!(charge.status, TaskStatus::Compensated, "{:?}", charge.error);

@@ -12,7 +12,7 @@ mod cluster;
 use std::time::{Duration, Instant};
 
 use cluster::{Broker, Cluster, download_entries, finish, noise, until, write_file as write};
-use dtask::distributed::dtask_s3::{S3Config, S3ObjectStore};
+use dtask::distributed::dtask_s3::S3ObjectStore;
 use dtask::infra::ObjectStore;
 use dtask::{StepStatus, TaskProgress, TaskStatus};
 use dtask_demo::client::ApiClient;
@@ -63,12 +63,7 @@ async fn run_cluster(cluster: Cluster, sealed: bool, history: bool) {
     let mut worker_a = cluster.worker();
     let mut worker_b = cluster.worker();
     let client = ApiClient::new(&url).expect("a client");
-    let store = S3ObjectStore::connect(
-        S3Config::endpoint(&cluster.s3.endpoint, "minioadmin", "minioadmin"),
-        &[],
-    )
-    .await
-    .expect("the S3 server");
+    let store = cluster.s3_store().await;
     let dir = tempfile::tempdir().expect("a temporary directory");
 
     // Twenty tasks, all checked byte for byte.

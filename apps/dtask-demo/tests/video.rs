@@ -25,14 +25,30 @@ use tokio::sync::Notify;
 use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 
+/// Every event of a host, in order, kept by a lossless listener (called
+/// as each event is recorded, so all of a task's events are kept once its
+/// outcome is known).
+type Events = Arc<Mutex<Vec<TaskEvent>>>;
+
 /// A VideoTranscode host in this process, serializing every hand-off as
-/// a broker would, with `interceptor` when given.
-fn host(task: VideoTranscode, interceptor: Option<FailAfter>) -> Host {
-    let mut builder = Host::builder().register(task).in_process().serialize_in_process(true);
+/// a broker would, with `interceptor` when given, and its events.
+fn host_with_events(task: VideoTranscode, interceptor: Option<FailAfter>) -> (Host, Events) {
+    let events = Events::default();
+    let kept = Arc::clone(&events);
+    let mut builder = Host::builder()
+        .register(task)
+        .in_process()
+        .serialize_in_process(true)
+        .on_event(move |event| kept.lock().unwrap().push(event.clone()));
     if let Some(interceptor) = interceptor {
         builder = builder.interceptor(interceptor);
     }
-    builder.build().expect("a host")
+    (builder.build().expect("a host"), events)
+}
+
+/// [`host_with_events`] without the events.
+fn host(task: VideoTranscode, interceptor: Option<FailAfter>) -> Host {
+    host_with_events(task, interceptor).0
 }
 
 fn task() -> VideoTranscode {
@@ -44,23 +60,6 @@ fn request(path: &Path, notify_url: Option<String>) -> VideoTranscodeRequest {
         video_file: Files::from_paths([path.to_path_buf()]).unwrap(),
         notify_url,
     }
-}
-
-/// Every event of the host, kept from now on.
-fn record(host: &Host) -> Arc<Mutex<Vec<TaskEvent>>> {
-    let events = Arc::new(Mutex::new(Vec::new()));
-    let mut receiver = host.events();
-    let kept = Arc::clone(&events);
-    tokio::spawn(async move {
-        loop {
-            match receiver.recv().await {
-                Ok(event) => kept.lock().unwrap().push(event),
-                Err(RecvError::Lagged(missed)) => panic!("the recorder missed {missed} events"),
-                Err(RecvError::Closed) => break,
-            }
-        }
-    });
-    events
 }
 
 async fn run(host: &Host, request: VideoTranscodeRequest) -> TaskOutcome<VideoTranscodeResponse> {
@@ -97,8 +96,7 @@ fn step<'a>(outcome: &'a TaskOutcome<VideoTranscodeResponse>, name: &str) -> &'a
 async fn a_1080p_source_gives_720p_and_1080p_renditions_and_skips_4k() {
     let dir = tempfile::tempdir().unwrap();
     let source = make_video(dir.path(), "clip.mp4", 1920, 1080, 2, 10);
-    let host = host(task(), None);
-    let events = record(&host);
+    let (host, events) = host_with_events(task(), None);
     let outcome = run(&host, request(&source, None)).await;
     assert_eq!(outcome.status(), TaskStatus::Completed, "{:?}", outcome.progress.error);
     let task_id = outcome.progress.task_id;
@@ -266,7 +264,7 @@ async fn a_failed_transcode_compensates_its_completed_siblings_only() {
     let dir = tempfile::tempdir().unwrap();
     let source = make_video(dir.path(), "clip.mp4", 1920, 1080, 2, 10);
     let completed = Arc::new(Notify::new());
-    let host = host(
+    let (host, events) = host_with_events(
         task(),
         Some(FailAfter {
             step: "Transcode1080p",
@@ -281,7 +279,6 @@ async fn a_failed_transcode_compensates_its_completed_siblings_only() {
             }
         }
     });
-    let events = record(&host);
     let outcome = run(&host, request(&source, None)).await;
     assert_eq!(
         outcome.status(),

@@ -8,7 +8,6 @@ mod cluster;
 mod media;
 
 use cluster::{Broker, Cluster, finish};
-use dtask::distributed::dtask_s3::{S3Config, S3ObjectStore};
 use dtask::infra::ObjectStoreExt;
 use dtask::{StepStatus, TaskStatus};
 use dtask_demo::client::ApiClient;
@@ -20,12 +19,7 @@ async fn run_cluster(cluster: Cluster) {
     let (api, url) = cluster.api();
     let workers = [cluster.worker(), cluster.worker(), cluster.worker()];
     let client = ApiClient::new(&url).expect("a client");
-    let store = S3ObjectStore::connect(
-        S3Config::endpoint(&cluster.s3.endpoint, "minioadmin", "minioadmin"),
-        &[],
-    )
-    .await
-    .expect("the S3 server");
+    let store = cluster.s3_store().await;
     let dir = tempfile::tempdir().expect("a temporary directory");
 
     let sources = [

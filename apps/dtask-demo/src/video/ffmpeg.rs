@@ -139,10 +139,9 @@ impl Ffmpeg {
         height: u32,
         output: &Path,
     ) -> Result<(), StepError> {
-        let mut command = Command::new(&self.ffmpeg);
+        let mut command = self.ffmpeg_command();
         command
-            .args(["-nostdin", "-y", "-hide_banner", "-loglevel", "error", "-nostats"])
-            .args(["-progress", "pipe:1", "-i"])
+            .arg("-i")
             .arg(source)
             .args(["-map", "0:v:0", "-map", "0:a:0?", "-vf"])
             .arg(format!("scale=-2:{height}"))
@@ -176,10 +175,9 @@ impl Ffmpeg {
         height: u32,
         output: &Path,
     ) -> Result<(), StepError> {
-        let mut command = Command::new(&self.ffmpeg);
+        let mut command = self.ffmpeg_command();
         command
-            .args(["-nostdin", "-y", "-hide_banner", "-loglevel", "error", "-nostats"])
-            .args(["-progress", "pipe:1", "-ss"])
+            .arg("-ss")
             .arg(format!("{at:.3}"))
             .arg("-i")
             .arg(source)
@@ -191,6 +189,16 @@ impl Ffmpeg {
             (line.trim() == "progress=end").then(|| (1.0, "thumbnail written".to_owned()))
         })
         .await
+    }
+
+    /// `ffmpeg` quiet but for its errors, overwriting its output, writing
+    /// its progress report to standard output.
+    fn ffmpeg_command(&self) -> Command {
+        let mut command = Command::new(&self.ffmpeg);
+        command
+            .args(["-nostdin", "-y", "-hide_banner", "-loglevel", "error", "-nostats"])
+            .args(["-progress", "pipe:1"]);
+        command
     }
 
     /// Runs `ffmpeg` until it exits or the step is cancelled, turning each

@@ -306,6 +306,14 @@ impl Cluster {
 }
 
 impl Cluster {
+    /// A client of the cluster's S3 server, to check what the tasks stored.
+    pub(crate) async fn s3_store(&self) -> dtask::distributed::dtask_s3::S3ObjectStore {
+        use dtask::distributed::dtask_s3::{S3Config, S3ObjectStore};
+        S3ObjectStore::connect(S3Config::endpoint(&self.s3.endpoint, "minioadmin", "minioadmin"), &[])
+            .await
+            .expect("the S3 server")
+    }
+
     /// Deletes the run's queues (with their dead-letter queues or streams)
     /// from the shared broker.
     pub(crate) async fn remove_queue(&self) {
