@@ -2,13 +2,16 @@
 //! `api` and three `worker`s of the demo binary, on RabbitMQ and on Redis
 //! Streams, with the S3 server. The renditions are read back from S3 and
 //! checked with ffprobe; the skipped 4K rendition shows its condition's
-//! snapshot; the download link serves the tallest rendition.
+//! snapshot; the download link serves the tallest rendition. A worker
+//! SIGKILLed in the middle of a transcode (found by the `worker` its step's
+//! progress names): the task completes on another worker, every output
+//! stored exactly once.
 
 mod cluster;
 mod media;
 
-use cluster::{Broker, Cluster, finish};
-use dtask::infra::ObjectStoreExt;
+use cluster::{Broker, Cluster, finish, until};
+use dtask::infra::{ObjectStore, ObjectStoreExt};
 use dtask::{StepStatus, TaskStatus};
 use dtask_demo::client::ApiClient;
 use dtask_demo::video::VideoTranscodeResponse;
@@ -106,4 +109,57 @@ async fn video_transcode_on_rabbitmq_with_three_workers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn video_transcode_on_redis_streams_with_three_workers() {
     run_cluster(Cluster::new(Broker::RedisStreams).serializers("msgpack", "protobuf")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_mid_transcode_leaves_each_output_exactly_once() {
+    media::require_ffmpeg();
+    // A slow preset keeps the transcodes running long enough to be caught.
+    let cluster = Cluster::new(Broker::RedisStreams).env("DTASK_X264_PRESET", "slow");
+    let (api, url) = cluster.api();
+    let mut workers = vec![cluster.worker(), cluster.worker(), cluster.worker()];
+    let client = ApiClient::new(&url).expect("a client");
+    let store = cluster.s3_store().await;
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let source = make_video(dir.path(), "long.mp4", 1920, 1080, 5, 25);
+    let task = client.submit_video(&source, None).await.expect("submitted");
+
+    let running = until(&client, &task, |p| {
+        p.steps.iter().any(|s| {
+            s.name.starts_with("Transcode") && s.fraction.is_some_and(|f| f > 0.0) && s.status == StepStatus::Running
+        })
+    })
+    .await;
+    let step = running
+        .steps
+        .iter()
+        .find(|s| s.name.starts_with("Transcode") && s.status == StepStatus::Running)
+        .unwrap();
+    let worker = step.worker.clone().expect("the running step names its worker");
+    let pid: u32 = worker.rsplit(':').next().unwrap().parse().unwrap();
+    let killed = workers
+        .iter()
+        .position(|w| w.pid() == pid)
+        .expect("one of this cluster's workers");
+    workers[killed].kill_hard();
+
+    let last = finish(&client, &task).await;
+    assert_eq!(last.status, TaskStatus::Completed, "{:?}", last.error);
+    let rerun = last.steps.iter().find(|s| s.name == step.name).unwrap();
+    assert!(rerun.attempts >= 2, "{} ran again: {rerun:?}", step.name);
+    assert_ne!(rerun.worker.as_deref(), Some(worker.as_str()), "on another worker");
+    // Each output once: the keys are deterministic, a rerun overwrites.
+    let stored = store.list("transcoded-videos", &task.task_id).await.expect("list");
+    let mut keys: Vec<&str> = stored.iter().map(|o| o.key.as_str()).collect();
+    keys.sort_unstable();
+    assert_eq!(keys.len(), 3, "720p, 1080p and the thumbnail: {keys:?}");
+    let response: VideoTranscodeResponse = client.result(&task.links.result).await.expect("the result");
+    for rendition in &response.renditions {
+        let bytes = store.get_bytes(&rendition.bucket, &rendition.key).await.expect("in S3");
+        let path = dir.path().join(&rendition.name);
+        std::fs::write(&path, &bytes).unwrap();
+        assert_rendition(&path, u64::from(rendition.width), u64::from(rendition.height), 5.0);
+    }
+    drop((workers, api));
+    cluster.remove_queue().await;
 }
