@@ -248,15 +248,6 @@ impl StepInterceptor for FailAfter {
             () = token.cancelled() => Err(StepError::cancelled()),
         }
     }
-
-    async fn before_compensation(
-        &self,
-        _task: &'static str,
-        _step: &'static str,
-        _attempt: u32,
-    ) -> Result<(), StepError> {
-        Ok(())
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

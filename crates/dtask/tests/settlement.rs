@@ -361,10 +361,6 @@ impl StepInterceptor for HoldCharge {
         }
         Ok(())
     }
-
-    async fn before_compensation(&self, _: &'static str, _: &'static str, _: u32) -> Result<(), StepError> {
-        Ok(())
-    }
 }
 
 #[tokio::test(start_paused = true)]

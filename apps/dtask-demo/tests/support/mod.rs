@@ -49,15 +49,6 @@ impl StepInterceptor for Gate {
             _ => Ok(()),
         }
     }
-
-    async fn before_compensation(
-        &self,
-        _task: &'static str,
-        _step: &'static str,
-        _attempt: u32,
-    ) -> Result<(), StepError> {
-        Ok(())
-    }
 }
 
 /// A demo server running in this process.

@@ -37,8 +37,12 @@ pub trait StepInterceptor: Send + Sync + 'static {
         token: &CancellationToken,
     ) -> Result<(), StepError>;
 
-    /// Called before a compensation attempt; an error fails it.
-    async fn before_compensation(&self, task: &'static str, step: &'static str, attempt: u32) -> Result<(), StepError>;
+    /// Called before a compensation attempt; an error fails it. By default
+    /// every compensation attempt runs.
+    async fn before_compensation(&self, task: &'static str, step: &'static str, attempt: u32) -> Result<(), StepError> {
+        let _ = (task, step, attempt);
+        Ok(())
+    }
 }
 
 /// A function told of every event.
