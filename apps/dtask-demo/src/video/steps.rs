@@ -122,11 +122,7 @@ impl Steps for VideoTranscode {
             .ok_or_else(|| StepError::permanent("the request names no notifyUrl"))?;
         let summary = VideoTranscodeResponse {
             source: input.extract_metadata.clone(),
-            renditions: [input.transcode720p, input.transcode1080p, input.transcode4_k]
-                .into_iter()
-                .flatten()
-                .cloned()
-                .collect(),
+            renditions: made([input.transcode720p, input.transcode1080p, input.transcode4_k]),
             thumbnail: input.generate_thumbnail.clone(),
             notified: None,
         };
@@ -136,11 +132,7 @@ impl Steps for VideoTranscode {
     fn response(&self, outputs: Outputs<'_>) -> Result<VideoTranscodeResponse, StepError> {
         Ok(VideoTranscodeResponse {
             source: outputs.extract_metadata.clone(),
-            renditions: [outputs.transcode720p, outputs.transcode1080p, outputs.transcode4_k]
-                .into_iter()
-                .flatten()
-                .cloned()
-                .collect(),
+            renditions: made([outputs.transcode720p, outputs.transcode1080p, outputs.transcode4_k]),
             thumbnail: outputs.generate_thumbnail.clone(),
             notified: outputs.notify_webhook.cloned(),
         })
@@ -182,6 +174,11 @@ impl VideoTranscode {
             duration_secs: written.duration_secs,
         })
     }
+}
+
+/// The renditions made, smallest first (the skipped ones are `None`).
+fn made(renditions: [Option<&Rendition>; 3]) -> Vec<Rendition> {
+    renditions.into_iter().flatten().cloned().collect()
 }
 
 /// The uploaded video on this worker's disk.
