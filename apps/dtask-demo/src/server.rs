@@ -33,7 +33,7 @@ use dtask_http::{ApiConfig, Authenticator, MetricsRender, ServeOptions, TaskApi}
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::video::{MissingTool, NotifierError, VideoTranscode};
+use crate::video::{Ffmpeg, MissingTool, Notifier, NotifierError, VideoTranscode};
 use crate::{CreateZipFromFiles, dashboard};
 
 mod sse_cut;
@@ -213,7 +213,9 @@ impl DemoServer {
         if !local_addr.ip().is_loopback() && !config.auth.is_enabled() && !config.insecure_no_auth {
             return Err(ServerError::Insecure { addr: config.listen });
         }
-        let video = VideoTranscode::from_env().map_err(ServerError::Video)?;
+        // NotifyWebhook follows the rules of the API's own webhooks.
+        let notifier = Notifier::new(&config.api.webhooks).map_err(ServerError::Video)?;
+        let video = VideoTranscode::new(Ffmpeg::from_env(), notifier);
         let runs_workers = config.distributed.as_ref().is_none_or(|d| d.run_workers);
         if runs_workers {
             video.ffmpeg().check().await?;

@@ -210,8 +210,9 @@ impl Ffmpeg {
         report: impl Fn(&str) -> Option<(f64, String)>,
     ) -> Result<(), StepError> {
         let mut child = spawn(&mut command, &self.ffmpeg)?;
-        let stdout = child.stdout.take().expect("stdout is piped");
-        let mut stderr = child.stderr.take().expect("stderr is piped");
+        let (Some(stdout), Some(mut stderr)) = (child.stdout.take(), child.stderr.take()) else {
+            return Err(StepError::transient("ffmpeg started without its output pipes"));
+        };
         // The error lines, read beside the progress so neither pipe fills.
         let errors = tokio::spawn(async move {
             let mut text = Vec::new();

@@ -63,12 +63,8 @@ impl Dependents {
         let _ = self.starter.set(starter);
     }
 
-    /// Whether any task depends on `upstream`.
-    pub(crate) fn any_of(&self, upstream: &str) -> bool {
-        self.edges.contains_key(upstream)
-    }
-
-    /// Judges every edge from `upstream` (task `task_id`) on its response.
+    /// Judges every edge from `upstream` (task `task_id`) on its response;
+    /// nothing (and no allocation) when no task depends on it.
     pub(crate) fn decide(&self, upstream: &str, task_id: TaskId, response: &AnyResponse) -> Vec<DependentTask> {
         self.edges
             .get(upstream)

@@ -338,8 +338,8 @@ impl<'r, T: Task> SagaRun<'r, T> {
         });
         match response {
             Ok(response) => {
-                if self.rt.dependents.any_of(self.def.name) {
-                    let dependents = self.rt.dependents.decide(self.def.name, self.task_id, &response);
+                let dependents = self.rt.dependents.decide(self.def.name, self.task_id, &response);
+                if !dependents.is_empty() {
                     self.recorder.fold(EventKind::DependentsDecided { dependents });
                 }
                 self.recorder.set_response(&response);
