@@ -317,6 +317,18 @@ async fn webhook_urls_must_be_http_and_webhooks_configured() {
         .await
         .unwrap();
     expect_problem(response, 400, "invalid-request").await;
+    // A valid field does not hide a bad query value (schemathesis found it).
+    let form = reqwest::multipart::Form::new()
+        .text("listening", "sse")
+        .part("files", reqwest::multipart::Part::bytes(b"1".to_vec()).file_name("a"));
+    let response = server
+        .client
+        .post(server.url(&format!("{ZIP}?listening=")))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    expect_problem(response, 400, "invalid-request").await;
     let response = server
         .client
         .post(server.url(&format!("{ZIP}?listening=sse")))

@@ -26,6 +26,22 @@ impl ListeningRequest {
         }
     }
 
+    /// The strategy named, if one is.
+    ///
+    /// # Errors
+    /// `400` for a name that is not one of [`STRATEGIES`] (checked on the
+    /// query on its own too, so a field cannot hide a bad query value).
+    pub(crate) fn strategy(&self) -> ApiResult<Option<&str>> {
+        match self.listening.as_deref() {
+            None => Ok(None),
+            Some(s) if STRATEGIES.contains(&s) => Ok(Some(s)),
+            Some(other) => Err(kinds::invalid_request(format!(
+                "`listening` is `{other}`; it must be one of {}",
+                STRATEGIES.join(", ")
+            ))),
+        }
+    }
+
     /// The URL to deliver the terminal snapshot to, if the client asked
     /// for a webhook (`listening=webhook`, or a `webhookUrl` alone).
     ///
@@ -34,16 +50,10 @@ impl ListeningRequest {
     /// that does not parse, or when webhooks are not configured; `422` for
     /// a URL that is not `http`/`https` or comes with another strategy.
     pub(crate) fn webhook(&self, configured: bool) -> ApiResult<Option<Url>> {
-        let strategy = match self.listening.as_deref() {
+        let strategy = match self.strategy()? {
             None if self.webhook_url.is_some() => "webhook",
             None => return Ok(None),
-            Some(s) if STRATEGIES.contains(&s) => s,
-            Some(other) => {
-                return Err(kinds::invalid_request(format!(
-                    "`listening` is `{other}`; it must be one of {}",
-                    STRATEGIES.join(", ")
-                )));
-            }
+            Some(strategy) => strategy,
         };
         if strategy != "webhook" {
             return match self.webhook_url {

@@ -127,6 +127,7 @@ fn check_headers(
         listening: find("listening"),
         webhook_url: find("webhookUrl"),
     };
+    query.strategy()?;
     let kind = body_kind(endpoint, headers)?;
     let max = state.config.limits.max_total_bytes;
     if let Some(length) = content_length
