@@ -31,6 +31,8 @@ pub const FORMAT_HEADER: &str = "dtask-format";
 pub const SCHEMA_VERSION_HEADER: &str = "dtask-schema-version";
 /// The header holding [`QueueMessage::trace_parent`] (W3C `traceparent`).
 pub const TRACE_PARENT_HEADER: &str = "traceparent";
+/// The header holding [`QueueMessage::member`] (absent: the task itself).
+pub const MEMBER_HEADER: &str = "dtask-member";
 /// The header a dead-lettered message carries: why it was moved.
 pub const DEAD_LETTER_REASON_HEADER: &str = "dtask-dead-letter-reason";
 /// The header a message dead-lettered by a dtask worker carries: how many
@@ -68,6 +70,9 @@ pub(crate) fn encode(message: &QueueMessage) -> Result<(BasicProperties, Bytes)>
     if let Some(parent) = &message.trace_parent {
         headers.insert(TRACE_PARENT_HEADER.into(), long_string(&parent.to_string()));
     }
+    if let Some(member) = &message.member {
+        headers.insert(MEMBER_HEADER.into(), long_string(member));
+    }
     let properties = BasicProperties::default()
         .with_delivery_mode(PERSISTENT)
         .with_content_type(ShortString::from(format.content_type()))
@@ -100,6 +105,7 @@ pub(crate) fn decode(properties: &BasicProperties, body: Vec<u8>) -> Result<(Que
         },
         // A trace context is a hint: an unreadable one starts a new trace.
         trace_parent: text(headers, TRACE_PARENT_HEADER).ok().and_then(|t| t.parse().ok()),
+        member: optional_text(headers, MEMBER_HEADER)?,
     };
     Ok((message, delivery_count(headers)))
 }
@@ -154,6 +160,14 @@ fn text<'a>(headers: &'a FieldTable, name: &str) -> Result<&'a str> {
         None => return Err(malformed(name, "missing")),
     };
     std::str::from_utf8(bytes).map_err(|_| malformed(name, "not UTF-8"))
+}
+
+/// A header that may be absent; present, it must be a string.
+fn optional_text(headers: &FieldTable, name: &str) -> Result<Option<String>> {
+    match headers.inner().get(name) {
+        None => Ok(None),
+        Some(_) => text(headers, name).map(|value| Some(value.to_owned())),
+    }
 }
 
 fn parse<T: std::str::FromStr>(headers: &FieldTable, name: &str) -> Result<T> {

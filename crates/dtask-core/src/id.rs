@@ -27,6 +27,14 @@ impl TaskId {
         Self(Uuid::new_v5(&upstream.0, name.as_bytes()))
     }
 
+    /// The id of the run of member step `step` of a distributed parallel
+    /// group of task `parent`: a UUIDv5 of both (in a namespace of its own,
+    /// apart from [`TaskId::derived`]), so every delivery of the member's
+    /// message finds the same run.
+    pub fn member(parent: TaskId, step: &str) -> Self {
+        Self(Uuid::new_v5(&parent.0, format!("member/{step}").as_bytes()))
+    }
+
     /// The id as a UUID.
     pub const fn as_uuid(&self) -> &Uuid {
         &self.0

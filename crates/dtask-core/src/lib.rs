@@ -53,8 +53,8 @@ pub use id::TaskId;
 pub use principal::{DEFAULT_OPERATOR_ROLE, Principal};
 pub use progress::{StepState, StepStatus, TaskProgress, TaskStatus};
 pub use task::{
-    Backoff, DependentTask, Jitter, Mode, OnExhausted, RetryPolicy, StepContext, StepError, StepErrorKind, StepHost,
-    Task, TaskDefinition,
+    Backoff, DependentTask, GroupDistribution, Jitter, Mode, OnExhausted, RetryPolicy, StepContext, StepError,
+    StepErrorKind, StepHost, Task, TaskDefinition,
 };
 
 #[doc(hidden)]

@@ -112,6 +112,13 @@ impl Task for Stash {
         })
     }
 
+    fn adopt_output(step: usize, from: &mut StashData, into: &mut StashData) {
+        match step {
+            0 => into.store = from.store.take(),
+            _ => into.finish = from.finish.take(),
+        }
+    }
+
     fn compensate_step<'a>(
         &'a self,
         _step: usize,

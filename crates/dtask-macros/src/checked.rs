@@ -54,6 +54,7 @@ pub(crate) struct Group {
     pub(crate) name: String,
     pub(crate) order: u32,
     pub(crate) await_all: bool,
+    pub(crate) distribute: bool,
 }
 
 /// A valid step.

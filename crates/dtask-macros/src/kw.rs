@@ -27,6 +27,7 @@ syn::custom_keyword!(output);
 syn::custom_keyword!(bucket);
 syn::custom_keyword!(source);
 syn::custom_keyword!(await_all);
+syn::custom_keyword!(distribute);
 syn::custom_keyword!(host);
 syn::custom_keyword!(backoff);
 syn::custom_keyword!(base_delay_ms);
@@ -139,6 +140,7 @@ keys! {
     GroupKey in "parallel_group" {
         Order => order,
         AwaitAll => await_all,
+        Distribute => distribute,
     }
 }
 

@@ -103,11 +103,13 @@ pub(crate) struct StepDecl {
     pub(crate) kind: StepKind,
 }
 
-/// `#[parallel_group(Name, order = N, await_all = bool)]`.
+/// `#[parallel_group(Name, order = N, await_all = bool, distribute)]`.
 pub(crate) struct GroupDecl {
     pub(crate) name: Ident,
     pub(crate) order: Spanned<u32>,
     pub(crate) await_all: bool,
+    /// Each member runs from a queue message of its own, on any worker.
+    pub(crate) distribute: bool,
 }
 
 /// `#[retry(Step, ...)]`: the options given, the others default to the

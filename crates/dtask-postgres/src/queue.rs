@@ -34,8 +34,8 @@ const CHANNEL: &str = "dtask_queue";
 
 const PUBLISH: &str = "
 WITH sent AS (
-    INSERT INTO dtask_queue (queue, message_id, task_id, task_name, format, schema_version, body, traceparent)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+    INSERT INTO dtask_queue (queue, message_id, task_id, task_name, format, schema_version, body, traceparent, member)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
     RETURNING queue
 )
 SELECT pg_notify('dtask_queue', queue) FROM sent";
@@ -53,7 +53,7 @@ FROM (
     FOR UPDATE SKIP LOCKED
 ) AS ready
 WHERE q.id = ready.id
-RETURNING q.id, q.lease, q.message_id, q.task_id, q.task_name, q.format, q.body, q.deliveries, q.traceparent";
+RETURNING q.id, q.lease, q.message_id, q.task_id, q.task_name, q.format, q.body, q.deliveries, q.traceparent, q.member";
 
 const RENEW: &str = "
 UPDATE dtask_queue SET visible_at = clock_timestamp() + $2 * interval '1 millisecond'
@@ -72,11 +72,12 @@ SELECT pg_notify('dtask_queue', queue) FROM back";
 const DEAD_LETTER: &str = "
 WITH moved AS (
     DELETE FROM dtask_queue WHERE id = $1 AND lease = $2
-    RETURNING queue, message_id, task_id, task_name, format, schema_version, body, deliveries, traceparent
+    RETURNING queue, message_id, task_id, task_name, format, schema_version, body, deliveries, traceparent, member
 )
 INSERT INTO dtask_dead_letters
-    (queue, message_id, task_id, task_name, format, schema_version, body, deliveries, reason, traceparent)
-SELECT queue, message_id, task_id, task_name, format, schema_version, body, deliveries, $3, traceparent FROM moved";
+    (queue, message_id, task_id, task_name, format, schema_version, body, deliveries, reason, traceparent, member)
+SELECT queue, message_id, task_id, task_name, format, schema_version, body, deliveries, $3, traceparent, member
+FROM moved";
 
 /// The work queue, its consumers and its dead letters on PostgreSQL
 /// (tables `dtask_queue`, `dtask_dead_letters`). Cheap to clone.
@@ -150,6 +151,7 @@ impl QueuePublisher for PostgresQueue {
             .bind(i32::try_from(SCHEMA_VERSION).unwrap_or(i32::MAX))
             .bind(&bytes[..])
             .bind(message.trace_parent.map(|parent| parent.to_string()))
+            .bind(message.member)
             .execute(&self.pool)
             .await
             .map(drop)
@@ -213,7 +215,7 @@ impl QueueDepths for PostgresQueue {
 impl DeadLetters for PostgresQueue {
     async fn dead_letters(&self, queue: &str, limit: usize) -> Result<Vec<DeadLetter>> {
         let rows: Vec<DeadRow> = sqlx::query_as(
-            "SELECT id, message_id, task_id, task_name, format, body, deliveries, reason, traceparent
+            "SELECT id, message_id, task_id, task_name, format, body, deliveries, reason, traceparent, member
              FROM dtask_dead_letters WHERE queue = $1 ORDER BY id LIMIT $2",
         )
         .bind(queue)
@@ -370,6 +372,7 @@ impl Consumer {
                 bytes: Bytes::from(row.body),
             },
             trace_parent: parse_trace_parent(row.traceparent.as_deref()),
+            member: row.member,
         };
         let count = u32::try_from(row.deliveries).unwrap_or_default();
         Some(Delivery::new(message, count, Box::new(acker)))
@@ -387,6 +390,7 @@ struct ClaimedRow {
     body: Vec<u8>,
     deliveries: i32,
     traceparent: Option<String>,
+    member: Option<String>,
 }
 
 #[derive(FromRow)]
@@ -400,6 +404,7 @@ struct DeadRow {
     deliveries: i32,
     reason: String,
     traceparent: Option<String>,
+    member: Option<String>,
 }
 
 /// A stored `traceparent`; a trace context is a hint, so an unreadable one
@@ -419,6 +424,7 @@ impl DeadRow {
                 bytes: Bytes::from(self.body),
             },
             trace_parent: parse_trace_parent(self.traceparent.as_deref()),
+            member: self.member,
         });
         DeadLetter {
             id: self.id.to_string(),

@@ -29,6 +29,8 @@ pub const SCHEMA_VERSION_FIELD: &str = "schema_version";
 pub const PAYLOAD: &str = "payload";
 /// The field holding [`QueueMessage::trace_parent`] (W3C `traceparent`).
 pub const TRACE_PARENT: &str = "traceparent";
+/// The field holding [`QueueMessage::member`] (absent: the task itself).
+pub const MEMBER: &str = "member";
 /// The field counting the deliveries before this entry was added.
 pub const DELIVERIES: &str = "deliveries";
 /// The field of a dead-lettered entry saying why it was moved.
@@ -102,6 +104,10 @@ impl RawEntry {
                 .field(TRACE_PARENT)
                 .and_then(|value| std::str::from_utf8(value).ok())
                 .and_then(|value| value.parse().ok()),
+            member: match self.field(MEMBER) {
+                Some(_) => Some(text(MEMBER)?.to_owned()),
+                None => None,
+            },
         })
     }
 }
@@ -126,6 +132,9 @@ pub(crate) fn fields<'m>(queue: &str, message: &'m QueueMessage) -> Result<Vec<(
     ];
     if let Some(parent) = &message.trace_parent {
         fields.push((TRACE_PARENT, FieldValue::Text(parent.to_string())));
+    }
+    if let Some(member) = &message.member {
+        fields.push((MEMBER, FieldValue::Text(member.clone())));
     }
     fields.push((PAYLOAD, FieldValue::Bytes(bytes)));
     Ok(fields)

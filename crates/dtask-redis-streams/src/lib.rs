@@ -22,7 +22,7 @@ pub use stats::RedisStreamsStats;
 /// streams (or the dead-letter streams) directly.
 pub mod fields {
     pub use crate::entry::{
-        DELIVERIES, FORMAT, MESSAGE_ID, PAYLOAD, REASON, SCHEMA_VERSION_FIELD, SOURCE_ID, TASK_ID, TASK_NAME,
+        DELIVERIES, FORMAT, MEMBER, MESSAGE_ID, PAYLOAD, REASON, SCHEMA_VERSION_FIELD, SOURCE_ID, TASK_ID, TASK_NAME,
         TRACE_PARENT,
     };
 }

@@ -12,7 +12,7 @@ use dtask::codec::KeyRing;
 use dtask::distributed::{DistributedOptions, QueueKind, StoreKind};
 use dtask::infra::TaskHistory;
 use dtask::memory::MemoryTaskHistory;
-use dtask::{Format, HistorySettings, HostBuilder, Infrastructure, KernelSettings};
+use dtask::{Format, GroupDistribution, HistorySettings, HostBuilder, Infrastructure, KernelSettings};
 
 /// Which mode a process runs in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -132,6 +132,12 @@ pub(crate) struct DeployArgs {
     /// back to the queue and their locks released.
     #[arg(long, env = "DTASK_SHUTDOWN_GRACE_SECS", default_value_t = 30)]
     shutdown_grace_secs: u64,
+    /// Which parallel groups' members run from messages of their own, on
+    /// any worker: `declared` (those declared `distribute`), `everywhere`
+    /// (every group awaiting all its members) or `nowhere`. Every worker
+    /// of a queue must agree.
+    #[arg(long, env = "DTASK_GROUP_DISTRIBUTION", default_value = "declared")]
+    group_distribution: GroupDistribution,
     /// How long a dead worker's Redis Streams or PostgreSQL messages wait
     /// before another worker takes them.
     #[arg(long, env = "DTASK_VISIBILITY_TIMEOUT_SECS", default_value_t = 30)]
@@ -268,6 +274,7 @@ impl DeployArgs {
         KernelSettings {
             lock_ttl: Duration::from_secs(self.lock_ttl_secs.max(1)),
             shutdown_grace: Duration::from_secs(self.shutdown_grace_secs),
+            group_distribution: self.group_distribution,
             ..KernelSettings::default()
         }
     }

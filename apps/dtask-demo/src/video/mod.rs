@@ -147,7 +147,7 @@ pub struct VideoTranscodeResponse {
 #[file_upload(UploadVideo, order = 1, bucket = "raw-videos", source = request.video_file)]
 #[placement(UploadVideo, host = Api)]
 #[custom_step(ExtractMetadata, order = 2, inputs(upload_video), output = VideoMetadata)]
-#[parallel_group(TranscodeAll, order = 3, await_all = true)]
+#[parallel_group(TranscodeAll, order = 3, distribute)]
 #[custom_step(Transcode720p, order = 3, group = TranscodeAll, inputs(upload_video, extract_metadata), output = Rendition)]
 #[retry(Transcode720p, max_retries = 5, backoff = Exponential, base_delay_ms = 2000)]
 #[condition(Transcode720p, extract_metadata.height >= 720)]

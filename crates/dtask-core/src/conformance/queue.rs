@@ -74,6 +74,7 @@ pub(super) fn assert_carries(delivery: &Delivery, expected: &QueueMessage, what:
     assert_eq!(got.task_id, expected.task_id, "{what}: task id");
     assert_eq!(got.task_name, expected.task_name, "{what}: task name");
     assert_eq!(got.trace_parent, expected.trace_parent, "{what}: trace context");
+    assert_eq!(got.member, expected.member, "{what}: group member");
     let (format, bytes) = got.payload.encoded().expect("the payload is not encoded");
     let (expected_format, expected_bytes) = expected.payload.encoded().expect("test payload");
     assert_eq!(format, expected_format, "{what}: payload format");
@@ -104,6 +105,13 @@ pub async fn round_trip(publisher: &dyn QueuePublisher, consumer: &dyn QueueCons
     publish(publisher, &queue, &untraced).await;
     let delivery = next(&mut stream, "round trip without a trace context").await;
     assert_carries(&delivery, &untraced, "round trip without a trace context");
+    ack(delivery).await;
+
+    // A message running one member of a distributed group names it.
+    let member = message(3).for_member("Transcode1080p");
+    publish(publisher, &queue, &member).await;
+    let delivery = next(&mut stream, "round trip of a group member's message").await;
+    assert_carries(&delivery, &member, "round trip of a group member's message");
     ack(delivery).await;
 }
 

@@ -497,7 +497,20 @@ impl HostBuilder {
                     self.worker_concurrency,
                 ));
             }
-            for queue in queues {
+            // The members of distributed groups come from queues of their
+            // own, with slots of their own: parents waiting for their
+            // members cannot take every slot the members need.
+            let distribution = rt.settings.group_distribution;
+            let member_queues = (erased.values())
+                .map(|task| task.definition())
+                .filter(|def| def.groups.iter().any(|group| distribution.distributes(group)))
+                .map(|def| crate::kernel::member_queue(def.queue));
+            let all: HashSet<String> = queues
+                .iter()
+                .map(|queue| (*queue).to_owned())
+                .chain(member_queues)
+                .collect();
+            for queue in all {
                 workers.spawn(worker::run_queue(
                     Arc::clone(&rt),
                     Arc::clone(&erased),

@@ -7,6 +7,7 @@ use super::Host;
 use crate::error::{Error, Result};
 use crate::id::TaskId;
 use crate::infra::{DeadLetter, DeadLetters, QueueMessage};
+use crate::kernel::member_queue;
 use crate::progress::{TaskProgress, TaskStatus};
 use crate::trace::TraceParent;
 
@@ -17,8 +18,10 @@ const SEARCH_LIMIT: usize = 10_000;
 /// queues: the dead letter, and the task's error history.
 #[derive(Debug, Clone)]
 pub struct DeadLetteredTask {
-    /// The task queue (as the task declares it, without a namespace).
-    pub queue: &'static str,
+    /// The task queue (as the task declares it, without a namespace), or
+    /// the queue of its distributed groups' members (`<queue>.members`;
+    /// the letter's message names the member).
+    pub queue: String,
     /// The dead letter: why it was moved, after how many deliveries.
     pub letter: DeadLetter,
     /// The task's progress when listed: every step's status, attempts and
@@ -50,18 +53,15 @@ impl Host {
     /// a backend error.
     pub async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetteredTask>> {
         let store = self.dead_letter_store()?;
-        let mut queues: Vec<&'static str> = self.tasks().map(|t| t.queue).collect();
-        queues.sort_unstable();
-        queues.dedup();
         let mut all = Vec::new();
-        for queue in queues {
-            for letter in store.dead_letters(queue, limit).await? {
+        for queue in self.letter_queues() {
+            for letter in store.dead_letters(&queue, limit).await? {
                 let progress = match &letter.message {
                     Some(message) => self.inner.rt.infra.progress.get(message.task_id).await?,
                     None => None,
                 };
                 all.push(DeadLetteredTask {
-                    queue,
+                    queue: queue.clone(),
                     letter,
                     progress,
                 });
@@ -70,11 +70,29 @@ impl Host {
         Ok(all)
     }
 
+    /// The queues whose dead letters are the host's: its tasks' queues,
+    /// and the member queues of those with distributed groups.
+    fn letter_queues(&self) -> Vec<String> {
+        let distribution = self.inner.rt.settings.group_distribution;
+        let mut queues: Vec<String> = self
+            .tasks()
+            .flat_map(|t| {
+                let members = (t.groups.iter().any(|g| distribution.distributes(g))).then(|| member_queue(t.queue));
+                std::iter::once(t.queue.to_owned()).chain(members)
+            })
+            .collect();
+        queues.sort_unstable();
+        queues.dedup();
+        queues
+    }
+
     /// Replays a dead-lettered task: publishes it to its queue again, with
     /// its last saga snapshot (or, when none was saved, the dead-lettered
     /// message's state), and removes its dead letters. A worker then
     /// resumes it after its last completed step, its delivery count
-    /// starting afresh.
+    /// starting afresh. A dead-lettered member of a distributed group is
+    /// published to the member queue again, to run (or resume) for the
+    /// task still waiting for it.
     ///
     /// # Errors
     /// [`Error::NotFound`] for an unknown task; [`Error::Invalid`] for a
@@ -116,14 +134,31 @@ impl Host {
             )
         })?;
         let queue = definition.queue;
-        let letters: Vec<DeadLetter> = store
-            .dead_letters(queue, SEARCH_LIMIT)
-            .await?
-            .into_iter()
-            .filter(|letter| letter.message.as_ref().is_some_and(|m| m.task_id == task_id))
-            .collect();
+        let letters = letters_of(store, queue, task_id).await?;
         let Some(newest) = letters.last().and_then(|letter| letter.message.clone()) else {
-            return Ok((RetryOutcome::NotDeadLettered, progress.trace_id));
+            let members = member_queue(queue);
+            let letters = letters_of(store, &members, task_id).await?;
+            if letters.is_empty() {
+                return Ok((RetryOutcome::NotDeadLettered, progress.trace_id));
+            }
+            // Each member's newest letter, as it was published: the member
+            // run resumes from its own saved state, if it has one.
+            let mut newest: Vec<&QueueMessage> = Vec::new();
+            for message in letters.iter().rev().filter_map(|letter| letter.message.as_ref()) {
+                if !newest.iter().any(|m| m.member == message.member) {
+                    newest.push(message);
+                }
+            }
+            for message in newest {
+                let again = QueueMessage {
+                    id: uuid::Uuid::now_v7(),
+                    ..message.clone()
+                };
+                infra.publisher.publish(&members, again).await?;
+            }
+            remove_letters(store.as_ref(), &members, &letters, task_id).await;
+            tracing::info!(%task_id, queue = members, "dead-lettered group members requeued");
+            return Ok((RetryOutcome::Requeued, progress.trace_id));
         };
         let payload = match infra.state.load(task_id).await? {
             Some(stored) => stored.payload,
@@ -135,13 +170,7 @@ impl Host {
             .or_else(|| progress.trace_id.as_deref().and_then(TraceParent::of_trace));
         let message = QueueMessage::new(task_id, definition.name, payload).with_trace_parent(trace_parent);
         infra.publisher.publish(queue, message).await?;
-        for letter in &letters {
-            if let Err(error) = store.remove_dead_letter(queue, &letter.id).await {
-                // The task is requeued; a dead letter left behind is only
-                // listed once too often.
-                tracing::warn!(%task_id, queue, %error, "could not remove a replayed dead letter");
-            }
-        }
+        remove_letters(store.as_ref(), queue, &letters, task_id).await;
         tracing::info!(%task_id, queue, "dead-lettered task requeued");
         Ok((RetryOutcome::Requeued, progress.trace_id))
     }
@@ -150,5 +179,27 @@ impl Host {
         self.inner.rt.infra.dead_letters.as_ref().ok_or_else(|| {
             Error::Unsupported("this host's queue keeps no dead letters (no dead-letter store is configured)".into())
         })
+    }
+}
+
+/// The dead letters of `queue` whose message is about `task_id`, oldest
+/// first.
+async fn letters_of(store: &Arc<dyn DeadLetters>, queue: &str, task_id: TaskId) -> Result<Vec<DeadLetter>> {
+    Ok(store
+        .dead_letters(queue, SEARCH_LIMIT)
+        .await?
+        .into_iter()
+        .filter(|letter| letter.message.as_ref().is_some_and(|m| m.task_id == task_id))
+        .collect())
+}
+
+/// Removes `letters`, replayed, from `queue`'s dead letters.
+async fn remove_letters(store: &dyn DeadLetters, queue: &str, letters: &[DeadLetter], task_id: TaskId) {
+    for letter in letters {
+        if let Err(error) = store.remove_dead_letter(queue, &letter.id).await {
+            // The task is requeued; a dead letter left behind is only
+            // listed once too often.
+            tracing::warn!(%task_id, queue, %error, "could not remove a replayed dead letter");
+        }
     }
 }

@@ -8,6 +8,7 @@
 //! for how the run ended; dropping the guard unsettled (a panic, a
 //! cancelled future) hands the message back, never acknowledges it.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -46,6 +47,8 @@ pub(crate) struct RunGuard<'r> {
     delivery: Option<Delivery>,
     lock: Option<LockGuard>,
     slot: Option<ControlSlot<'r>>,
+    /// The run's scratch directory on this host.
+    scratch: PathBuf,
     /// The metrics of the delivery's queue; the guard counts in
     /// `dtask_tasks_in_flight` for as long as it lives.
     metrics: Option<&'r QueueMetrics>,
@@ -61,12 +64,20 @@ impl<'r> RunGuard<'r> {
         }
         Self {
             rt,
-            task_id: delivery.message().task_id,
+            task_id: run_id(delivery.message()),
+            scratch: scratch_dir(rt, delivery.message()),
             delivery: Some(delivery),
             lock: None,
             slot: None,
             metrics,
         }
+    }
+
+    /// The id of the run the message drives: the task's, or a member
+    /// run's ([`TaskId::member`]) for a member of a distributed group. The
+    /// lock, the registry entry and the scratch directory are the run's.
+    pub(crate) fn run_id(&self) -> TaskId {
+        self.task_id
     }
 
     /// The delivered message.
@@ -227,7 +238,7 @@ impl<'r> RunGuard<'r> {
     /// expires on its own).
     async fn release_all(&mut self, remove_scratch: bool) {
         if remove_scratch {
-            self.rt.remove_scratch(self.task_id).await;
+            self.rt.remove_scratch_dir(self.task_id, &self.scratch).await;
         }
         self.slot = None;
         if let Some(lock) = self.lock.take()
@@ -250,5 +261,21 @@ impl Drop for RunGuard<'_> {
         if self.delivery.is_some() {
             tracing::warn!(task_id = %self.task_id, "a delivery was dropped unsettled; handing it back");
         }
+    }
+}
+
+/// The scratch directory of the run `message` drives.
+fn scratch_dir(rt: &Runtime, message: &QueueMessage) -> PathBuf {
+    match &message.member {
+        Some(member) => rt.member_scratch_dir(message.task_id, member),
+        None => rt.scratch_dir(message.task_id),
+    }
+}
+
+/// See [`RunGuard::run_id`].
+fn run_id(message: &QueueMessage) -> TaskId {
+    match &message.member {
+        Some(member) => TaskId::member(message.task_id, member),
+        None => message.task_id,
     }
 }

@@ -51,10 +51,11 @@ impl<T: Task> ErasedTask for Registered<T> {
 pub(crate) async fn run_queue(
     rt: Arc<Runtime>,
     tasks: Arc<HashMap<&'static str, Arc<dyn ErasedTask>>>,
-    queue: &'static str,
+    queue: String,
     concurrency: usize,
     tracker: TaskTracker,
 ) {
+    let queue = queue.as_str();
     let mut pause = Duration::from_millis(100);
     let mut deliveries = loop {
         match rt.infra.consumer.consume(queue).await {
@@ -138,7 +139,10 @@ async fn handle_delivery<T: Task>(rt: &Runtime, task: &T, delivery: Delivery) {
     rt.continue_trace(&span, message.trace_parent);
     async {
         let mut guard = RunGuard::new(rt, delivery, T::definition().queue);
-        let settlement = run_delivery(rt, task, &mut guard).await;
+        let settlement = match guard.message().member.clone() {
+            None => run_delivery(rt, task, &mut guard).await,
+            Some(member) => run_member_delivery(rt, task, &mut guard, &member).await,
+        };
         guard.settle(settlement).await;
     }
     .instrument(span)
@@ -219,6 +223,70 @@ async fn run_delivery<T: Task>(rt: &Runtime, task: &T, guard: &mut RunGuard<'_>)
             tracing::info!(%task_id, "shutting down: handing the task back");
             Settlement::HAND_BACK
         }
+        PhaseEnd::Interrupted | PhaseEnd::HandOff => Settlement::HandBack {
+            delay: HAND_BACK_AFTER_FAILURE,
+        },
+    }
+}
+
+/// Runs one member of a distributed group (the message names it) as a
+/// member run; says how the delivery ends. See the kernel's `member`
+/// module.
+async fn run_member_delivery<T: Task>(rt: &Runtime, task: &T, guard: &mut RunGuard<'_>, member: &str) -> Settlement {
+    let def = T::definition();
+    let parent = guard.message().task_id;
+    let distribution = rt.settings.group_distribution;
+    let distributed =
+        |step: &crate::task::StepDefinition| step.group.is_some_and(|g| distribution.distributes(&def.groups[g]));
+    let Some(index) = (def.steps.iter()).position(|step| step.name == member && distributed(step)) else {
+        return Settlement::DeadLetter(format!(
+            "`{member}` is not a member of a distributed group of `{}`",
+            def.name
+        ));
+    };
+    let run_id = guard.run_id();
+    let handed_off: SagaSnapshot<T> = match rt.decode_state(parent, &guard.message().payload) {
+        Ok(snapshot) => snapshot.into_member(run_id),
+        Err(error) => {
+            return Settlement::DeadLetter(format!("cannot read the saga state of `{}`: {error}", def.name));
+        }
+    };
+    if !guard.lock().await {
+        return Settlement::HAND_BACK;
+    }
+    let snapshot = match newest_snapshot(rt, run_id, handed_off).await {
+        Ok(snapshot) => snapshot,
+        Err(settlement) => return settlement,
+    };
+    if snapshot.progress.is_terminal() {
+        // Ended before (its worker died before acknowledging): the parent
+        // reads the outcome from the progress, written again in case.
+        return write_terminal_progress(rt, &snapshot.progress).await;
+    }
+    let (control, _) = guard.register();
+    let mut run = SagaRun::member(rt, task, snapshot, Arc::clone(&control), guard.fencing_token());
+    match rt.infra.progress.get(run_id).await {
+        Ok(Some(progress)) => {
+            run.recorder().catch_up(&progress);
+            if progress.cancel_requested {
+                control.stop(StopReason::Cancelled);
+            }
+        }
+        Ok(None) => restore_progress(rt, &run.recorder().snapshot()).await,
+        Err(error) => tracing::warn!(task_id = %parent, %error, "cannot read the member's progress; running it anyway"),
+    }
+    let end = tokio::select! {
+        end = run.run_member(index, parent) => end,
+        () = guard.keep_alive() => {
+            control.stop(StopReason::Interrupted);
+            PhaseEnd::Interrupted
+        }
+        () = watch_cancellation(rt, run_id, &control) => unreachable!("the cancellation watcher never completes"),
+        () = hand_back_after_grace(rt, run_id, &control) => PhaseEnd::Interrupted,
+    };
+    match end {
+        PhaseEnd::Settled(_) => Settlement::Done,
+        PhaseEnd::Interrupted | PhaseEnd::HandOff if rt.shutdown.is_cancelled() => Settlement::HAND_BACK,
         PhaseEnd::Interrupted | PhaseEnd::HandOff => Settlement::HandBack {
             delay: HAND_BACK_AFTER_FAILURE,
         },

@@ -33,6 +33,10 @@ pub struct QueueMessage {
     /// worker's spans continue (W3C `traceparent`; a header or field of its
     /// own on every backend).
     pub trace_parent: Option<TraceParent>,
+    /// For a message that runs one member of a distributed parallel group
+    /// (`#[parallel_group(distribute)]`): the member step's name. `None`
+    /// for a message that runs the task itself.
+    pub member: Option<String>,
 }
 
 impl QueueMessage {
@@ -44,6 +48,7 @@ impl QueueMessage {
             task_name: task_name.into(),
             payload,
             trace_parent: None,
+            member: None,
         }
     }
 
@@ -51,6 +56,13 @@ impl QueueMessage {
     #[must_use]
     pub fn with_trace_parent(mut self, parent: Option<TraceParent>) -> Self {
         self.trace_parent = parent;
+        self
+    }
+
+    /// The message, running only the group member step `member`.
+    #[must_use]
+    pub fn for_member(mut self, member: impl Into<String>) -> Self {
+        self.member = Some(member.into());
         self
     }
 }

@@ -26,6 +26,7 @@ mod compensate;
 mod control;
 mod dependents;
 mod history;
+mod member;
 mod metrics;
 mod recorder;
 pub(crate) mod retry;
@@ -44,6 +45,7 @@ pub(crate) use control::{RunControl, StopReason};
 pub(crate) use dependents::{AnyResponse, Dependent, Dependents, Starter};
 pub use history::HistorySettings;
 pub(crate) use history::HistoryWriter;
+pub(crate) use member::member_queue;
 pub(crate) use metrics::{Metrics, QueueMetrics};
 pub(crate) use recorder::Recorder;
 pub(crate) use runtime::{ControlSlot, Runtime};
@@ -123,19 +125,48 @@ impl<'r, T: Task> SagaRun<'r, T> {
         control: Arc<RunControl>,
         fence: u64,
     ) -> Self {
-        let task_id = snapshot.progress.task_id;
-        let history = (rt.history.as_ref())
-            .map(|_| history::RunHistory::new(task_id, T::definition(), snapshot.deadline, &rt.node));
+        let history = (rt.history.as_ref()).map(|_| {
+            let task_id = snapshot.progress.task_id;
+            history::RunHistory::new(task_id, T::definition(), snapshot.deadline, &rt.node)
+        });
+        Self::assemble(rt, task, snapshot, control, fence, |progress| {
+            Recorder::new(rt, progress, history)
+        })
+    }
+
+    /// A member run of a distributed group (see `member`): records its
+    /// progress under its own id, and neither keeps a history of its own
+    /// nor counts as a task in the metrics.
+    pub(crate) fn member(
+        rt: &'r Runtime,
+        task: &'r T,
+        snapshot: SagaSnapshot<T>,
+        control: Arc<RunControl>,
+        fence: u64,
+    ) -> Self {
+        Self::assemble(rt, task, snapshot, control, fence, |progress| {
+            Recorder::new(rt, progress, None).uncounted()
+        })
+    }
+
+    fn assemble(
+        rt: &'r Runtime,
+        task: &'r T,
+        snapshot: SagaSnapshot<T>,
+        control: Arc<RunControl>,
+        fence: u64,
+        recorder: impl FnOnce(TaskProgress) -> Recorder<'r>,
+    ) -> Self {
         Self {
             rt,
             task,
             def: T::definition(),
-            task_id,
+            task_id: snapshot.progress.task_id,
             request: snapshot.request,
             data: snapshot.data,
             response: snapshot.response,
             deadline: snapshot.deadline,
-            recorder: Recorder::new(rt, snapshot.progress, history),
+            recorder: recorder(snapshot.progress),
             control,
             fence,
         }

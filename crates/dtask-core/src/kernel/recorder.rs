@@ -34,6 +34,8 @@ pub(crate) struct Recorder<'r> {
     halted: AtomicBool,
     /// What the run records in the host's history, when it has one.
     history: Option<RunHistory>,
+    /// Whether the task's end counts in the metrics (not a member run's).
+    counted: bool,
 }
 
 impl<'r> Recorder<'r> {
@@ -46,7 +48,14 @@ impl<'r> Recorder<'r> {
             progress: Mutex::new(progress),
             unsaved: AtomicU32::new(0),
             halted: AtomicBool::new(false),
+            counted: true,
         }
+    }
+
+    /// The recorder, whose run's end is not counted in the metrics.
+    pub(crate) fn uncounted(mut self) -> Self {
+        self.counted = false;
+        self
     }
 
     /// Folds `kind` into the snapshot and tells the listeners.
@@ -79,7 +88,7 @@ impl<'r> Recorder<'r> {
 
     /// Counts the end of a task that `event` just ended.
     fn count(&self, progress: &TaskProgress, event: &TaskEvent, was_terminal: bool) {
-        if was_terminal || !progress.is_terminal() {
+        if was_terminal || !progress.is_terminal() || !self.counted {
             return;
         }
         if let Some(metrics) = self.rt.metrics.task(&progress.task_name) {

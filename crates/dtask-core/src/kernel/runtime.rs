@@ -17,7 +17,7 @@ use crate::error::Result;
 use crate::event::TaskEvent;
 use crate::id::TaskId;
 use crate::infra::Infrastructure;
-use crate::task::{StepError, Task};
+use crate::task::{GroupDistribution, StepError, Task};
 use crate::trace::TraceBridge;
 
 use super::{HistoryWriter, Metrics, RunControl};
@@ -71,6 +71,9 @@ pub struct KernelSettings {
     /// Where steps get their scratch directories (default: `dtask/<pid>`
     /// in the system temporary directory).
     pub scratch_root: PathBuf,
+    /// Which parallel groups' members run from messages of their own, on
+    /// any worker (default: those declared `distribute`).
+    pub group_distribution: GroupDistribution,
 }
 
 impl Default for KernelSettings {
@@ -83,6 +86,7 @@ impl Default for KernelSettings {
             shutdown_grace: Duration::from_secs(30),
             // Per process: processes of one machine never share a task's scratch directory.
             scratch_root: std::env::temp_dir().join("dtask").join(std::process::id().to_string()),
+            group_distribution: GroupDistribution::default(),
         }
     }
 }
@@ -239,16 +243,27 @@ impl Runtime {
         self.settings.scratch_root.join(task_id.to_string())
     }
 
+    /// The directory the member run of step `member` of task `parent`'s
+    /// distributed group uses on this host: beside the task's, named after
+    /// both (as every path of a task holds its id).
+    pub(crate) fn member_scratch_dir(&self, parent: TaskId, member: &str) -> PathBuf {
+        self.settings.scratch_root.join(format!("{parent}.{member}"))
+    }
+
     /// Removes the scratch directory of a task that ended here (or that
     /// this host will not run any more).
     pub(crate) async fn remove_scratch(&self, task_id: TaskId) {
-        let dir = self.scratch_dir(task_id);
+        self.remove_scratch_dir(task_id, &self.scratch_dir(task_id)).await;
+    }
+
+    /// Removes `dir`, a scratch directory of `task_id`'s.
+    pub(crate) async fn remove_scratch_dir(&self, task_id: TaskId, dir: &std::path::Path) {
         // Most tasks never create one: a cheap check spares them a hop to the
         // blocking pool on every completion.
         if !dir.exists() {
             return;
         }
-        match tokio::fs::remove_dir_all(&dir).await {
+        match tokio::fs::remove_dir_all(dir).await {
             Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
                 tracing::warn!(%task_id, %error, dir = %dir.display(), "could not remove the scratch directory");
             }

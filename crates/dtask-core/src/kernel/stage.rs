@@ -21,6 +21,9 @@ impl<T: Task> SagaRun<'_, T> {
         match (runnable.as_slice(), stage.group) {
             ([], _) => Ok(()),
             ([index], None) => self.run_single(*index).await,
+            (members, Some(group)) if self.rt.settings.group_distribution.distributes(&self.def.groups[group]) => {
+                self.run_distributed(members).await
+            }
             (_, group) => {
                 let await_all = group.is_none_or(|g| self.def.groups[g].await_all);
                 self.run_group(&runnable, await_all).await
@@ -53,18 +56,18 @@ impl<T: Task> SagaRun<'_, T> {
         }
     }
 
-    fn step_ref(&self, index: usize) -> StepRef {
+    pub(super) fn step_ref(&self, index: usize) -> StepRef {
         StepRef {
             index,
             name: self.def.steps[index].name,
         }
     }
 
-    fn prior_attempts(&self, index: usize) -> u32 {
+    pub(super) fn prior_attempts(&self, index: usize) -> u32 {
         self.recorder.with(|p| p.steps[index].attempts)
     }
 
-    async fn complete_step(&self, index: usize) -> Result<(), Halted> {
+    pub(super) async fn complete_step(&self, index: usize) -> Result<(), Halted> {
         let kind = EventKind::StepCompleted {
             step: self.step_ref(index),
             attempt: self.prior_attempts(index),
@@ -83,13 +86,13 @@ impl<T: Task> SagaRun<'_, T> {
     /// serializes: a step whose data a broker could not carry fails at once
     /// (in tests, rather than in production), and its output is not kept,
     /// so the saga state stays one that can be saved.
-    fn output_check(&self) -> Option<Codec> {
+    pub(super) fn output_check(&self) -> Option<Codec> {
         self.rt.serialize.then(|| self.rt.codec::<T>())
     }
 
     /// Records that step `index`'s output cannot be serialized; the failure
     /// to end the stage with.
-    async fn unserializable(&self, index: usize, error: &crate::Error) -> Failure {
+    pub(super) async fn unserializable(&self, index: usize, error: &crate::Error) -> Failure {
         let error = StepError::permanent(format!(
             "the data of step `{}` cannot be serialized: {error}",
             self.def.steps[index].name
@@ -228,7 +231,7 @@ impl<T: Task> SagaRun<'_, T> {
 
 /// Applies a step's output to `data`; with a `check`, only if the result
 /// can be serialized (otherwise `data` is left as it was).
-fn apply_output<T: Task>(
+pub(super) fn apply_output<T: Task>(
     data: &mut T::Data,
     update: DataUpdate<T::Data>,
     check: Option<Codec>,

@@ -77,6 +77,56 @@ pub struct GroupDefinition {
     /// fails if one failed. `false`: the first member to complete wins and
     /// the others are cancelled (and compensated if they completed).
     pub await_all: bool,
+    /// `true`: each member runs from a queue message of its own, on
+    /// whichever worker takes it; the worker running the saga records the
+    /// members' outcomes as they end (`#[parallel_group(distribute)]`).
+    /// Only with `await_all`.
+    pub distribute: bool,
+}
+
+/// Where the members of parallel groups run: a deployment's choice over
+/// what the groups declare (`KernelSettings::group_distribution`). Every
+/// worker of a queue must make the same choice.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum GroupDistribution {
+    /// As each group declares (`#[parallel_group(distribute)]`).
+    #[default]
+    Declared,
+    /// Every `await_all` group's members run from messages of their own,
+    /// on any worker (a race stays in one worker).
+    Everywhere,
+    /// Every group's members run concurrently inside the worker running
+    /// the saga, whatever they declare.
+    Nowhere,
+}
+
+impl GroupDistribution {
+    /// Whether `group`'s members run from messages of their own.
+    pub fn distributes(self, group: &GroupDefinition) -> bool {
+        match self {
+            Self::Declared => group.distribute,
+            Self::Everywhere => group.await_all,
+            Self::Nowhere => false,
+        }
+    }
+}
+
+impl std::str::FromStr for GroupDistribution {
+    type Err = crate::Error;
+
+    /// `declared`, `everywhere` or `nowhere`.
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        match value {
+            "declared" => Ok(Self::Declared),
+            "everywhere" => Ok(Self::Everywhere),
+            "nowhere" => Ok(Self::Nowhere),
+            other => Err(crate::Error::invalid(
+                "group distribution",
+                format!("`{other}` is not one of `declared`, `everywhere`, `nowhere`"),
+            )),
+        }
+    }
 }
 
 /// An edge of the task graph (`#[depends_on]`): the task declaring it

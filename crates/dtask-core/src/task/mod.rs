@@ -17,7 +17,8 @@ use serde::de::DeserializeOwned;
 
 pub use context::{StepContext, StepReport};
 pub use definition::{
-    DependencyDefinition, GroupDefinition, Mode, Stage, StepDefinition, StepHost, StepKind, TaskDefinition,
+    DependencyDefinition, GroupDefinition, GroupDistribution, Mode, Stage, StepDefinition, StepHost, StepKind,
+    TaskDefinition,
 };
 pub use depends::{DependentTask, Upstream};
 pub use error::{StepError, StepErrorKind};
@@ -52,6 +53,11 @@ pub trait Task: Send + Sync + 'static {
         request: &'a Self::Request,
         data: &'a Self::Data,
     ) -> BoxFuture<'a, Result<DataUpdate<Self::Data>, StepError>>;
+
+    /// Moves step `step`'s output (its field of the data) from `from` into
+    /// `into`, leaving `into`'s other fields as they are: how the output
+    /// of a group member that ran on another worker joins the saga's data.
+    fn adopt_output(step: usize, from: &mut Self::Data, into: &mut Self::Data);
 
     /// Undoes completed step `step`. Only called for compensable steps.
     fn compensate_step<'a>(

@@ -90,9 +90,19 @@ fn step_definition(task: &Task, step: &Step) -> TokenStream {
 }
 
 fn group_definition(group: &Group) -> TokenStream {
-    let Group { name, order, await_all } = group;
+    let Group {
+        name,
+        order,
+        await_all,
+        distribute,
+    } = group;
     quote! {
-        ::dtask::__private::GroupDefinition { name: #name, order: #order, await_all: #await_all }
+        ::dtask::__private::GroupDefinition {
+            name: #name,
+            order: #order,
+            await_all: #await_all,
+            distribute: #distribute,
+        }
     }
 }
 

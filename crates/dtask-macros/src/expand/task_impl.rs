@@ -19,6 +19,7 @@ pub(super) fn task_impl(task: &Task) -> TokenStream {
     let steps_bound = quote_spanned!(ident.span()=> #module::Steps);
     let definition = definition(task);
     let run_step = run_step(task);
+    let adopt_output = adopt_output(task);
     let compensate_step = compensate_step(task);
     let evaluate_condition = evaluate_condition(task);
     let build_response = build_response(task);
@@ -42,6 +43,7 @@ pub(super) fn task_impl(task: &Task) -> TokenStream {
             }
 
             #run_step
+            #adopt_output
             #compensate_step
             #evaluate_condition
             #build_response
@@ -105,6 +107,22 @@ fn run_step(task: &Task) -> TokenStream {
                 _ => ::dtask::__private::Box::pin(async move {
                     ::dtask::__private::Result::Err(::dtask::__private::unknown_step(step))
                 }),
+            }
+        }
+    }
+}
+
+/// `adopt_output`: moves one step's output field from one data to another.
+fn adopt_output(task: &Task) -> TokenStream {
+    let arms = task.steps.iter().enumerate().map(|(index, step)| {
+        let snake = &step.snake;
+        quote!(#index => into.#snake = from.#snake.take(),)
+    });
+    quote! {
+        fn adopt_output(step: usize, from: &mut Self::Data, into: &mut Self::Data) {
+            match step {
+                #(#arms)*
+                _ => {}
             }
         }
     }

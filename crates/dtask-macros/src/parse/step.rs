@@ -156,16 +156,18 @@ pub(crate) fn file_download(attr: &Attribute, errors: &mut Errors) -> syn::Resul
     })
 }
 
-/// `#[parallel_group(Name, order = N, await_all = true|false)]`.
+/// `#[parallel_group(Name, order = N, await_all = true|false, distribute)]`.
 pub(crate) fn parallel_group(attr: &Attribute, errors: &mut Errors) -> syn::Result<Option<GroupDecl>> {
     attr.parse_args_with(|input: ParseStream<'_>| {
         let name = leading_name(input, "group")?;
         let mut order = None;
         let mut await_all = true;
+        let mut distribute = false;
         let seen = parse_args(input, errors, GroupKey::parse, GroupKey::name, |key, input, _| {
             match key {
                 GroupKey::Order => order = Some(value::integer(input, "order")?),
                 GroupKey::AwaitAll => await_all = value::flag(input, "await_all")?,
+                GroupKey::Distribute => distribute = value::flag(input, "distribute")?,
             }
             Ok(())
         });
@@ -178,6 +180,20 @@ pub(crate) fn parallel_group(attr: &Attribute, errors: &mut Errors) -> syn::Resu
             }
             return Ok(None);
         };
-        Ok(Some(GroupDecl { name, order, await_all }))
+        if distribute && !await_all {
+            errors.on(
+                attr,
+                format_args!(
+                    "parallel group `{name}` cannot be both `distribute` and `await_all = false`: \
+                     a distributed group awaits all its members"
+                ),
+            );
+        }
+        Ok(Some(GroupDecl {
+            name,
+            order,
+            await_all,
+            distribute,
+        }))
     })
 }

@@ -105,6 +105,7 @@ pub(crate) fn validate(item: &ItemStruct, declaration: Declaration) -> Result<Ta
                 name: group.name.to_string(),
                 order: group.order.value,
                 await_all: group.await_all,
+                distribute: group.distribute,
             }
         })
         .collect();
