@@ -557,3 +557,19 @@ mod real_backends {
         members_ending_together_on(QueueKind::Postgres).await;
     }
 }
+
+#[tokio::test]
+async fn the_member_queue_is_served_and_measured_beside_the_task_queue() {
+    let queue = dtask::memory::MemoryQueue::new();
+    let host = Host::builder()
+        .mode(Mode::InProcess)
+        .register(FanOut::new(&Journal::default()))
+        .queue(queue.clone())
+        .queue_depths(queue)
+        .build()
+        .unwrap();
+    let depths = host.queue_depths().await.unwrap();
+    let names: Vec<&str> = depths.iter().map(|(queue, _)| queue.as_str()).collect();
+    assert_eq!(names, ["fan-out", "fan-out.members"]);
+    host.shutdown().await;
+}

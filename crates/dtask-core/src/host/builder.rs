@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::worker::{self, ErasedTask, Registered};
-use super::{Host, HostInner, RegisteredTask};
+use super::{Host, HostInner, RegisteredTask, served_queues};
 use super::{chain, depths, presence};
 use crate::codec::KeyRing;
 use crate::error::{Error, Result};
@@ -455,6 +455,10 @@ impl HostBuilder {
                 .iter()
                 .map(|edge| (edge.upstream().name, Arc::clone(edge) as Arc<dyn Dependent>)),
         );
+        let queues = served_queues(
+            erased.values().map(|t| t.definition()),
+            self.settings.group_distribution,
+        );
         let rt = Arc::new(Runtime {
             infra,
             format_override: self.format,
@@ -472,24 +476,22 @@ impl HostBuilder {
                 .map(|(history, settings)| HistoryWriter::spawn(history, settings)),
             node: self.node_name.unwrap_or_else(default_node_name),
             tracer: self.tracer,
-            metrics: Metrics::register(erased.values().map(|task| task.definition())),
+            metrics: Metrics::register(erased.values().map(|task| task.definition()), &queues),
             in_flight: AtomicUsize::new(0),
             dependents,
         });
         let erased = Arc::new(erased);
         let workers = TaskTracker::new();
         if let Some(depths) = rt.infra.depths.clone() {
-            let mut queues: Vec<&'static str> = erased.values().map(|t| t.definition().queue).collect();
-            queues.sort_unstable();
-            queues.dedup();
             // Not tracked: it ends with the shutdown signal, and a shutdown
             // need not wait for a sample.
-            tokio::spawn(depths::sample(Arc::clone(&rt), depths, queues));
+            tokio::spawn(depths::sample(Arc::clone(&rt), depths, queues.clone()));
         }
         if self.run_workers {
-            let queues: HashSet<&'static str> = erased.values().map(|t| t.definition().queue).collect();
             if let Some(registry) = rt.infra.workers.clone() {
-                let names = queues.iter().map(|queue| (*queue).to_owned()).collect();
+                // The task queues a worker serves (its member queues follow).
+                let declared: HashSet<&'static str> = erased.values().map(|t| t.definition().queue).collect();
+                let names = declared.iter().map(|queue| (*queue).to_owned()).collect();
                 workers.spawn(presence::announce(
                     Arc::clone(&rt),
                     registry,
@@ -500,17 +502,7 @@ impl HostBuilder {
             // The members of distributed groups come from queues of their
             // own, with slots of their own: parents waiting for their
             // members cannot take every slot the members need.
-            let distribution = rt.settings.group_distribution;
-            let member_queues = (erased.values())
-                .map(|task| task.definition())
-                .filter(|def| def.groups.iter().any(|group| distribution.distributes(group)))
-                .map(|def| crate::kernel::member_queue(def.queue));
-            let all: HashSet<String> = queues
-                .iter()
-                .map(|queue| (*queue).to_owned())
-                .chain(member_queues)
-                .collect();
-            for queue in all {
+            for queue in queues {
                 workers.spawn(worker::run_queue(
                     Arc::clone(&rt),
                     Arc::clone(&erased),

@@ -208,7 +208,7 @@ impl Caller {
     /// # Errors
     /// [`Error::Forbidden`] for a caller that is not an operator;
     /// otherwise as [`Host::queue_depths`].
-    pub async fn queue_depths(&self) -> Result<Vec<(&'static str, QueueDepth)>> {
+    pub async fn queue_depths(&self) -> Result<Vec<(String, QueueDepth)>> {
         self.operator_only("the queues")?;
         self.host.queue_depths().await
     }

@@ -54,7 +54,7 @@ impl Host {
     pub async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetteredTask>> {
         let store = self.dead_letter_store()?;
         let mut all = Vec::new();
-        for queue in self.letter_queues() {
+        for queue in self.queues() {
             for letter in store.dead_letters(&queue, limit).await? {
                 let progress = match &letter.message {
                     Some(message) => self.inner.rt.infra.progress.get(message.task_id).await?,
@@ -68,22 +68,6 @@ impl Host {
             }
         }
         Ok(all)
-    }
-
-    /// The queues whose dead letters are the host's: its tasks' queues,
-    /// and the member queues of those with distributed groups.
-    fn letter_queues(&self) -> Vec<String> {
-        let distribution = self.inner.rt.settings.group_distribution;
-        let mut queues: Vec<String> = self
-            .tasks()
-            .flat_map(|t| {
-                let members = (t.groups.iter().any(|g| distribution.distributes(g))).then(|| member_queue(t.queue));
-                std::iter::once(t.queue.to_owned()).chain(members)
-            })
-            .collect();
-        queues.sort_unstable();
-        queues.dedup();
-        queues
     }
 
     /// Replays a dead-lettered task: publishes it to its queue again, with

@@ -20,30 +20,29 @@ impl Host {
     /// [`Error::Unsupported`] when the queue backend does not tell
     /// ([`HostBuilder::queue_depths`](super::HostBuilder::queue_depths)); a
     /// backend error.
-    pub async fn queue_depths(&self) -> Result<Vec<(&'static str, QueueDepth)>> {
+    pub async fn queue_depths(&self) -> Result<Vec<(String, QueueDepth)>> {
         let depths = self.inner.rt.infra.depths.as_ref().ok_or_else(|| {
             Error::Unsupported("this host's queue backend does not tell its depth (HostBuilder::queue_depths)".into())
         })?;
-        let mut queues: Vec<&'static str> = self.tasks().map(|t| t.queue).collect();
-        queues.sort_unstable();
-        queues.dedup();
+        let queues = self.queues();
         let mut out = Vec::with_capacity(queues.len());
         for queue in queues {
-            out.push((queue, depths.depth(queue).await?));
+            let depth = depths.depth(&queue).await?;
+            out.push((queue, depth));
         }
         Ok(out)
     }
 }
 
 /// Refreshes the gauges of `queues` until the host shuts down.
-pub(super) async fn sample(rt: Arc<Runtime>, depths: Arc<dyn QueueDepths>, queues: Vec<&'static str>) {
+pub(super) async fn sample(rt: Arc<Runtime>, depths: Arc<dyn QueueDepths>, queues: Vec<String>) {
     let mut ticks = tokio::time::interval(SAMPLE_INTERVAL);
     loop {
         tokio::select! {
             _ = ticks.tick() => {}
             () = rt.shutdown.cancelled() => return,
         }
-        for &queue in &queues {
+        for queue in &queues {
             let Some(metrics) = rt.metrics.queue(queue) else {
                 continue;
             };

@@ -107,6 +107,12 @@ impl Host {
         self.inner.tasks.values().map(|t| t.definition)
     }
 
+    /// The queues of the host's tasks, and the member queues of those whose
+    /// parallel groups are distributed, sorted.
+    pub(crate) fn queues(&self) -> Vec<String> {
+        served_queues(self.tasks(), self.inner.rt.settings.group_distribution)
+    }
+
     /// A receiver of every event of every task, from now on. A receiver
     /// that falls far behind misses events (it is told how many); use
     /// [`HostBuilder::on_event`] for a lossless listener.
@@ -273,3 +279,23 @@ impl std::fmt::Debug for Host {
 
 #[cfg(test)]
 mod shutdown_tests;
+
+/// The queues `tasks` are served from: their own, and the member queues of
+/// those whose parallel groups `distribution` distributes; sorted, each
+/// once.
+pub(crate) fn served_queues<'a>(
+    tasks: impl Iterator<Item = &'a TaskDefinition>,
+    distribution: crate::task::GroupDistribution,
+) -> Vec<String> {
+    let mut queues: Vec<String> = tasks
+        .flat_map(|task| {
+            let members = (task.groups.iter())
+                .any(|group| distribution.distributes(group))
+                .then(|| crate::kernel::member_queue(task.queue));
+            std::iter::once(task.queue.to_owned()).chain(members)
+        })
+        .collect();
+    queues.sort_unstable();
+    queues.dedup();
+    queues
+}

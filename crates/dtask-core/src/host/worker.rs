@@ -30,7 +30,8 @@ use crate::task::{StepHost, Task, TaskDefinition};
 #[async_trait]
 pub(crate) trait ErasedTask: Send + Sync + 'static {
     fn definition(&self) -> &'static TaskDefinition;
-    async fn handle(&self, rt: &Runtime, delivery: Delivery);
+    /// Runs and settles `delivery`, taken from `queue`.
+    async fn handle(&self, rt: &Runtime, delivery: Delivery, queue: &str);
 }
 
 pub(crate) struct Registered<T: Task>(pub(crate) Arc<T>);
@@ -41,8 +42,8 @@ impl<T: Task> ErasedTask for Registered<T> {
         T::definition()
     }
 
-    async fn handle(&self, rt: &Runtime, delivery: Delivery) {
-        handle_delivery(rt, &*self.0, delivery).await;
+    async fn handle(&self, rt: &Runtime, delivery: Delivery, queue: &str) {
+        handle_delivery(rt, &*self.0, delivery, queue).await;
     }
 }
 
@@ -114,8 +115,9 @@ pub(crate) async fn run_queue(
             continue;
         };
         let rt = Arc::clone(&rt);
+        let queue = queue.to_owned();
         tracker.spawn(async move {
-            task.handle(&rt, delivery).await;
+            task.handle(&rt, delivery, &queue).await;
             drop(permit);
         });
     }
@@ -133,12 +135,12 @@ const LOAD_BUDGET: Duration = Duration::from_secs(10);
 
 /// Runs and settles one delivery, in a span continuing the trace its
 /// message carries.
-async fn handle_delivery<T: Task>(rt: &Runtime, task: &T, delivery: Delivery) {
+async fn handle_delivery<T: Task>(rt: &Runtime, task: &T, delivery: Delivery, queue: &str) {
     let message = delivery.message();
     let span = rt.run_span(T::definition(), message.task_id, delivery.delivery_count());
     rt.continue_trace(&span, message.trace_parent);
     async {
-        let mut guard = RunGuard::new(rt, delivery, T::definition().queue);
+        let mut guard = RunGuard::new(rt, delivery, queue);
         let settlement = match guard.message().member.clone() {
             None => run_delivery(rt, task, &mut guard).await,
             Some(member) => run_member_delivery(rt, task, &mut guard, &member).await,

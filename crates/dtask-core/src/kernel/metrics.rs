@@ -3,8 +3,9 @@
 //! builds the host; without one every update is a no-op.
 //!
 //! Every handle is registered once, when the host is built, for each task,
-//! step and queue the host declares: labels are bounded by what is
-//! declared (never a task id), and the hot path only bumps atomics.
+//! step and queue the host declares (a task queue, or the member queue of
+//! a distributed group's): labels are bounded by what is declared (never a
+//! task id), and the hot path only bumps atomics.
 //!
 //! | metric | labels |
 //! |---|---|
@@ -48,20 +49,20 @@ const OUTCOMES: [&str; 4] = ["completed", "failed", "cancelled", "timedOut"];
 #[derive(Default)]
 pub(crate) struct Metrics {
     tasks: HashMap<&'static str, TaskMetrics>,
-    queues: HashMap<&'static str, QueueMetrics>,
+    queues: HashMap<String, QueueMetrics>,
 }
 
 impl Metrics {
-    /// Registers the metrics of `definitions` with the installed recorder.
-    pub(crate) fn register<'a>(definitions: impl IntoIterator<Item = &'a TaskDefinition>) -> Self {
+    /// Registers the metrics of `definitions`, served from `queues`, with
+    /// the installed recorder.
+    pub(crate) fn register<'a>(definitions: impl IntoIterator<Item = &'a TaskDefinition>, queues: &[String]) -> Self {
         describe();
         let mut metrics = Self::default();
         for def in definitions {
             metrics.tasks.insert(def.name, TaskMetrics::new(def));
-            metrics
-                .queues
-                .entry(def.queue)
-                .or_insert_with(|| QueueMetrics::new(def.queue));
+        }
+        for queue in queues {
+            metrics.queues.insert(queue.clone(), QueueMetrics::new(queue));
         }
         metrics
     }
@@ -173,13 +174,14 @@ pub(crate) struct QueueMetrics {
 }
 
 impl QueueMetrics {
-    fn new(queue: &'static str) -> Self {
+    fn new(queue: &str) -> Self {
+        let queue = queue.to_owned();
         Self {
-            waiting: gauge!("dtask_queue_waiting", "queue" => queue),
-            unsettled: gauge!("dtask_queue_unsettled", "queue" => queue),
-            in_flight: gauge!("dtask_tasks_in_flight", "queue" => queue),
-            dead_letters: counter!("dtask_dead_letters_total", "queue" => queue),
-            lock_wait: histogram!("dtask_lock_wait_seconds", "queue" => queue),
+            waiting: gauge!("dtask_queue_waiting", "queue" => queue.clone()),
+            unsettled: gauge!("dtask_queue_unsettled", "queue" => queue.clone()),
+            in_flight: gauge!("dtask_tasks_in_flight", "queue" => queue.clone()),
+            dead_letters: counter!("dtask_dead_letters_total", "queue" => queue.clone()),
+            lock_wait: histogram!("dtask_lock_wait_seconds", "queue" => queue.clone()),
             lock_contended: counter!("dtask_lock_contended_total", "queue" => queue),
         }
     }
