@@ -56,6 +56,8 @@ pub(crate) async fn run_queue(
     concurrency: usize,
     tracker: TaskTracker,
 ) {
+    // Shared with every delivery's task, without a copy each.
+    let name: Arc<str> = Arc::from(queue.as_str());
     let queue = queue.as_str();
     let mut pause = Duration::from_millis(100);
     let mut deliveries = loop {
@@ -115,7 +117,7 @@ pub(crate) async fn run_queue(
             continue;
         };
         let rt = Arc::clone(&rt);
-        let queue = queue.to_owned();
+        let queue = Arc::clone(&name);
         tracker.spawn(async move {
             task.handle(&rt, delivery, &queue).await;
             drop(permit);
