@@ -505,6 +505,7 @@ async fn dead_letter_of(host: &Host, task_id: TaskId, seen: Option<&str>) -> dta
 #[cfg(feature = "distributed")]
 mod real_backends {
     use super::*;
+    use dtask::distributed::dtask_redis_streams::RedisStreamsConfig;
     use dtask::distributed::{DistributedOptions, QueueKind};
 
     /// An API host and two worker hosts on the real backends `queue` names
@@ -513,9 +514,14 @@ mod real_backends {
     async fn real_cluster(journal: &Journal, queue: QueueKind) -> (Host, Vec<Host>) {
         let database_url = std::env::var("DTASK_DATABASE_URL")
             .unwrap_or_else(|_| "postgres://dtask:dtask@127.0.0.1:5432/dtask_test".into());
-        let options = DistributedOptions::new(queue)
+        let mut options = DistributedOptions::new(queue)
             .database_url(database_url)
             .namespace(format!("fan-{}", TaskId::new()));
+        // A worker takes one message at a time, as a farm's should: with a
+        // deeper prefetch, the first worker to subscribe could hold both
+        // members while the other is still connecting (see docs/dsl.md).
+        options.amqp = options.amqp.clone().with_prefetch(1);
+        options.streams = Some(RedisStreamsConfig::new("redis://127.0.0.1:6379").with_read_count(1));
         let task = FanOut::new(journal);
         let mut hosts = Vec::new();
         for n in 0..3 {
