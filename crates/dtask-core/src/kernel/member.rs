@@ -108,7 +108,7 @@ impl<T: Task> SagaRun<'_, T> {
                         if self.control.reason() == Some(StopReason::Interrupted) {
                             return Ok(()); // the run ends interrupted; the members go on
                         }
-                        self.cancel_members(&ids, &ended).await;
+                        self.cancel_members(&ids, &ended).await?;
                         continue;
                     }
                 };
@@ -121,7 +121,7 @@ impl<T: Task> SagaRun<'_, T> {
                 if let Some(failed) = self.member_ended(members[k], ids[k], &progress).await? {
                     if failure.is_none() && !stopping {
                         stopping = true;
-                        self.cancel_members(&ids, &ended).await;
+                        self.cancel_members(&ids, &ended).await?;
                     }
                     failure.get_or_insert(failed);
                 }
@@ -188,15 +188,18 @@ impl<T: Task> SagaRun<'_, T> {
         .map_err(|error| self.halt(error))
     }
 
-    /// Asks every member not ended to stop.
-    async fn cancel_members(&self, ids: &[TaskId], ended: &[bool]) {
+    /// Asks every member not ended to stop, retrying as
+    /// [`backend`](Self::backend) does.
+    ///
+    /// # Errors
+    /// [`Halted`] when the tracker cannot be reached: the task is handed
+    /// back, and the worker that takes it over asks again.
+    async fn cancel_members(&self, ids: &[TaskId], ended: &[bool]) -> Result<(), Halted> {
         for (id, _) in ids.iter().zip(ended).filter(|(_, ended)| !**ended) {
-            if let Err(error) = self.rt.infra.progress.request_cancellation(*id).await {
-                // The member then runs to its end, which is recorded as any
-                // other; the stage waits for it either way.
-                tracing::warn!(task_id = %self.task_id, member = %id, %error, "could not ask a member to stop");
-            }
+            self.backend(|| self.rt.infra.progress.request_cancellation(*id))
+                .await?;
         }
+        Ok(())
     }
 
     /// Shows in the task's progress what the member's progress shows of its
