@@ -80,6 +80,11 @@ impl<'r> RunGuard<'r> {
         self.task_id
     }
 
+    /// The runtime the guard settles with.
+    pub(crate) fn runtime(&self) -> &'r Runtime {
+        self.rt
+    }
+
     /// The delivered message.
     pub(crate) fn message(&self) -> &QueueMessage {
         self.delivery().message()

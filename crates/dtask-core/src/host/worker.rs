@@ -186,35 +186,11 @@ async fn run_delivery<T: Task>(rt: &Runtime, task: &T, guard: &mut RunGuard<'_>)
     }
     let (control, adopted) = guard.register();
     let mut run = SagaRun::new(rt, task, snapshot, Arc::clone(&control), guard.fencing_token());
-    let resumed = guard.delivery_count() > 1;
-    match rt.infra.progress.get(task_id).await {
-        Ok(Some(progress)) => {
-            if resumed || !adopted {
-                run.recorder().catch_up(&progress);
-                if progress.cancel_requested {
-                    control.stop(StopReason::Cancelled);
-                }
-            }
-        }
-        Ok(None) => restore_progress(rt, &run.recorder().snapshot()).await,
-        Err(error) => tracing::warn!(%task_id, %error, "cannot read the task's progress; running it anyway"),
-    }
-    let cancellation = async {
-        if adopted {
-            // Its API side ran here: cancellations come to this host.
-            std::future::pending::<()>().await;
-        }
-        watch_cancellation(rt, task_id, &control).await;
-    };
-    let end = tokio::select! {
-        end = run.run_phase(StepHost::Worker) => end,
-        () = guard.keep_alive() => {
-            control.stop(StopReason::Interrupted);
-            PhaseEnd::Interrupted
-        }
-        () = cancellation => unreachable!("the cancellation watcher never completes"),
-        () = hand_back_after_grace(rt, task_id, &control) => PhaseEnd::Interrupted,
-    };
+    // A run adopted from its API side in this process, on its first
+    // delivery, is the tracker's only writer so far: nothing to catch up.
+    let catch_up = guard.delivery_count() > 1 || !adopted;
+    follow_tracked(rt, task_id, &run, &control, catch_up).await;
+    let end = drive(guard, &control, !adopted, run.run_phase(StepHost::Worker)).await;
     match end {
         PhaseEnd::Settled(status) => {
             tracing::Span::current().record("task.status", tracing::field::debug(status));
@@ -223,13 +199,68 @@ async fn run_delivery<T: Task>(rt: &Runtime, task: &T, guard: &mut RunGuard<'_>)
                 None => Settlement::Done,
             }
         }
-        PhaseEnd::Interrupted | PhaseEnd::HandOff if rt.shutdown.is_cancelled() => {
-            tracing::info!(%task_id, "shutting down: handing the task back");
-            Settlement::HAND_BACK
+        PhaseEnd::Interrupted | PhaseEnd::HandOff => unsettled(rt, task_id),
+    }
+}
+
+/// Catches the run up with what the tracker saw of `id` (with `catch_up`;
+/// see [`Recorder::catch_up`](crate::kernel::Recorder::catch_up)),
+/// including a cancellation asked meanwhile; gives the tracker back a task
+/// it lost.
+async fn follow_tracked<T: Task>(rt: &Runtime, id: TaskId, run: &SagaRun<'_, T>, control: &RunControl, catch_up: bool) {
+    match rt.infra.progress.get(id).await {
+        Ok(Some(progress)) => {
+            if catch_up {
+                run.recorder().catch_up(&progress);
+                if progress.cancel_requested {
+                    control.stop(StopReason::Cancelled);
+                }
+            }
         }
-        PhaseEnd::Interrupted | PhaseEnd::HandOff => Settlement::HandBack {
+        Ok(None) => restore_progress(rt, &run.recorder().snapshot()).await,
+        Err(error) => tracing::warn!(task_id = %id, %error, "cannot read the progress; running anyway"),
+    }
+}
+
+/// Polls `work` (a run of the guard's task or member) while renewing its
+/// lock, stopping it when a client cancels it through the tracker (with
+/// `watch`) and handing it back once the shutdown grace is over.
+async fn drive(
+    guard: &RunGuard<'_>,
+    control: &RunControl,
+    watch: bool,
+    work: impl Future<Output = PhaseEnd>,
+) -> PhaseEnd {
+    let rt = guard.runtime();
+    let id = guard.run_id();
+    let cancellation = async {
+        if !watch {
+            // Its API side ran here: cancellations come to this host.
+            std::future::pending::<()>().await;
+        }
+        watch_cancellation(rt, id, control).await;
+    };
+    tokio::select! {
+        end = work => end,
+        () = guard.keep_alive() => {
+            control.stop(StopReason::Interrupted);
+            PhaseEnd::Interrupted
+        }
+        () = cancellation => unreachable!("the cancellation watcher never completes"),
+        () = hand_back_after_grace(rt, id, control) => PhaseEnd::Interrupted,
+    }
+}
+
+/// How a run that stopped unsettled ends its delivery: handed back at once
+/// when the host shuts down, after a pause otherwise.
+fn unsettled(rt: &Runtime, id: TaskId) -> Settlement {
+    if rt.shutdown.is_cancelled() {
+        tracing::info!(task_id = %id, "shutting down: handing the task back");
+        Settlement::HAND_BACK
+    } else {
+        Settlement::HandBack {
             delay: HAND_BACK_AFTER_FAILURE,
-        },
+        }
     }
 }
 
@@ -269,31 +300,10 @@ async fn run_member_delivery<T: Task>(rt: &Runtime, task: &T, guard: &mut RunGua
     }
     let (control, _) = guard.register();
     let mut run = SagaRun::member(rt, task, snapshot, Arc::clone(&control), guard.fencing_token());
-    match rt.infra.progress.get(run_id).await {
-        Ok(Some(progress)) => {
-            run.recorder().catch_up(&progress);
-            if progress.cancel_requested {
-                control.stop(StopReason::Cancelled);
-            }
-        }
-        Ok(None) => restore_progress(rt, &run.recorder().snapshot()).await,
-        Err(error) => tracing::warn!(task_id = %parent, %error, "cannot read the member's progress; running it anyway"),
-    }
-    let end = tokio::select! {
-        end = run.run_member(index, parent) => end,
-        () = guard.keep_alive() => {
-            control.stop(StopReason::Interrupted);
-            PhaseEnd::Interrupted
-        }
-        () = watch_cancellation(rt, run_id, &control) => unreachable!("the cancellation watcher never completes"),
-        () = hand_back_after_grace(rt, run_id, &control) => PhaseEnd::Interrupted,
-    };
-    match end {
+    follow_tracked(rt, run_id, &run, &control, true).await;
+    match drive(guard, &control, true, run.run_member(index, parent)).await {
         PhaseEnd::Settled(_) => Settlement::Done,
-        PhaseEnd::Interrupted | PhaseEnd::HandOff if rt.shutdown.is_cancelled() => Settlement::HAND_BACK,
-        PhaseEnd::Interrupted | PhaseEnd::HandOff => Settlement::HandBack {
-            delay: HAND_BACK_AFTER_FAILURE,
-        },
+        PhaseEnd::Interrupted | PhaseEnd::HandOff => unsettled(rt, run_id),
     }
 }
 

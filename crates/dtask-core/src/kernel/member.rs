@@ -25,7 +25,6 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use futures::stream::SelectAll;
-use time::OffsetDateTime;
 
 use super::stage::apply_output;
 use super::{Failure, Halted, PhaseEnd, SagaRun, StageError, StepEnv, StopReason};
@@ -281,22 +280,8 @@ impl<T: Task> SagaRun<'_, T> {
     /// run, under the task's timeout, and ends the run with the step's
     /// outcome (its output saved with it).
     pub(crate) async fn run_member(&mut self, index: usize, parent: TaskId) -> PhaseEnd {
-        let remaining: Duration = (self.deadline - OffsetDateTime::now_utc())
-            .try_into()
-            .unwrap_or(Duration::ZERO);
-        if remaining.is_zero() {
-            self.control.stop(StopReason::TimedOut);
-        }
-        let control = std::sync::Arc::clone(&self.control);
-        let timer = async move {
-            tokio::time::sleep(remaining).await;
-            control.stop(StopReason::TimedOut);
-            std::future::pending::<()>().await;
-        };
-        let end = tokio::select! {
-            end = self.run_member_inner(index, parent) => end.unwrap_or(PhaseEnd::Interrupted),
-            () = timer => unreachable!("the timer never completes"),
-        };
+        let (deadline, control) = (self.deadline, std::sync::Arc::clone(&self.control));
+        let end = super::under_deadline(deadline, control, self.run_member_inner(index, parent)).await;
         self.recorder.flush().await;
         end
     }

@@ -304,24 +304,8 @@ impl<'r, T: Task> SagaRun<'r, T> {
     /// Runs the steps placed on `host` that have not run yet, under the
     /// task's timeout.
     pub(crate) async fn run_phase(&mut self, host: StepHost) -> PhaseEnd {
-        let remaining: Duration = (self.deadline - OffsetDateTime::now_utc())
-            .try_into()
-            .unwrap_or(Duration::ZERO);
-        if remaining.is_zero() {
-            // Resumed after the deadline (the deadline travels in the
-            // snapshot): nothing more runs, whatever the timer's timing.
-            self.control.stop(StopReason::TimedOut);
-        }
-        let control = Arc::clone(&self.control);
-        let timer = async move {
-            tokio::time::sleep(remaining).await;
-            control.stop(StopReason::TimedOut);
-            std::future::pending::<()>().await;
-        };
-        let end = tokio::select! {
-            end = self.run_phase_inner(host) => end.unwrap_or(PhaseEnd::Interrupted),
-            () = timer => unreachable!("the timer never completes"),
-        };
+        let (deadline, control) = (self.deadline, Arc::clone(&self.control));
+        let end = under_deadline(deadline, control, self.run_phase_inner(host)).await;
         self.recorder.flush().await;
         end
     }
@@ -453,5 +437,31 @@ impl<'r, T: Task> SagaRun<'r, T> {
     fn needs_run(&self, index: usize) -> bool {
         self.recorder
             .with(|p| !matches!(p.steps[index].status, StepStatus::Completed | StepStatus::Skipped))
+    }
+}
+
+/// Polls `work` (a phase, unsettled when it halted) and stops the run as
+/// timed out when `deadline` passes: at once when it has passed already
+/// (a run resumed after the deadline, which travels in the snapshot, runs
+/// nothing more, whatever the timer's timing).
+async fn under_deadline(
+    deadline: OffsetDateTime,
+    control: Arc<RunControl>,
+    work: impl Future<Output = Result<PhaseEnd, Halted>>,
+) -> PhaseEnd {
+    let remaining: Duration = (deadline - OffsetDateTime::now_utc())
+        .try_into()
+        .unwrap_or(Duration::ZERO);
+    if remaining.is_zero() {
+        control.stop(StopReason::TimedOut);
+    }
+    let timer = async move {
+        tokio::time::sleep(remaining).await;
+        control.stop(StopReason::TimedOut);
+        std::future::pending::<()>().await;
+    };
+    tokio::select! {
+        end = work => end.unwrap_or(PhaseEnd::Interrupted),
+        () = timer => unreachable!("the timer never completes"),
     }
 }
