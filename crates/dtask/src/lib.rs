@@ -21,7 +21,7 @@ pub mod prelude {
 pub mod __private {
     pub use dtask_core::codec::Format;
     pub use dtask_core::task::builtin::{
-        attach_files, compensate_download, compensate_upload, condition_missing, download, max_depth, observe,
+        attach_files, compensate_download, compensate_upload, condition_missing, download, max_depth, observe, present,
         required, unknown_step, upload,
     };
     pub use dtask_core::task::{

@@ -405,6 +405,24 @@ fn data_serializes_in_camel_case_and_skips_missing_steps() {
     assert!(back.transcode4_k.is_none());
 }
 
+#[test]
+fn data_of_a_step_whose_output_saves_as_null_reads_back_present() {
+    // `Publish` outputs `()`: saved as `null`, it must not read back as a
+    // step that never ran (a resumed run would neither compensate it nor
+    // find its output).
+    fn round_trip(serializer: &impl SagaStateSerializer) {
+        let mut data = video_data(None);
+        data.publish = Some(());
+        let bytes = serializer.serialize(&data).unwrap();
+        let back: <VideoTranscode as Task>::Data = serializer.deserialize(&bytes).unwrap();
+        assert_eq!(back.publish, Some(()), "{:?}", serializer.format());
+        assert!(back.transcode4_k.is_none());
+    }
+    round_trip(&JsonSerializer);
+    round_trip(&dtask::MessagePackSerializer);
+    round_trip(&dtask::ProtobufSerializer::default());
+}
+
 // --- Conditions reading through macros, closures and tuple fields ----------
 
 /// A request with numbers.

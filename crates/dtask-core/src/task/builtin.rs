@@ -166,6 +166,22 @@ pub fn required<'a, T>(data: Option<&'a T>, name: &'static str) -> Result<&'a T,
     data.ok_or_else(|| StepError::permanent(format!("the data of step `{name}` is missing (skipped or not run)")))
 }
 
+/// Reads a step's saved data, which is there: `Some` of whatever it holds.
+/// (`Option`'s own deserializer reads `null` as `None`, and a step whose
+/// output is `()` or `None` saves `null`: it would read back as never run,
+/// and a resumed run would neither compensate it nor find its output.)
+/// Absent data is `None` through the field's `#[serde(default)]`.
+///
+/// # Errors
+/// The deserializer's, when the data is not a `T`.
+pub fn present<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    T::deserialize(deserializer).map(Some)
+}
+
 /// Records one value a condition read.
 pub fn observe<T: std::fmt::Debug + ?Sized>(path: &'static str, value: &T) -> super::ObservedValue {
     super::ObservedValue {

@@ -45,7 +45,11 @@ fn data_struct(task: &Task) -> TokenStream {
         let doc = super::doc(format!("The data of step `{}`.", step.name));
         quote! {
             #doc
-            #[serde(default, skip_serializing_if = "::dtask::__private::Option::is_none")]
+            #[serde(
+                default,
+                skip_serializing_if = "::dtask::__private::Option::is_none",
+                deserialize_with = "::dtask::__private::present"
+            )]
             pub #snake: ::dtask::__private::Option<#ty>,
         }
     });
