@@ -4,7 +4,7 @@
 
 const API = '/api/tasks';
 const TERMINAL = new Set(['completed', 'failed', 'compensated', 'cancelled', 'compensationFailed']);
-const LABELS = { compensationFailed: 'compensation failed' };
+const LABELS = { compensationFailed: 'compensation failed', awaitingDependents: 'awaiting dependents' };
 // Browsers open at most six HTTP/1.1 connections per host: stream a few
 // tasks, poll the rest until a stream slot frees.
 const MAX_STREAMS = 4;

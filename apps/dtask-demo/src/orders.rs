@@ -4,6 +4,11 @@
 //! ValidateInventory completes with every item in stock; its request is
 //! built from ValidateInventory's response by [`charge_for`].
 //!
+//! ChargePayment's failure leaves the validated order alone (its
+//! reservation stands): each task compensates only its own steps. An edge
+//! declared `compensate_upstream` changes that; see `docs/dsl.md#depends_on`
+//! and the demo's `tests/depends_on.rs`, which declares such a charge.
+//!
 //! The stock and the card gateway are in memory ([`Stock`], [`Gateway`]):
 //! the example is about the chaining, not about warehouses and banks.
 
@@ -122,10 +127,44 @@ impl Stock {
 pub struct Gateway(Arc<Mutex<BTreeMap<String, (u64, bool)>>>);
 
 impl Gateway {
+    /// Authorizes `request`'s amount on its card: the payment's id. A card
+    /// token starting with `declined` is declined, for good.
+    ///
+    /// # Errors
+    /// A permanent error for a declined card.
+    pub fn authorize(&self, request: &ChargeRequest) -> Result<String, StepError> {
+        if request.card_token.starts_with("declined") {
+            return Err(StepError::permanent("the card was declined"));
+        }
+        let id = format!("pay-{}", request.order_id);
+        self.lock().insert(id.clone(), (request.amount_cents, false));
+        Ok(id)
+    }
+
+    /// Drops the authorization `payment` (compensating [`Gateway::authorize`]).
+    pub fn release(&self, payment: &str) {
+        self.lock().remove(payment);
+    }
+
+    /// Captures the authorized `payment`.
+    ///
+    /// # Errors
+    /// A permanent error when the authorization is gone.
+    pub fn capture(&self, payment: &str) -> Result<String, StepError> {
+        let mut payments = self.lock();
+        let authorized =
+            (payments.get_mut(payment)).ok_or_else(|| StepError::permanent("the authorization is gone"))?;
+        authorized.1 = true;
+        Ok(payment.to_owned())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, (u64, bool)>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// The captured payments: id and amount.
     pub fn captured(&self) -> Vec<(String, u64)> {
-        let payments = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        payments
+        self.lock()
             .iter()
             .filter(|(_, (_, captured))| *captured)
             .map(|(id, (amount, _))| (id.clone(), *amount))
@@ -253,14 +292,7 @@ impl charge_payment::Steps for ChargePayment {
         _cx: &StepContext,
         input: charge_payment::AuthorizeCardInput<'_>,
     ) -> Result<String, StepError> {
-        let request = input.request;
-        if request.card_token.starts_with("declined") {
-            return Err(StepError::permanent("the card was declined"));
-        }
-        let id = format!("pay-{}", request.order_id);
-        let mut payments = self.gateway.0.lock().unwrap_or_else(|e| e.into_inner());
-        payments.insert(id.clone(), (request.amount_cents, false));
-        Ok(id)
+        self.gateway.authorize(input.request)
     }
 
     async fn compensate_authorize_card(
@@ -269,8 +301,7 @@ impl charge_payment::Steps for ChargePayment {
         _request: &ChargeRequest,
         data: &String,
     ) -> Result<(), StepError> {
-        let mut payments = self.gateway.0.lock().unwrap_or_else(|e| e.into_inner());
-        payments.remove(data);
+        self.gateway.release(data);
         Ok(())
     }
 
@@ -279,12 +310,7 @@ impl charge_payment::Steps for ChargePayment {
         _cx: &StepContext,
         input: charge_payment::CapturePaymentInput<'_>,
     ) -> Result<String, StepError> {
-        let mut payments = self.gateway.0.lock().unwrap_or_else(|e| e.into_inner());
-        let payment = payments
-            .get_mut(input.authorize_card)
-            .ok_or_else(|| StepError::permanent("the authorization is gone"))?;
-        payment.1 = true;
-        Ok(input.authorize_card.clone())
+        self.gateway.capture(input.authorize_card)
     }
 
     fn response(&self, outputs: charge_payment::Outputs<'_>) -> Result<Receipt, StepError> {

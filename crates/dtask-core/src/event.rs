@@ -36,6 +36,9 @@ pub enum CompensationReason {
     Cancelled,
     /// The task's timeout elapsed.
     TimedOut,
+    /// A dependent task whose edge is declared `compensate_upstream` did
+    /// not complete.
+    DependentFailed,
 }
 
 /// What happened.
@@ -145,6 +148,9 @@ pub enum EventKind {
         /// The last error.
         error: String,
     },
+    /// Every step completed; the task waits for the dependents it started
+    /// whose edges are declared `compensate_upstream` before it completes.
+    AwaitingDependents,
     /// Every step completed; the response is ready.
     Completed,
     /// A step failed and the task stopped without compensating.

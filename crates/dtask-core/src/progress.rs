@@ -24,6 +24,11 @@ pub enum TaskStatus {
     Queued,
     /// Undoing completed steps after a failure, a cancellation or a timeout.
     Compensating,
+    /// Every step completed, and the task waits for the dependent tasks it
+    /// started whose edges are declared `compensate_upstream`: it completes
+    /// when they all complete, and is compensated when one does not. No
+    /// worker holds it meanwhile.
+    AwaitingDependents,
     /// Every step completed. Terminal.
     Completed,
     /// A step failed and the task stopped without compensating. Terminal.
@@ -39,6 +44,20 @@ pub enum TaskStatus {
 }
 
 impl TaskStatus {
+    /// Every status, in the order of their declaration.
+    pub const ALL: [Self; 10] = [
+        Self::Pending,
+        Self::Running,
+        Self::Queued,
+        Self::Compensating,
+        Self::AwaitingDependents,
+        Self::Completed,
+        Self::Failed,
+        Self::Compensated,
+        Self::Cancelled,
+        Self::CompensationFailed,
+    ];
+
     /// Whether the task has ended.
     pub const fn is_terminal(self) -> bool {
         matches!(
@@ -54,6 +73,7 @@ impl TaskStatus {
             Self::Running => "running",
             Self::Queued => "queued",
             Self::Compensating => "compensating",
+            Self::AwaitingDependents => "awaitingDependents",
             Self::Completed => "completed",
             Self::Failed => "failed",
             Self::Compensated => "compensated",
@@ -410,6 +430,15 @@ impl TaskProgress {
                 state.error = Some(error.clone());
             }
             EventKind::DependentsDecided { dependents } => self.dependents.clone_from(dependents),
+            EventKind::AwaitingDependents => {
+                self.status = TaskStatus::AwaitingDependents;
+                self.current_step = None;
+                let awaited: Vec<&str> = (self.dependents.iter())
+                    .filter(|d| d.started && d.compensates_upstream)
+                    .map(|d| d.task_name.as_str())
+                    .collect();
+                self.message = Some(format!("waiting for {}", awaited.join(", ")));
+            }
             EventKind::Completed => self.finish(TaskStatus::Completed, None, at),
             EventKind::Failed { error } => self.finish(TaskStatus::Failed, Some(error), at),
             EventKind::Compensated { error } => self.finish(TaskStatus::Compensated, Some(error), at),

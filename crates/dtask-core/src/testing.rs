@@ -234,6 +234,7 @@ fn describe(kind: &EventKind) -> Option<String> {
         EventKind::StepCompensating { step, attempt } => format!("StepCompensating {} #{attempt}", step.name),
         EventKind::StepCompensated { step } => format!("StepCompensated {}", step.name),
         EventKind::StepCompensationFailed { step, .. } => format!("StepCompensationFailed {}", step.name),
+        EventKind::AwaitingDependents => "AwaitingDependents".into(),
         EventKind::Completed => "Completed".into(),
         EventKind::Failed { .. } => "Failed".into(),
         EventKind::Compensated { .. } => "Compensated".into(),

@@ -5,7 +5,7 @@
 // #/workers. Elements carry stable data-testids for the browser test.
 
 const TERMINAL = new Set(['completed', 'failed', 'compensated', 'cancelled', 'compensationFailed']);
-const STATUSES = ['pending', 'running', 'queued', 'compensating', 'completed', 'failed', 'compensated', 'cancelled', 'compensationFailed'];
+const STATUSES = ['pending', 'running', 'queued', 'compensating', 'awaitingDependents', 'completed', 'failed', 'compensated', 'cancelled', 'compensationFailed'];
 const REFRESH_MS = 2000;
 const HOUR_MS = 3600 * 1000;
 const OVERVIEW_PAGES = 10;

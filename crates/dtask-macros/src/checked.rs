@@ -47,6 +47,9 @@ pub(crate) struct Dependency {
     pub(crate) condition: Option<Condition>,
     /// The request builder; `None`: `From` the response.
     pub(crate) request: Option<syn::Path>,
+    /// Whether the upstream awaits this task and is compensated when it
+    /// does not complete.
+    pub(crate) compensate_upstream: bool,
 }
 
 /// A parallel group.

@@ -35,6 +35,7 @@ syn::custom_keyword!(max_delay_ms);
 syn::custom_keyword!(jitter);
 syn::custom_keyword!(on_exhausted);
 syn::custom_keyword!(condition);
+syn::custom_keyword!(compensate_upstream);
 
 /// The error for a key `keys` does not hold: names the attribute and the
 /// accepted keys, and the closest one when it is close.
@@ -168,5 +169,6 @@ keys! {
     DependsOnKey in "depends_on" {
         Condition => condition,
         Request => request,
+        CompensateUpstream => compensate_upstream,
     }
 }

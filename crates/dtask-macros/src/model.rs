@@ -154,7 +154,8 @@ pub(crate) struct StepSetting {
     pub(crate) setting: Setting,
 }
 
-/// `#[depends_on(Upstream, condition = <expr>, request = path)]`.
+/// `#[depends_on(Upstream, condition = <expr>, request = path,
+/// compensate_upstream)]`.
 pub(crate) struct DependsOnDecl {
     /// The upstream task's type.
     pub(crate) upstream: syn::Path,
@@ -163,6 +164,9 @@ pub(crate) struct DependsOnDecl {
     /// The function building the request from the upstream's response;
     /// `None`: `From` the response.
     pub(crate) request: Option<syn::Path>,
+    /// Whether the upstream awaits this task and is compensated when it
+    /// does not complete.
+    pub(crate) compensate_upstream: bool,
 }
 
 /// The whole declaration, as written.

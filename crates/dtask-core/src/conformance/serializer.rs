@@ -18,7 +18,7 @@ use crate::codec::{Format, SCHEMA_VERSION, SagaStateSerializer};
 use crate::error::{Error, Result};
 use crate::event::{EventKind, StepRef, TaskEvent};
 use crate::id::TaskId;
-use crate::progress::{ConditionSnapshot, ObservedValue, TaskProgress};
+use crate::progress::{ConditionSnapshot, ObservedValue, TaskProgress, TaskStatus};
 use crate::task::{
     DataUpdate, DependentTask, Mode, RetryPolicy, StepContext, StepDefinition, StepError, StepHost, StepKind, Task,
     TaskDefinition,
@@ -163,6 +163,7 @@ pub fn run_all(serializer: &impl SagaStateSerializer) {
     round_trips_a_value(serializer);
     round_trips_a_saga_state(serializer);
     round_trips_a_progress_snapshot(serializer);
+    round_trips_every_task_status(serializer);
     refuses_a_newer_schema(serializer);
     garbage_is_a_codec_error(serializer);
 }
@@ -284,6 +285,7 @@ fn eventful_progress() -> TaskProgress {
                     task_id: TaskId::derived(progress.task_id, "Notify"),
                     started: true,
                     condition: None,
+                    compensates_upstream: true,
                 },
                 DependentTask {
                     task_name: "Audit".to_owned(),
@@ -297,6 +299,7 @@ fn eventful_progress() -> TaskProgress {
                         }],
                         holds: false,
                     }),
+                    compensates_upstream: false,
                 },
             ],
         },
@@ -350,6 +353,21 @@ fn assert_same_state(back: &SagaSnapshot<ConformanceTask>, sent: &SagaSnapshot<C
     assert_eq!(back.progress, sent.progress, "{what}: progress");
     assert_eq!(back.response, sent.response, "{what}: response");
     assert_eq!(back.deadline, sent.deadline, "{what}: deadline");
+}
+
+/// A progress snapshot comes back with its status, whichever it is.
+pub fn round_trips_every_task_status(serializer: &impl SagaStateSerializer) {
+    let mut progress = eventful_progress();
+    for status in TaskStatus::ALL {
+        progress.status = status;
+        let bytes = serializer
+            .serialize_progress(&progress)
+            .unwrap_or_else(|e| panic!("status {status:?}: serialize: {e}"));
+        let back = serializer
+            .deserialize_progress(&bytes)
+            .unwrap_or_else(|e| panic!("status {status:?}: deserialize: {e}"));
+        assert_eq!(back.status, status, "status {status:?} round trip");
+    }
 }
 
 /// A whole saga state (request, data with a step absent, progress,

@@ -73,6 +73,7 @@ impl<D: Task> Dependent for TypedEdge<D> {
             task_id: TaskId::derived(upstream, name),
             started,
             condition,
+            compensates_upstream: self.upstream.compensates_upstream(),
         }
     }
 }

@@ -46,7 +46,7 @@ use crate::event::TaskEvent;
 use crate::id::TaskId;
 use crate::infra::{ProgressPage, ProgressQuery, ProgressStream};
 use crate::kernel::Runtime;
-use crate::progress::TaskProgress;
+use crate::progress::{TaskProgress, TaskStatus};
 use crate::task::{Mode, Task, TaskDefinition};
 use crate::trace::TraceBridge;
 
@@ -190,6 +190,16 @@ impl Host {
         }
         if let Some(control) = rt.local_control(task_id) {
             control.stop(crate::kernel::StopReason::Cancelled);
+        }
+        if progress.status == TaskStatus::AwaitingDependents {
+            // No run holds it: the dependents it awaits are asked to stop,
+            // and it is cancelled once they ended.
+            let awaited = (progress.dependents.iter()).filter(|d| d.started && d.compensates_upstream);
+            for dependent in awaited {
+                if let Some(dependent) = rt.infra.progress.get(dependent.task_id).await? {
+                    Box::pin(self.cancel_inner(dependent)).await?;
+                }
+            }
         }
         Ok(CancelOutcome::Requested)
     }

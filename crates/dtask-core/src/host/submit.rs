@@ -11,7 +11,7 @@ use crate::event::{EventKind, TaskEvent};
 use crate::id::TaskId;
 use crate::infra::QueueMessage;
 use crate::kernel::{ControlSlot, PhaseEnd, SagaRun};
-use crate::progress::TaskProgress;
+use crate::progress::{TaskProgress, TaskStatus};
 use crate::task::{Mode, StepHost, Task};
 use crate::trace::TraceParent;
 use tracing::Instrument;
@@ -132,12 +132,11 @@ impl Host {
             PhaseEnd::HandOff
         };
         let mut outcome = Ok(());
-        if let (PhaseEnd::Settled(_), Some(response)) = (end, run.response()) {
-            // Completed here (no Worker step): no message will come back, so
-            // the caller gets a dependent that could not be started.
-            outcome = (rt.dependents)
-                .start(definition.name, &run.recorder().snapshot(), response)
-                .await;
+        if let PhaseEnd::Settled(status) = end {
+            // Ended here (no Worker step): no message will come back, so the
+            // caller gets a dependent that could not be started or an
+            // upstream that could not be resumed.
+            outcome = self.after_settled(&mut run, status).await;
         }
         if end == PhaseEnd::HandOff {
             // Run by this host's worker, which takes over the registration.
@@ -152,6 +151,30 @@ impl Host {
         drop((run, slot));
         rt.remove_scratch(task_id).await;
         outcome.map(|()| TaskHandle::new(self.clone(), task_id))
+    }
+
+    /// Starts the dependents of a task that ended (or awaits them) in its
+    /// API phase, and resumes the upstream that awaits it. A task awaiting
+    /// a dependent that could not be started is compensated: nothing
+    /// would resume it.
+    async fn after_settled<T: Task>(&self, run: &mut SagaRun<'_, T>, status: TaskStatus) -> Result<()> {
+        let rt = &*self.inner.rt;
+        let definition = T::definition();
+        let starts = matches!(status, TaskStatus::Completed | TaskStatus::AwaitingDependents);
+        if let (true, Some(response)) = (starts, run.response()) {
+            let started = rt
+                .dependents
+                .start(definition.name, &run.recorder().snapshot(), response)
+                .await;
+            if let Err(error) = started {
+                if status == TaskStatus::AwaitingDependents {
+                    run.conclude(Some(format!("starting its dependents failed: {error}")))
+                        .await;
+                }
+                return Err(error);
+            }
+        }
+        rt.resume_upstream(definition, &run.recorder().snapshot()).await
     }
 
     /// Saves the state as handed off, publishes it, then shows it queued.

@@ -21,8 +21,8 @@ use crate::codec::SagaSnapshot;
 use crate::error::Error;
 use crate::id::TaskId;
 use crate::infra::Delivery;
-use crate::kernel::{PhaseEnd, RunControl, Runtime, SagaRun, StopReason, retry};
-use crate::progress::TaskProgress;
+use crate::kernel::{Awaited, PhaseEnd, RunControl, Runtime, SagaRun, StopReason, retry};
+use crate::progress::{TaskProgress, TaskStatus};
 use crate::task::{StepHost, Task, TaskDefinition};
 
 /// A registered task with its type erased, so one worker loop can serve
@@ -176,13 +176,16 @@ async fn run_delivery<T: Task>(rt: &Runtime, task: &T, guard: &mut RunGuard<'_>)
         Err(settlement) => return settlement,
     };
     if snapshot.progress.is_terminal() {
-        let written = write_terminal_progress(rt, &snapshot.progress).await;
-        // The worker that completed it may have died before starting its
-        // dependents: start them (again; one already started is found).
-        return match (&written, snapshot.response.as_ref()) {
-            (Settlement::Done, Some(response)) => start_dependents::<T>(rt, &snapshot.progress, response).await,
-            _ => written,
+        // The worker that ended it may have died before writing its final
+        // progress, starting its dependents or resuming its upstream: do
+        // it again (a dependent already started is found).
+        return match write_terminal_progress(rt, &snapshot.progress).await {
+            Settlement::Done => after_settled::<T>(rt, &snapshot.progress, snapshot.response.as_ref()).await,
+            written => written,
         };
+    }
+    if snapshot.progress.status == TaskStatus::AwaitingDependents {
+        return conclude_awaiting(rt, task, guard, snapshot).await;
     }
     let (control, adopted) = guard.register();
     let mut run = SagaRun::new(rt, task, snapshot, Arc::clone(&control), guard.fencing_token());
@@ -194,12 +197,75 @@ async fn run_delivery<T: Task>(rt: &Runtime, task: &T, guard: &mut RunGuard<'_>)
     match end {
         PhaseEnd::Settled(status) => {
             tracing::Span::current().record("task.status", tracing::field::debug(status));
-            match run.response() {
-                Some(response) => start_dependents::<T>(rt, &run.recorder().snapshot(), response).await,
-                None => Settlement::Done,
-            }
+            after_settled::<T>(rt, &run.recorder().snapshot(), run.response()).await
         }
         PhaseEnd::Interrupted | PhaseEnd::HandOff => unsettled(rt, task_id),
+    }
+}
+
+/// Concludes a task awaiting its dependents, whose message came back (a
+/// dependent ended, or its worker stopped before acknowledging): starts
+/// its dependents again (one started before is found), then, once they
+/// all ended, completes it or compensates its steps. While one runs, the
+/// message is acknowledged: that one's end sends it again.
+async fn conclude_awaiting<T: Task>(
+    rt: &Runtime,
+    task: &T,
+    guard: &mut RunGuard<'_>,
+    snapshot: SagaSnapshot<T>,
+) -> Settlement {
+    let task_id = snapshot.progress.task_id;
+    let started = after_settled::<T>(rt, &snapshot.progress, snapshot.response.as_ref()).await;
+    if started != Settlement::Done {
+        return started;
+    }
+    let failure = match rt.awaited_dependents(&snapshot.progress).await {
+        Ok(Awaited::Running) => return Settlement::Done,
+        Ok(Awaited::Completed) => None,
+        Ok(Awaited::Failed(why)) => Some(why),
+        Err(error) => {
+            tracing::warn!(%task_id, %error, "cannot read how the awaited dependents stand; the message will come back");
+            return Settlement::HandBack {
+                delay: HAND_BACK_AFTER_FAILURE,
+            };
+        }
+    };
+    let (control, _) = guard.register();
+    let mut run = SagaRun::new(rt, task, snapshot, Arc::clone(&control), guard.fencing_token());
+    // A cancellation asked while it waited decides how it is compensated.
+    follow_tracked(rt, task_id, &run, &control, true).await;
+    // Not stopped by a cancellation: its steps are done, and undoing them
+    // runs to the end.
+    match drive(guard, &control, false, run.conclude(failure)).await {
+        PhaseEnd::Settled(status) => {
+            tracing::Span::current().record("task.status", tracing::field::debug(status));
+            after_settled::<T>(rt, &run.recorder().snapshot(), run.response()).await
+        }
+        PhaseEnd::Interrupted | PhaseEnd::HandOff => unsettled(rt, task_id),
+    }
+}
+
+/// What follows a task's saved end (or its wait for its dependents),
+/// before its message is acknowledged: starting the dependents it
+/// recorded, and resuming the upstream that awaits it. Either failing
+/// hands the message back, and the redelivery does both again.
+async fn after_settled<T: Task>(rt: &Runtime, progress: &TaskProgress, response: Option<&T::Response>) -> Settlement {
+    let starts = matches!(progress.status, TaskStatus::Completed | TaskStatus::AwaitingDependents);
+    if let (true, Some(response)) = (starts, response) {
+        let started = start_dependents::<T>(rt, progress, response).await;
+        if started != Settlement::Done {
+            return started;
+        }
+    }
+    match rt.resume_upstream(T::definition(), progress).await {
+        Ok(()) => Settlement::Done,
+        Err(error) => {
+            let task_id = progress.task_id;
+            tracing::warn!(%task_id, %error, "could not resume the upstream task; the message will come back");
+            Settlement::HandBack {
+                delay: HAND_BACK_AFTER_FAILURE,
+            }
+        }
     }
 }
 

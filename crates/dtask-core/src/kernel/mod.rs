@@ -42,7 +42,7 @@ use time::OffsetDateTime;
 use crate::codec::{Payload, SagaSnapshot, SagaStateSerializer};
 
 pub(crate) use control::{RunControl, StopReason};
-pub(crate) use dependents::{AnyResponse, Dependent, Dependents, Starter};
+pub(crate) use dependents::{AnyResponse, Awaited, Dependent, Dependents, Starter};
 pub use history::HistorySettings;
 pub(crate) use history::HistoryWriter;
 pub(crate) use member::member_queue;
@@ -63,7 +63,9 @@ use attempt::StepEnv;
 pub(crate) enum PhaseEnd {
     /// Every step of the phase ran; the workers take over.
     HandOff,
-    /// The task ended in this state, saved.
+    /// The task ended in this state, saved; or, in
+    /// [`TaskStatus::AwaitingDependents`], waits (saved) for its dependents,
+    /// with no run holding it.
     Settled(TaskStatus),
     /// The run stopped without settling (this worker lost its lock or was
     /// fenced out, the state could not be saved, or the host is shutting
@@ -354,16 +356,52 @@ impl<'r, T: Task> SagaRun<'r, T> {
         match response {
             Ok(response) => {
                 let dependents = self.rt.dependents.decide(self.def.name, self.task_id, &response);
+                let awaits = dependents.iter().any(|d| d.started && d.compensates_upstream);
                 if !dependents.is_empty() {
                     self.recorder.fold(EventKind::DependentsDecided { dependents });
                 }
-                self.recorder.set_response(&response);
                 self.response = Some(response);
-                self.settle(EventKind::Completed).await?;
-                Ok(PhaseEnd::Settled(TaskStatus::Completed))
+                if awaits {
+                    self.settle(EventKind::AwaitingDependents).await?;
+                    return Ok(PhaseEnd::Settled(TaskStatus::AwaitingDependents));
+                }
+                self.complete().await
             }
             Err(error) => self.fail(Failure { step: None, error }).await,
         }
+    }
+
+    /// Completes the task with the response it built.
+    async fn complete(&mut self) -> Result<PhaseEnd, Halted> {
+        if let Some(response) = &self.response {
+            self.recorder.set_response(response);
+        }
+        self.settle(EventKind::Completed).await?;
+        Ok(PhaseEnd::Settled(TaskStatus::Completed))
+    }
+
+    /// Ends a task that awaited its dependents
+    /// ([`TaskStatus::AwaitingDependents`]) once they all ended: completes
+    /// it when `failure` is `None` (they all completed), compensates its
+    /// steps otherwise, as cancelled when a client asked to cancel it
+    /// meanwhile (the request went on to its dependents). The task's
+    /// timeout no longer applies: its steps are done, and undoing them
+    /// must not be cut short.
+    pub(crate) async fn conclude(&mut self, failure: Option<String>) -> PhaseEnd {
+        let cancelled = self.control.reason() == Some(StopReason::Cancelled);
+        let end = match failure {
+            None => self.complete().await,
+            Some(_) if cancelled => {
+                self.compensate_and_settle(CompensationReason::Cancelled, String::new())
+                    .await
+            }
+            Some(error) => {
+                self.compensate_and_settle(CompensationReason::DependentFailed, error)
+                    .await
+            }
+        };
+        self.recorder.flush().await;
+        end.unwrap_or(PhaseEnd::Interrupted)
     }
 
     /// Gives up on a task whose hand-off failed: compensates what ran.

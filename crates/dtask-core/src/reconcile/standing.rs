@@ -42,7 +42,7 @@ impl fmt::Display for OrphanReason {
 /// Why the objects of a known task are kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum KeepReason {
-    /// Pending, running, queued or compensating.
+    /// Pending, running, queued, compensating or awaiting its dependents.
     Live,
     /// Completed: its objects are its results.
     Completed,
@@ -61,9 +61,11 @@ impl Standing {
     /// The judgement a task's status calls for.
     fn of(status: TaskStatus) -> Self {
         match status {
-            TaskStatus::Pending | TaskStatus::Running | TaskStatus::Queued | TaskStatus::Compensating => {
-                Self::Keep(KeepReason::Live)
-            }
+            TaskStatus::Pending
+            | TaskStatus::Running
+            | TaskStatus::Queued
+            | TaskStatus::Compensating
+            | TaskStatus::AwaitingDependents => Self::Keep(KeepReason::Live),
             TaskStatus::Completed => Self::Keep(KeepReason::Completed),
             TaskStatus::Failed | TaskStatus::Compensated | TaskStatus::Cancelled | TaskStatus::CompensationFailed => {
                 Self::Orphaned(OrphanReason::Ended(status))

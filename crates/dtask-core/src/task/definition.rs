@@ -138,6 +138,9 @@ pub struct DependencyDefinition {
     /// The condition on the upstream's response, as written; `None`: the
     /// task always starts.
     pub condition: Option<&'static str>,
+    /// Whether the upstream waits for this task to end and is compensated
+    /// when it does not complete (`compensate_upstream`).
+    pub compensate_upstream: bool,
 }
 
 /// Everything the runtime needs to know of a declared task.

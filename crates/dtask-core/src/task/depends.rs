@@ -25,6 +25,7 @@ pub struct Upstream<D: Task> {
     upstream: fn() -> &'static TaskDefinition,
     decide: Box<Decide>,
     build: Box<BuildErased<D::Request>>,
+    compensates_upstream: bool,
 }
 
 impl<D: Task> Upstream<D> {
@@ -39,7 +40,22 @@ impl<D: Task> Upstream<D> {
                 Some(condition.map(|evaluate| evaluate(response)))
             }),
             build: Box::new(move |response| response.downcast_ref::<U::Response>().map(build)),
+            compensates_upstream: false,
         }
+    }
+
+    /// The edge declared `compensate_upstream`: the upstream, once its
+    /// steps completed, waits for `D` to end, and is compensated when `D`
+    /// does not complete.
+    #[must_use]
+    pub fn compensating_upstream(mut self) -> Self {
+        self.compensates_upstream = true;
+        self
+    }
+
+    /// Whether the edge is declared `compensate_upstream`.
+    pub fn compensates_upstream(&self) -> bool {
+        self.compensates_upstream
     }
 
     /// The upstream task's definition.
@@ -86,4 +102,8 @@ pub struct DependentTask {
     /// edge has one: why it started or not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub condition: Option<ConditionSnapshot>,
+    /// Whether the upstream waits for it to end and is compensated when it
+    /// does not complete (the edge is declared `compensate_upstream`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub compensates_upstream: bool,
 }

@@ -2,10 +2,10 @@
 //! and its parts, the answers of the routes, the problem format, and one
 //! request and response schema per mounted task.
 
+use dtask_core::TaskStatus;
 use serde_json::{Map, Value, json};
 
 use crate::registry::Endpoint;
-use crate::routes::STATUSES;
 use crate::submit::{FILES_PART, STRATEGIES};
 
 /// A reference to a component schema.
@@ -19,10 +19,10 @@ pub(super) fn schemas<'a>(
     webhooks: bool,
 ) -> Map<String, Value> {
     let mut schemas = Map::new();
-    let statuses: Vec<&str> = STATUSES.iter().map(|s| s.as_str()).collect();
+    let statuses: Vec<&str> = TaskStatus::ALL.iter().map(|s| s.as_str()).collect();
     schemas.insert(
         "TaskStatus".into(),
-        json!({ "type": "string", "enum": statuses, "description": "The life-cycle state of a task. `completed`, `failed`, `compensated`, `cancelled` and `compensationFailed` are terminal." }),
+        json!({ "type": "string", "enum": statuses, "description": "The life-cycle state of a task. `completed`, `failed`, `compensated`, `cancelled` and `compensationFailed` are terminal; `awaitingDependents`: every step completed, and the task waits for dependents declared `compensate_upstream`." }),
     );
     schemas.insert(
         "StepStatus".into(),

@@ -164,22 +164,12 @@ fn timestamp(name: &str, value: &str) -> ApiResult<OffsetDateTime> {
     })
 }
 
-/// Every status, as the wire names it.
-pub(crate) const STATUSES: [TaskStatus; 9] = [
-    TaskStatus::Pending,
-    TaskStatus::Running,
-    TaskStatus::Queued,
-    TaskStatus::Compensating,
-    TaskStatus::Completed,
-    TaskStatus::Failed,
-    TaskStatus::Compensated,
-    TaskStatus::Cancelled,
-    TaskStatus::CompensationFailed,
-];
-
 fn status(value: &str) -> ApiResult<TaskStatus> {
-    STATUSES.into_iter().find(|s| s.as_str() == value).ok_or_else(|| {
-        let names: Vec<_> = STATUSES.iter().map(|s| s.as_str()).collect();
-        kinds::invalid_request(format!("`status` is `{value}`; it must be one of {}", names.join(", ")))
-    })
+    TaskStatus::ALL
+        .into_iter()
+        .find(|s| s.as_str() == value)
+        .ok_or_else(|| {
+            let names: Vec<_> = TaskStatus::ALL.iter().map(|s| s.as_str()).collect();
+            kinds::invalid_request(format!("`status` is `{value}`; it must be one of {}", names.join(", ")))
+        })
 }

@@ -15,7 +15,6 @@ mod stream;
 mod workers;
 mod ws;
 
-pub(crate) use list::STATUSES;
 pub(crate) use stream::PROGRESS_EVENT;
 
 use std::sync::Arc;

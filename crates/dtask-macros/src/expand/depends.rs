@@ -37,7 +37,11 @@ pub(super) fn upstreams(task: &Task) -> TokenStream {
                 }
             },
         };
-        quote!(::dtask::__private::Upstream::new::<#upstream>(#condition, #build))
+        let edge = quote!(::dtask::__private::Upstream::new::<#upstream>(#condition, #build));
+        match dependency.compensate_upstream {
+            true => quote!(#edge.compensating_upstream()),
+            false => edge,
+        }
     });
     let depths = task.dependencies.iter().map(|dependency| {
         let upstream = &dependency.upstream;
@@ -63,10 +67,12 @@ pub(super) fn definitions(task: &Task) -> TokenStream {
             }
             None => quote!(::dtask::__private::Option::None),
         };
+        let compensate_upstream = dependency.compensate_upstream;
         quote! {
             ::dtask::__private::DependencyDefinition {
                 upstream: <#upstream as ::dtask::Task>::definition,
                 condition: #condition,
+                compensate_upstream: #compensate_upstream,
             }
         }
     });

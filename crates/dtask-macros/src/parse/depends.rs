@@ -1,10 +1,11 @@
-//! `#[depends_on(Upstream, condition = <expr>, request = path)]`: the task
-//! starts when `Upstream` completes.
+//! `#[depends_on(Upstream, condition = <expr>, request = path,
+//! compensate_upstream)]`: the task starts when `Upstream` completes.
 
 use syn::parse::ParseStream;
 use syn::{Attribute, Expr, Token};
 
 use super::args::parse_args;
+use super::value;
 use crate::errors::Errors;
 use crate::kw::DependsOnKey;
 use crate::model::DependsOnDecl;
@@ -23,14 +24,20 @@ pub(crate) fn depends_on(attr: &Attribute, errors: &mut Errors) -> syn::Result<D
         }
         let mut condition = None;
         let mut request = None;
+        let mut compensate_upstream = false;
         parse_args(
             input,
             errors,
             DependsOnKey::parse,
             DependsOnKey::name,
             |key, input, _| {
+                if key == DependsOnKey::CompensateUpstream {
+                    compensate_upstream = value::flag(input, "compensate_upstream")?;
+                    return Ok(());
+                }
                 input.parse::<Token![=]>()?;
                 match key {
+                    DependsOnKey::CompensateUpstream => {}
                     DependsOnKey::Condition => condition = Some(input.parse::<Expr>()?),
                     DependsOnKey::Request => {
                         request = Some(input.parse::<syn::Path>().map_err(|e| {
@@ -48,6 +55,7 @@ pub(crate) fn depends_on(attr: &Attribute, errors: &mut Errors) -> syn::Result<D
             upstream,
             condition,
             request,
+            compensate_upstream,
         })
     })
 }

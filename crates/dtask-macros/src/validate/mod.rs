@@ -166,6 +166,7 @@ fn dependencies(item: &ItemStruct, declared: &[DependsOnDecl], errors: &mut Erro
             upstream: upstream.clone(),
             condition,
             request: decl.request.clone(),
+            compensate_upstream: decl.compensate_upstream,
         });
     }
     checked

@@ -66,6 +66,7 @@ fn task_status(status: TaskStatus) -> v1::TaskStatus {
         TaskStatus::Compensated => v1::TaskStatus::Compensated,
         TaskStatus::Cancelled => v1::TaskStatus::Cancelled,
         TaskStatus::CompensationFailed => v1::TaskStatus::CompensationFailed,
+        TaskStatus::AwaitingDependents => v1::TaskStatus::AwaitingDependents,
     }
 }
 
@@ -80,6 +81,7 @@ fn task_status_from(value: i32) -> Converted<TaskStatus> {
         v1::TaskStatus::Compensated => TaskStatus::Compensated,
         v1::TaskStatus::Cancelled => TaskStatus::Cancelled,
         v1::TaskStatus::CompensationFailed => TaskStatus::CompensationFailed,
+        v1::TaskStatus::AwaitingDependents => TaskStatus::AwaitingDependents,
         v1::TaskStatus::Unspecified => return Err(unspecified("status")),
     })
 }
@@ -231,6 +233,7 @@ fn dependent(dependent: &DependentTask) -> v1::DependentTask {
         task_id: dependent.task_id.to_string(),
         started: dependent.started,
         condition: dependent.condition.as_ref().map(condition),
+        compensates_upstream: dependent.compensates_upstream,
     }
 }
 
@@ -240,6 +243,7 @@ fn dependent_from(dependent: &v1::DependentTask) -> Converted<DependentTask> {
         task_id: task_id(&dependent.task_id, "dependents.task_id")?,
         started: dependent.started,
         condition: dependent.condition.as_ref().map(condition_from),
+        compensates_upstream: dependent.compensates_upstream,
     })
 }
 

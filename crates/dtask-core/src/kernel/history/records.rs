@@ -264,6 +264,7 @@ fn action(kind: &EventKind) -> &'static str {
         EventKind::StepCompensating { .. } => "stepCompensating",
         EventKind::StepCompensated { .. } => "stepCompensated",
         EventKind::StepCompensationFailed { .. } => "stepCompensationFailed",
+        EventKind::AwaitingDependents => "awaitingDependents",
         EventKind::Completed => "completed",
         EventKind::Failed { .. } => "failed",
         EventKind::Compensated { .. } => "compensated",

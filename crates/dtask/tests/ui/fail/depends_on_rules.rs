@@ -1,5 +1,6 @@
 // #[depends_on]: a task does not depend on itself nor twice on one task,
-// and its condition reads `response` (the upstream's) and nothing else.
+// its condition reads `response` (the upstream's) and nothing else, and
+// `compensate_upstream` is a flag.
 use dtask::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -31,5 +32,10 @@ impl upstream::Steps for Upstream {
 #[depends_on(Upstream, condition = response.ok)]
 #[custom_step(Work, order = 1)]
 pub struct Chained;
+
+#[dtask::task(name = "Strict", request = Req, response = Resp)]
+#[depends_on(Upstream, compensate_upstream = "yes")]
+#[custom_step(Work, order = 1)]
+pub struct Strict;
 
 fn main() {}
