@@ -7,7 +7,10 @@
 //! submitter, under an id derived from the upstream's
 //! ([`TaskId::derived`]), with `parentTaskId` naming the upstream. Its
 //! failure does not touch the upstream, which has completed: each task
-//! compensates only its own steps.
+//! compensates only its own steps, unless the edge is declared
+//! `compensate_upstream`: then the upstream, saved `AwaitingDependents`,
+//! is resumed by each such dependent's end ([`resume_upstream`]) and
+//! concluded by the worker that takes it ([`awaited_dependents`]).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Weak};
@@ -17,9 +20,11 @@ use futures::future::BoxFuture;
 use super::{Host, HostInner};
 use crate::error::{Error, Result};
 use crate::id::TaskId;
-use crate::kernel::{AnyResponse, Dependent, Starter};
-use crate::progress::TaskProgress;
+use crate::infra::QueueMessage;
+use crate::kernel::{AnyResponse, Dependent, Runtime, Starter};
+use crate::progress::{TaskProgress, TaskStatus};
 use crate::task::{DependentTask, Task, TaskDefinition, Upstream};
+use crate::trace::TraceParent;
 
 /// One typed edge: judged by the kernel, started by the host.
 pub(super) trait Edge: Dependent {
@@ -147,6 +152,91 @@ impl Starter for HostStarter {
             Ok(())
         })
     }
+}
+
+/// How the dependents an upstream awaits stand.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Awaited {
+    /// One has not ended (or is not started yet): its end resumes the
+    /// upstream.
+    Running,
+    /// They all completed.
+    Completed,
+    /// One ended without completing; why.
+    Failed(String),
+}
+
+/// How the dependents that `upstream` (awaiting them) started with
+/// `compensate_upstream` edges stand, read from the tracker.
+///
+/// # Errors
+/// A tracker that cannot be read.
+pub(super) async fn awaited_dependents(rt: &Runtime, upstream: &TaskProgress) -> Result<Awaited> {
+    let mut failures = Vec::new();
+    for dependent in (upstream.dependents.iter()).filter(|d| d.started && d.compensates_upstream) {
+        let Some(progress) = rt.infra.progress.get(dependent.task_id).await? else {
+            // Unknown to the tracker (a Redis restarted without its data):
+            // its end, when its worker runs it, resumes the upstream again.
+            return Ok(Awaited::Running);
+        };
+        match progress.status {
+            TaskStatus::Completed => {}
+            status if status.is_terminal() => failures.push(format!(
+                "dependent task `{}` ({}) ended {}{}",
+                dependent.task_name,
+                dependent.task_id,
+                status.as_str(),
+                progress.error.map(|e| format!(": {e}")).unwrap_or_default()
+            )),
+            _ => return Ok(Awaited::Running),
+        }
+    }
+    Ok(match failures.is_empty() {
+        true => Awaited::Completed,
+        false => Awaited::Failed(failures.join("; ")),
+    })
+}
+
+/// Sends the upstream of `progress` (an ended task of `definition`, started
+/// by `#[depends_on]`) its saved state back, on its queue, when the edge is
+/// declared `compensate_upstream`, so that a worker concludes it; nothing
+/// otherwise, nor when the upstream has ended already. Called after
+/// `progress` is saved and before its message is acknowledged: a crash in
+/// between sends it again on redelivery, and an upstream resumed twice
+/// concludes once (under its lock).
+///
+/// # Errors
+/// A tracker, store or queue that failed: the caller hands its message
+/// back.
+pub(super) async fn resume_upstream(rt: &Runtime, definition: &TaskDefinition, progress: &TaskProgress) -> Result<()> {
+    let Some(parent) = progress.parent_task_id else {
+        return Ok(());
+    };
+    if !progress.is_terminal() || !definition.depends_on.iter().any(|edge| edge.compensate_upstream) {
+        return Ok(());
+    }
+    let Some(upstream) = rt.infra.progress.get(parent).await? else {
+        tracing::warn!(task_id = %progress.task_id, upstream = %parent, "the tracker does not know the upstream task; it is not resumed");
+        return Ok(());
+    };
+    let edge = (definition.depends_on.iter())
+        .map(|edge| (edge, (edge.upstream)()))
+        .find(|(edge, up)| edge.compensate_upstream && up.name == upstream.task_name);
+    let Some((_, up)) = edge else {
+        return Ok(());
+    };
+    if upstream.is_terminal() {
+        return Ok(());
+    }
+    let Some(state) = rt.infra.state.load(parent).await? else {
+        tracing::warn!(task_id = %progress.task_id, upstream = %parent, "the upstream task has no saved state; it is not resumed");
+        return Ok(());
+    };
+    let trace = (upstream.trace_id.as_deref()).and_then(TraceParent::of_trace);
+    let message = QueueMessage::new(parent, up.name, state.payload).with_trace_parent(trace);
+    rt.infra.publisher.publish(up.queue, message).await?;
+    tracing::debug!(task_id = %progress.task_id, upstream = %parent, "dependent ended; upstream resumed");
+    Ok(())
 }
 
 /// Checks that the registered tasks' edges form a DAG whose upstreams are

@@ -174,7 +174,7 @@ impl Host {
                 return Err(error);
             }
         }
-        rt.resume_upstream(definition, &run.recorder().snapshot()).await
+        super::chain::resume_upstream(rt, definition, &run.recorder().snapshot()).await
     }
 
     /// Saves the state as handed off, publishes it, then shows it queued.

@@ -16,12 +16,13 @@ use tokio::sync::Semaphore;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
+use super::chain::{self, Awaited};
 use super::run_guard::{RunGuard, Settlement};
 use crate::codec::SagaSnapshot;
 use crate::error::Error;
 use crate::id::TaskId;
 use crate::infra::Delivery;
-use crate::kernel::{Awaited, PhaseEnd, RunControl, Runtime, SagaRun, StopReason, retry};
+use crate::kernel::{PhaseEnd, RunControl, Runtime, SagaRun, StopReason, retry};
 use crate::progress::{TaskProgress, TaskStatus};
 use crate::task::{StepHost, Task, TaskDefinition};
 
@@ -219,7 +220,7 @@ async fn conclude_awaiting<T: Task>(
     if started != Settlement::Done {
         return started;
     }
-    let failure = match rt.awaited_dependents(&snapshot.progress).await {
+    let failure = match chain::awaited_dependents(rt, &snapshot.progress).await {
         Ok(Awaited::Running) => return Settlement::Done,
         Ok(Awaited::Completed) => None,
         Ok(Awaited::Failed(why)) => Some(why),
@@ -257,7 +258,7 @@ async fn after_settled<T: Task>(rt: &Runtime, progress: &TaskProgress, response:
             return started;
         }
     }
-    match rt.resume_upstream(T::definition(), progress).await {
+    match chain::resume_upstream(rt, T::definition(), progress).await {
         Ok(()) => Settlement::Done,
         Err(error) => {
             let task_id = progress.task_id;

@@ -42,7 +42,7 @@ use time::OffsetDateTime;
 use crate::codec::{Payload, SagaSnapshot, SagaStateSerializer};
 
 pub(crate) use control::{RunControl, StopReason};
-pub(crate) use dependents::{AnyResponse, Awaited, Dependent, Dependents, Starter};
+pub(crate) use dependents::{AnyResponse, Dependent, Dependents, Starter};
 pub use history::HistorySettings;
 pub(crate) use history::HistoryWriter;
 pub(crate) use member::member_queue;
