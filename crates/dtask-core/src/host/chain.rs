@@ -154,6 +154,28 @@ impl Starter for HostStarter {
     }
 }
 
+/// What follows the saved end of a task of `definition` (or its wait for
+/// its dependents), before its message is acknowledged: starting the
+/// dependents `progress` records, then resuming the upstream that awaits
+/// it. `response` is its typed response, when it built one.
+///
+/// # Errors
+/// A dependent that could not be started or an upstream that could not be
+/// resumed: the caller hands its message back, and the redelivery does
+/// both again (a dependent already started is found).
+pub(super) async fn follow_up(
+    rt: &Runtime,
+    definition: &'static TaskDefinition,
+    progress: &TaskProgress,
+    response: Option<&AnyResponse>,
+) -> Result<()> {
+    let starts = matches!(progress.status, TaskStatus::Completed | TaskStatus::AwaitingDependents);
+    if let (true, Some(response)) = (starts, response) {
+        rt.dependents.start(definition.name, progress, response).await?;
+    }
+    resume_upstream(rt, definition, progress).await
+}
+
 /// How the dependents an upstream awaits stand.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Awaited {
@@ -208,7 +230,7 @@ pub(super) async fn awaited_dependents(rt: &Runtime, upstream: &TaskProgress) ->
 /// # Errors
 /// A tracker, store or queue that failed: the caller hands its message
 /// back.
-pub(super) async fn resume_upstream(rt: &Runtime, definition: &TaskDefinition, progress: &TaskProgress) -> Result<()> {
+async fn resume_upstream(rt: &Runtime, definition: &TaskDefinition, progress: &TaskProgress) -> Result<()> {
     let Some(parent) = progress.parent_task_id else {
         return Ok(());
     };

@@ -10,7 +10,7 @@ use crate::error::Result;
 use crate::event::{EventKind, TaskEvent};
 use crate::id::TaskId;
 use crate::infra::QueueMessage;
-use crate::kernel::{ControlSlot, PhaseEnd, SagaRun};
+use crate::kernel::{AnyResponse, ControlSlot, PhaseEnd, SagaRun};
 use crate::progress::{TaskProgress, TaskStatus};
 use crate::task::{Mode, StepHost, Task};
 use crate::trace::TraceParent;
@@ -158,23 +158,16 @@ impl Host {
     /// a dependent that could not be started is compensated: nothing
     /// would resume it.
     async fn after_settled<T: Task>(&self, run: &mut SagaRun<'_, T>, status: TaskStatus) -> Result<()> {
-        let rt = &*self.inner.rt;
-        let definition = T::definition();
-        let starts = matches!(status, TaskStatus::Completed | TaskStatus::AwaitingDependents);
-        if let (true, Some(response)) = (starts, run.response()) {
-            let started = rt
-                .dependents
-                .start(definition.name, &run.recorder().snapshot(), response)
+        let progress = run.recorder().snapshot();
+        let response = run.response().map(|response| response as &AnyResponse);
+        let followed = super::chain::follow_up(&self.inner.rt, T::definition(), &progress, response).await;
+        if let Err(error) = &followed
+            && status == TaskStatus::AwaitingDependents
+        {
+            run.conclude(Some(format!("starting its dependents failed: {error}")))
                 .await;
-            if let Err(error) = started {
-                if status == TaskStatus::AwaitingDependents {
-                    run.conclude(Some(format!("starting its dependents failed: {error}")))
-                        .await;
-                }
-                return Err(error);
-            }
         }
-        super::chain::resume_upstream(rt, definition, &run.recorder().snapshot()).await
+        followed
     }
 
     /// Saves the state as handed off, publishes it, then shows it queued.

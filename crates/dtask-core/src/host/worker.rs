@@ -22,7 +22,7 @@ use crate::codec::SagaSnapshot;
 use crate::error::Error;
 use crate::id::TaskId;
 use crate::infra::Delivery;
-use crate::kernel::{PhaseEnd, RunControl, Runtime, SagaRun, StopReason, retry};
+use crate::kernel::{AnyResponse, PhaseEnd, RunControl, Runtime, SagaRun, StopReason, retry};
 use crate::progress::{TaskProgress, TaskStatus};
 use crate::task::{StepHost, Task, TaskDefinition};
 
@@ -247,22 +247,15 @@ async fn conclude_awaiting<T: Task>(
 }
 
 /// What follows a task's saved end (or its wait for its dependents),
-/// before its message is acknowledged: starting the dependents it
-/// recorded, and resuming the upstream that awaits it. Either failing
-/// hands the message back, and the redelivery does both again.
+/// before its message is acknowledged ([`chain::follow_up`]); a failure
+/// hands the message back, and the redelivery does it again.
 async fn after_settled<T: Task>(rt: &Runtime, progress: &TaskProgress, response: Option<&T::Response>) -> Settlement {
-    let starts = matches!(progress.status, TaskStatus::Completed | TaskStatus::AwaitingDependents);
-    if let (true, Some(response)) = (starts, response) {
-        let started = start_dependents::<T>(rt, progress, response).await;
-        if started != Settlement::Done {
-            return started;
-        }
-    }
-    match chain::resume_upstream(rt, T::definition(), progress).await {
+    let response = response.map(|response| response as &AnyResponse);
+    match chain::follow_up(rt, T::definition(), progress, response).await {
         Ok(()) => Settlement::Done,
         Err(error) => {
             let task_id = progress.task_id;
-            tracing::warn!(%task_id, %error, "could not resume the upstream task; the message will come back");
+            tracing::warn!(%task_id, %error, "could not start a dependent or resume the upstream; the message will come back");
             Settlement::HandBack {
                 delay: HAND_BACK_AFTER_FAILURE,
             }
@@ -371,22 +364,6 @@ async fn run_member_delivery<T: Task>(rt: &Runtime, task: &T, guard: &mut RunGua
     match drive(guard, &control, true, run.run_member(index, parent)).await {
         PhaseEnd::Settled(_) => Settlement::Done,
         PhaseEnd::Interrupted | PhaseEnd::HandOff => unsettled(rt, run_id),
-    }
-}
-
-/// Starts the dependents a completed task recorded, before its message is
-/// acknowledged: one that cannot be submitted hands the message back, and
-/// the redelivery starts it again.
-async fn start_dependents<T: Task>(rt: &Runtime, progress: &TaskProgress, response: &T::Response) -> Settlement {
-    match rt.dependents.start(T::definition().name, progress, response).await {
-        Ok(()) => Settlement::Done,
-        Err(error) => {
-            let task_id = progress.task_id;
-            tracing::warn!(%task_id, %error, "could not start a dependent task; the message will come back");
-            Settlement::HandBack {
-                delay: HAND_BACK_AFTER_FAILURE,
-            }
-        }
     }
 }
 
