@@ -1,12 +1,14 @@
 //! `dtask-bench`: the benchmark runner of dtask. It runs the sections of
 //! issue 5's benchmarks (serializers, InProcess, Distributed, large files),
-//! each beside its baseline, and prints one table, then the same table as
-//! markdown. It measures and prints; it asserts nothing.
+//! each beside its baseline, and dtask beside its peers (BullMQ, apalis) on
+//! the same Redis, and prints one table, then the same table as markdown.
+//! It measures and prints; it asserts nothing.
 //!
 //! ```text
 //! cargo run --release -p dtask-bench                              # every section
 //! cargo run --release -p dtask-bench -- --sections serializers
 //! cargo run --release -p dtask-bench -- --sections in-process --n 20000
+//! cargo run --release -p dtask-bench -- --sections peers --peers-n 20000
 //! cargo run --release -p dtask-bench -- --help
 //! ```
 
@@ -22,6 +24,7 @@ mod distributed;
 mod inprocess;
 mod large_files;
 mod measure;
+mod peers;
 mod serializers;
 mod stats;
 mod table;
@@ -70,6 +73,8 @@ enum Section {
     Distributed,
     /// A 1 GiB zip through S3 (item 4).
     LargeFiles,
+    /// dtask beside BullMQ and apalis on the same Redis.
+    Peers,
 }
 
 #[derive(Debug, clap::Args)]
@@ -80,7 +85,7 @@ struct RunArgs {
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "serializers,in-process,tracing,distributed,large-files"
+        default_value = "serializers,in-process,tracing,distributed,large-files,peers"
     )]
     sections: Vec<Section>,
     /// How long one case may take, in seconds.
@@ -142,6 +147,11 @@ struct RunArgs {
     /// skips them).
     #[arg(long, default_value_t = 1)]
     worker_processes: usize,
+
+    /// Peers: tasks (jobs) per run; the window, submitters and concurrency
+    /// are the Distributed section's.
+    #[arg(long, default_value_t = 10_000)]
+    peers_n: usize,
 
     /// Large files: total input size in MiB.
     #[arg(long, default_value_t = 1024)]
@@ -237,6 +247,18 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
             timeout: Duration::from_secs(args.timeout_secs.max(900)),
         };
         large_files::run(&settings, &mut table)?;
+    }
+    if wants(Section::Peers) {
+        let settings = peers::PeersSettings {
+            n: args.peers_n,
+            window: args.dist_window,
+            submitters: args.dist_submitters,
+            concurrency: args.dist_concurrency,
+            endpoints: args.endpoints.clone(),
+            timeout,
+            repeat: args.repeat,
+        };
+        peers::run(&settings, &mut table)?;
     }
     println!("{}", table.text());
     println!("{}", table.markdown());

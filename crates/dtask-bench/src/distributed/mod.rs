@@ -367,13 +367,13 @@ async fn measured_run(
 }
 
 /// Tasks run before the counting and timed phases.
-const WARM_UP_TASKS: usize = 20;
+pub(crate) const WARM_UP_TASKS: usize = 20;
 /// Tasks whose Redis commands `MONITOR` counts.
 const COUNTED_TASKS: usize = 100;
 
 /// Submits `n` tasks of `steps` (`window` in flight, from `submitters`
 /// loops) with a fresh tracker set in `slot`, and waits for them to end.
-async fn phase(
+pub(crate) async fn phase(
     slot: &TrackerSlot,
     host: &Host,
     steps: Steps,
