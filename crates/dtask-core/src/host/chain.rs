@@ -228,33 +228,41 @@ pub(super) async fn awaited_dependents(rt: &Runtime, upstream: &TaskProgress) ->
 /// concludes once (under its lock).
 ///
 /// # Errors
-/// A tracker, store or queue that failed: the caller hands its message
-/// back.
+/// A tracker, store or queue that failed, or an upstream that cannot be
+/// found (which of several opted-in upstreams it is, or its saved state):
+/// the caller hands its message back, so it is tried again and, failing
+/// for good, dead-lettered for an operator rather than forgotten.
 async fn resume_upstream(rt: &Runtime, definition: &TaskDefinition, progress: &TaskProgress) -> Result<()> {
     let Some(parent) = progress.parent_task_id else {
         return Ok(());
     };
-    if !progress.is_terminal() || !definition.depends_on.iter().any(|edge| edge.compensate_upstream) {
+    let opted: Vec<&'static TaskDefinition> = (definition.depends_on.iter())
+        .filter(|edge| edge.compensate_upstream)
+        .map(|edge| (edge.upstream)())
+        .collect();
+    if !progress.is_terminal() || opted.is_empty() {
         return Ok(());
     }
-    let Some(upstream) = rt.infra.progress.get(parent).await? else {
-        tracing::warn!(task_id = %progress.task_id, upstream = %parent, "the tracker does not know the upstream task; it is not resumed");
-        return Ok(());
+    let tracked = rt.infra.progress.get(parent).await?;
+    let up = match (opted.as_slice(), &tracked) {
+        // Concluded already.
+        (_, Some(upstream)) if upstream.is_terminal() => return Ok(()),
+        ([only], _) => *only,
+        (_, Some(upstream)) => match opted.iter().find(|up| up.name == upstream.task_name) {
+            Some(up) => *up,
+            // Started through an edge that does not opt in.
+            None => return Ok(()),
+        },
+        (_, None) => {
+            return Err(Error::not_found(format!(
+                "upstream task {parent} in the tracker, to tell which of `{}`'s upstreams to resume",
+                definition.name
+            )));
+        }
     };
-    let edge = (definition.depends_on.iter())
-        .map(|edge| (edge, (edge.upstream)()))
-        .find(|(edge, up)| edge.compensate_upstream && up.name == upstream.task_name);
-    let Some((_, up)) = edge else {
-        return Ok(());
-    };
-    if upstream.is_terminal() {
-        return Ok(());
-    }
-    let Some(state) = rt.infra.state.load(parent).await? else {
-        tracing::warn!(task_id = %progress.task_id, upstream = %parent, "the upstream task has no saved state; it is not resumed");
-        return Ok(());
-    };
-    let trace = (upstream.trace_id.as_deref()).and_then(TraceParent::of_trace);
+    let state = (rt.infra.state.load(parent).await?)
+        .ok_or_else(|| Error::not_found(format!("the saved state of upstream task {parent}, to resume it")))?;
+    let trace = (tracked.and_then(|upstream| upstream.trace_id)).and_then(|id| TraceParent::of_trace(&id));
     let message = QueueMessage::new(parent, up.name, state.payload).with_trace_parent(trace);
     rt.infra.publisher.publish(up.queue, message).await?;
     tracing::debug!(task_id = %progress.task_id, upstream = %parent, "dependent ended; upstream resumed");
