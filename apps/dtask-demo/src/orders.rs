@@ -100,6 +100,17 @@ pub struct Receipt {
     pub amount_cents: u64,
 }
 
+impl Receipt {
+    /// The receipt of `request`, charged as payment `payment_id`.
+    pub fn of(request: &ChargeRequest, payment_id: &str) -> Self {
+        Self {
+            order_id: request.order_id.clone(),
+            payment_id: payment_id.to_owned(),
+            amount_cents: request.amount_cents,
+        }
+    }
+}
+
 /// The warehouse: quantity in stock per item.
 #[derive(Debug, Clone, Default)]
 pub struct Stock(Arc<Mutex<BTreeMap<String, u32>>>);
@@ -314,10 +325,6 @@ impl charge_payment::Steps for ChargePayment {
     }
 
     fn response(&self, outputs: charge_payment::Outputs<'_>) -> Result<Receipt, StepError> {
-        Ok(Receipt {
-            order_id: outputs.request.order_id.clone(),
-            payment_id: outputs.capture_payment.clone(),
-            amount_cents: outputs.request.amount_cents,
-        })
+        Ok(Receipt::of(outputs.request, outputs.capture_payment))
     }
 }

@@ -262,11 +262,7 @@ impl strict_charge::Steps for StrictCharge {
     }
 
     fn response(&self, outputs: strict_charge::Outputs<'_>) -> Result<Receipt, StepError> {
-        Ok(Receipt {
-            order_id: outputs.request.order_id.clone(),
-            payment_id: outputs.capture_payment.clone(),
-            amount_cents: outputs.request.amount_cents,
-        })
+        Ok(Receipt::of(outputs.request, outputs.capture_payment))
     }
 }
 

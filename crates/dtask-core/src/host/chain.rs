@@ -233,14 +233,14 @@ pub(super) async fn awaited_dependents(rt: &Runtime, upstream: &TaskProgress) ->
 /// the caller hands its message back, so it is tried again and, failing
 /// for good, dead-lettered for an operator rather than forgotten.
 async fn resume_upstream(rt: &Runtime, definition: &TaskDefinition, progress: &TaskProgress) -> Result<()> {
-    let Some(parent) = progress.parent_task_id else {
+    let Some(parent) = progress.parent_task_id.filter(|_| progress.is_terminal()) else {
         return Ok(());
     };
     let opted: Vec<&'static TaskDefinition> = (definition.depends_on.iter())
         .filter(|edge| edge.compensate_upstream)
         .map(|edge| (edge.upstream)())
         .collect();
-    if !progress.is_terminal() || opted.is_empty() {
+    if opted.is_empty() {
         return Ok(());
     }
     let tracked = rt.infra.progress.get(parent).await?;
