@@ -78,6 +78,7 @@ fn api_host(queue: NamespacedQueue<AmqpQueue>) -> Host {
         dead_letters: None,
         workers: None,
         depths: None,
+        cancellations: None,
     };
     Host::builder()
         .mode(Mode::Distributed)

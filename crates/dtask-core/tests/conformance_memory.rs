@@ -50,6 +50,12 @@ async fn memory_progress_tracker() {
 }
 
 #[tokio::test]
+async fn memory_cancellation_feed() {
+    let tracker = MemoryProgressTracker::new();
+    conformance::progress::run_feed(&tracker, &tracker).await;
+}
+
+#[tokio::test]
 async fn memory_worker_registry() {
     conformance::workers::run_all(&MemoryWorkerRegistry::new()).await;
 }

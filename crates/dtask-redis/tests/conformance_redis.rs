@@ -17,6 +17,7 @@ async fn progress_conformance() {
     let prefix = unique_prefix();
     let backends = connect(&config(&prefix)).await;
     conformance::progress::run_all(&backends.progress()).await;
+    conformance::progress::run_feed(&backends.progress(), &backends.progress()).await;
     backends.progress().ping().await.expect("ping");
     delete_prefix(0, &prefix).await;
 }

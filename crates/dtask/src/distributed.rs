@@ -21,8 +21,10 @@
 use std::sync::Arc;
 
 use dtask_amqp::{AmqpConfig, AmqpQueue};
+use dtask_core::infra::{
+    CancellationFeed, DistributedLock, IdempotencyStore, ProgressTracker, SagaStateStore, WorkerRegistry,
+};
 use dtask_core::infra::{DeadLetters, NamespacedQueue, QueueConsumer, QueueDepths, QueuePublisher};
-use dtask_core::infra::{DistributedLock, IdempotencyStore, ProgressTracker, SagaStateStore, WorkerRegistry};
 use dtask_core::{Error, Infrastructure};
 use dtask_postgres::{PostgresBackends, PostgresConfig, PostgresTaskHistory};
 use dtask_redis::RedisConfig;
@@ -230,6 +232,7 @@ impl DistributedOptions {
             dead_letters: Some(dead_letters),
             workers: Some(stores.workers),
             depths: Some(depths),
+            cancellations: stores.cancellations,
         })
     }
 
@@ -310,6 +313,7 @@ impl DistributedOptions {
 struct Stores {
     lock: Arc<dyn DistributedLock>,
     progress: Arc<dyn ProgressTracker>,
+    cancellations: Option<Arc<dyn CancellationFeed>>,
     state: Arc<dyn SagaStateStore>,
     idempotency: Arc<dyn IdempotencyStore>,
     workers: Arc<dyn WorkerRegistry>,
@@ -320,6 +324,7 @@ impl Stores {
         Self {
             lock: Arc::new(backends.lock()),
             progress: Arc::new(backends.progress()),
+            cancellations: None,
             state: Arc::new(backends.state()),
             idempotency: Arc::new(backends.idempotency()),
             workers: Arc::new(backends.workers()),
@@ -334,6 +339,7 @@ impl Stores {
         Ok(Self {
             lock: Arc::new(redis.lock()),
             progress: Arc::new(redis.progress()),
+            cancellations: Some(Arc::new(redis.progress())),
             state: Arc::new(redis.state()),
             idempotency: Arc::new(redis.idempotency()),
             workers: Arc::new(redis.workers()),

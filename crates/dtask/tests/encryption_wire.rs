@@ -260,6 +260,7 @@ async fn sealed_end_to_end(broker: Broker) {
         dead_letters: Some(Arc::clone(&queue.dead_letters)),
         workers: None,
         depths: None,
+        cancellations: Some(Arc::new(redis.progress())),
     };
     let host = |keys: &[&str], run_workers: bool| {
         Host::builder()

@@ -168,6 +168,7 @@ impl Rig {
             dead_letters: Some(Arc::clone(&api_queue.dead_letters)),
             workers: None,
             depths: None,
+            cancellations: None,
         };
         let worker_infra = Infrastructure {
             storage,
@@ -180,6 +181,8 @@ impl Rig {
             dead_letters: Some(worker_queue.dead_letters),
             workers: None,
             depths: None,
+            // Through the proxy: a cut connection is a gap in the feed.
+            cancellations: Some(Arc::new(proxied.progress())),
         };
         let api = Host::builder()
             .mode(Mode::Distributed)

@@ -108,6 +108,7 @@ impl Rig {
                 dead_letters: Some(Arc::new(api_queue)),
                 workers: None,
                 depths: None,
+                cancellations: None,
             })
             .register(PlaceOrder::default())
             .run_workers(false)
@@ -127,6 +128,7 @@ impl Rig {
                 dead_letters: Some(Arc::new(worker_queue)),
                 workers: None,
                 depths: None,
+                cancellations: None,
             })
             .register(PlaceOrder {
                 journal: journal.clone(),

@@ -120,7 +120,8 @@ impl Rig {
     ) -> Self {
         let queue = MemoryQueue::new();
         let state: Arc<dyn SagaStateStore> = Arc::new(MemoryStateStore::new());
-        let tracker: Arc<dyn ProgressTracker> = Arc::new(MemoryProgressTracker::new());
+        let feed = Arc::new(MemoryProgressTracker::new());
+        let tracker: Arc<dyn ProgressTracker> = feed.clone();
         let audit = AuditedTracker::<PlaceOrder>::new(Arc::clone(&tracker), Arc::clone(&state));
         let shared = Infrastructure {
             storage: Arc::new(MemoryObjectStore::new()),
@@ -133,6 +134,7 @@ impl Rig {
             dead_letters: Some(Arc::new(queue.clone())),
             workers: None,
             depths: None,
+            cancellations: Some(feed),
         };
         let api = Host::builder()
             .mode(Mode::Distributed)

@@ -14,7 +14,9 @@ use crate::codec::Format;
 use crate::error::{Error, Result};
 use crate::event::{EventKind, TaskEvent};
 use crate::id::TaskId;
-use crate::infra::{ProgressQuery, ProgressStream, ProgressTracker};
+use crate::infra::{
+    CancellationFeed, CancellationNotice, CancellationStream, ProgressQuery, ProgressStream, ProgressTracker,
+};
 use crate::progress::{TaskProgress, TaskStatus};
 use crate::task::{Mode, StepHost, TaskDefinition};
 
@@ -49,6 +51,99 @@ pub async fn run_all(tracker: &dyn ProgressTracker) {
     cancelling_an_ended_task_changes_nothing(tracker).await;
     list_newest_first_with_filters(tracker).await;
     list_by_submitter(tracker).await;
+}
+
+/// Runs every check of a tracker's [`CancellationFeed`]; `feed` is
+/// `tracker`'s own.
+pub async fn run_feed(tracker: &dyn ProgressTracker, feed: &dyn CancellationFeed) {
+    the_feed_tells_each_request_once(tracker, feed).await;
+    every_open_feed_hears_a_request(tracker, feed).await;
+}
+
+/// The next request `notices` tells among `ids` (other tasks' requests,
+/// and gaps, are passed over).
+async fn next_request(notices: &mut CancellationStream, ids: &[TaskId], what: &str) -> TaskId {
+    let next = async {
+        while let Some(notice) = notices.next().await {
+            if let CancellationNotice::Requested(id) = notice
+                && ids.contains(&id)
+            {
+                return Some(id);
+            }
+        }
+        None
+    };
+    within(what, next)
+        .await
+        .unwrap_or_else(|| panic!("{what}: the feed ended"))
+}
+
+/// A request for a running task is told once; a repeated one, one for an
+/// ended task and one for an unknown task are not. (Notices are ordered:
+/// the next one told is the last request, so the ones before it were not.)
+pub async fn the_feed_tells_each_request_once(tracker: &dyn ProgressTracker, feed: &dyn CancellationFeed) {
+    let mut notices = feed.cancellations().await.expect("opening the feed failed");
+    let (running, ended, last) = (
+        new_task("ConformanceTask"),
+        new_task("ConformanceTask"),
+        new_task("ConformanceTask"),
+    );
+    for progress in [&running, &ended, &last] {
+        init(tracker, progress).await;
+    }
+    complete(tracker, &completed(&ended)).await;
+    let ids = [running.task_id, ended.task_id, last.task_id];
+
+    tracker
+        .request_cancellation(running.task_id)
+        .await
+        .expect("cancel failed");
+    let told = next_request(&mut notices, &ids, "feed: the first request").await;
+    assert_eq!(
+        told, running.task_id,
+        "the feed must tell the request for the running task"
+    );
+
+    tracker
+        .request_cancellation(running.task_id)
+        .await
+        .expect("cancel again failed");
+    tracker
+        .request_cancellation(ended.task_id)
+        .await
+        .expect("cancel of an ended task failed");
+    expect_error(
+        tracker.request_cancellation(TaskId::new()).await,
+        is_not_found,
+        "cancelling an unknown task",
+    );
+    tracker.request_cancellation(last.task_id).await.expect("cancel failed");
+    let told = next_request(&mut notices, &ids, "feed: the last request").await;
+    assert_eq!(
+        told, last.task_id,
+        "a repeated request, or one for an ended task, must not be told"
+    );
+}
+
+/// Every feed open when a request is made tells it.
+pub async fn every_open_feed_hears_a_request(tracker: &dyn ProgressTracker, feed: &dyn CancellationFeed) {
+    let mut first = feed.cancellations().await.expect("opening the feed failed");
+    let mut second = feed.cancellations().await.expect("opening a second feed failed");
+    let progress = new_task("ConformanceTask");
+    init(tracker, &progress).await;
+    tracker
+        .request_cancellation(progress.task_id)
+        .await
+        .expect("cancel failed");
+    let ids = [progress.task_id];
+    assert_eq!(
+        next_request(&mut first, &ids, "feed: first of two").await,
+        progress.task_id
+    );
+    assert_eq!(
+        next_request(&mut second, &ids, "feed: second of two").await,
+        progress.task_id
+    );
 }
 
 /// Now, to the millisecond, so every backend stores it exactly.

@@ -4,7 +4,7 @@
 use std::any::Any;
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -14,14 +14,14 @@ use tokio_util::task::TaskTracker;
 
 use super::worker::{self, ErasedTask, Registered};
 use super::{Host, HostInner, RegisteredTask, served_queues};
-use super::{chain, depths, presence};
+use super::{cancellations, chain, depths, presence};
 use crate::codec::KeyRing;
 use crate::error::{Error, Result};
 use crate::event::TaskEvent;
 use crate::format::Format;
 use crate::infra::{
-    DeadLetters, DistributedLock, IdempotencyStore, Infrastructure, ObjectStore, ProgressTracker, QueueConsumer,
-    QueueDepths, QueuePublisher, SagaStateStore, TaskHistory, WorkerRegistry,
+    CancellationFeed, DeadLetters, DistributedLock, IdempotencyStore, Infrastructure, ObjectStore, ProgressTracker,
+    QueueConsumer, QueueDepths, QueuePublisher, SagaStateStore, TaskHistory, WorkerRegistry,
 };
 use crate::kernel::{
     Dependent, Dependents, EventListener, HistorySettings, HistoryWriter, KernelSettings, Metrics, Runtime,
@@ -72,6 +72,7 @@ pub struct HostBuilder {
     dead_letters: Option<Arc<dyn DeadLetters>>,
     workers: Option<Arc<dyn WorkerRegistry>>,
     depths: Option<Arc<dyn QueueDepths>>,
+    cancellations: Option<Arc<dyn CancellationFeed>>,
     listeners: Vec<EventListener>,
     interceptor: Option<Arc<dyn StepInterceptor>>,
     tasks: Vec<PendingTask>,
@@ -111,6 +112,7 @@ impl Default for HostBuilder {
             dead_letters: None,
             workers: None,
             depths: None,
+            cancellations: None,
             listeners: Vec::new(),
             interceptor: None,
             tasks: Vec::new(),
@@ -250,6 +252,7 @@ impl HostBuilder {
         self.dead_letters = infra.dead_letters;
         self.workers = infra.workers;
         self.depths = infra.depths;
+        self.cancellations = infra.cancellations;
         self
     }
 
@@ -320,10 +323,21 @@ impl HostBuilder {
         self
     }
 
-    /// Overrides the progress tracker.
+    /// Overrides the progress tracker (and drops the cancellation feed of
+    /// the one it replaces; see [`progress_with_feed`](Self::progress_with_feed)).
     #[must_use]
     pub fn progress(mut self, progress: impl ProgressTracker) -> Self {
         self.progress = Some(Arc::new(progress));
+        self.cancellations = None;
+        self
+    }
+
+    /// Overrides the progress tracker with one that also offers a
+    /// [`CancellationFeed`], which this host's workers then follow.
+    #[must_use]
+    pub fn progress_with_feed<P: ProgressTracker + CancellationFeed + Clone>(mut self, progress: P) -> Self {
+        self.progress = Some(Arc::new(progress.clone()));
+        self.cancellations = Some(Arc::new(progress));
         self
     }
 
@@ -479,6 +493,8 @@ impl HostBuilder {
             metrics: Metrics::register(erased.values().map(|task| task.definition()), &queues),
             in_flight: AtomicUsize::new(0),
             dependents,
+            follows_cancellations: AtomicBool::new(false),
+            dropped: CancellationToken::new(),
         });
         let erased = Arc::new(erased);
         let workers = TaskTracker::new();
@@ -488,6 +504,11 @@ impl HostBuilder {
             tokio::spawn(depths::sample(Arc::clone(&rt), depths, queues.clone()));
         }
         if self.run_workers {
+            if let Some(feed) = rt.infra.cancellations.clone() {
+                // Not tracked: it lives as long as the runtime, so the runs
+                // a shutdown waits for still hear of cancellations.
+                tokio::spawn(cancellations::follow(&rt, feed));
+            }
             if let Some(registry) = rt.infra.workers.clone() {
                 // The task queues a worker serves (its member queues follow).
                 let declared: HashSet<&'static str> = erased.values().map(|t| t.definition().queue).collect();
@@ -576,6 +597,16 @@ impl HostBuilder {
             None if default_queue => Some(Arc::new(queue.clone()) as Arc<dyn DeadLetters>),
             None => None,
         };
+        let (progress, cancellations) = match &self.progress {
+            Some(progress) => (Arc::clone(progress), self.cancellations.clone()),
+            None => {
+                let tracker = Arc::new(MemoryProgressTracker::new());
+                (
+                    tracker.clone() as Arc<dyn ProgressTracker>,
+                    Some(tracker as Arc<dyn CancellationFeed>),
+                )
+            }
+        };
         Ok(Infrastructure {
             storage: self
                 .storage
@@ -584,10 +615,7 @@ impl HostBuilder {
             publisher: self.publisher.clone().unwrap_or_else(|| Arc::new(queue.clone())),
             consumer: self.consumer.clone().unwrap_or_else(|| Arc::new(queue)),
             lock: self.lock.clone().unwrap_or_else(|| Arc::new(MemoryLock::new())),
-            progress: self
-                .progress
-                .clone()
-                .unwrap_or_else(|| Arc::new(MemoryProgressTracker::new())),
+            progress,
             state: self.state.clone().unwrap_or_else(|| Arc::new(MemoryStateStore::new())),
             idempotency: self
                 .idempotency
@@ -600,6 +628,7 @@ impl HostBuilder {
                 (None, Mode::Distributed) => None,
             },
             depths,
+            cancellations,
         })
     }
 

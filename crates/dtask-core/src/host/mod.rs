@@ -16,6 +16,7 @@
 
 mod builder;
 mod caller;
+mod cancellations;
 mod chain;
 mod dead_letters;
 mod depths;
@@ -287,6 +288,8 @@ impl std::fmt::Debug for Host {
     }
 }
 
+#[cfg(test)]
+mod cancellation_tests;
 #[cfg(test)]
 mod shutdown_tests;
 

@@ -18,11 +18,11 @@ use crate::progress::{ConditionSnapshot, StepStatus};
 use crate::task::{DataUpdate, RetryPolicy, StepContext, StepDefinition, StepError, StepHost, StepKind};
 use crate::{TaskStatus, task::Mode};
 
-const PATIENCE: Duration = Duration::from_secs(10);
+pub(super) const PATIENCE: Duration = Duration::from_secs(10);
 
 /// What the first step does on the host under test.
 #[derive(Debug, Clone, Copy)]
-enum Slow {
+pub(super) enum Slow {
     /// Runs until the test opens the gate, whatever its token says.
     UntilGate,
     /// Runs until its token fires, then stops as cancelled.
@@ -34,23 +34,23 @@ enum Slow {
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-struct GatedData {
+pub(super) struct GatedData {
     slow: Option<u32>,
     after: Option<u32>,
 }
 
 /// Two Worker steps: `Slow`, as the host's [`Slow`] says, then `After`.
 #[derive(Clone)]
-struct Gated {
+pub(super) struct Gated {
     slow: Slow,
-    started: Arc<Notify>,
+    pub(super) started: Arc<Notify>,
     gate: Arc<Semaphore>,
     /// How many attempts of each step this host ran.
     runs: Arc<[AtomicU32; 2]>,
 }
 
 impl Gated {
-    fn new(slow: Slow) -> Self {
+    pub(super) fn new(slow: Slow) -> Self {
         Self {
             slow,
             started: Arc::new(Notify::new()),
@@ -156,13 +156,13 @@ impl Task for Gated {
 }
 
 /// The shared services, with the queue and lock for inspection.
-struct Shared {
-    infra: Infrastructure,
+pub(super) struct Shared {
+    pub(super) infra: Infrastructure,
     queue: MemoryQueue,
     lock: MemoryLock,
 }
 
-fn shared() -> Shared {
+pub(super) fn shared() -> Shared {
     let (queue, lock) = (MemoryQueue::new(), MemoryLock::new());
     let infra = Infrastructure {
         storage: Arc::new(MemoryObjectStore::new()),
@@ -175,11 +175,12 @@ fn shared() -> Shared {
         dead_letters: Some(Arc::new(queue.clone())),
         workers: None,
         depths: None,
+        cancellations: None,
     };
     Shared { infra, queue, lock }
 }
 
-fn api(shared: &Shared) -> Host {
+pub(super) fn api(shared: &Shared) -> Host {
     Host::builder()
         .mode(Mode::Distributed)
         .infrastructure(shared.infra.clone())
@@ -189,7 +190,7 @@ fn api(shared: &Shared) -> Host {
         .unwrap()
 }
 
-fn worker(shared: &Shared, task: Gated, grace: Duration) -> Host {
+pub(super) fn worker(shared: &Shared, task: Gated, grace: Duration) -> Host {
     Host::builder()
         .mode(Mode::Distributed)
         .infrastructure(shared.infra.clone())

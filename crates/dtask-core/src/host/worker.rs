@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -294,8 +295,9 @@ async fn drive(
     let rt = guard.runtime();
     let id = guard.run_id();
     let cancellation = async {
-        if !watch {
-            // Its API side ran here: cancellations come to this host.
+        if !watch || rt.follows_cancellations.load(Ordering::Acquire) {
+            // Its API side ran here, or the host follows the tracker's
+            // cancellation feed: cancellations come to this host.
             std::future::pending::<()>().await;
         }
         watch_cancellation(rt, id, control).await;

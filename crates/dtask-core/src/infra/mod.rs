@@ -35,7 +35,10 @@ pub use history::TaskHistory;
 pub use idempotency::{IdempotencyRecord, IdempotencyStore};
 pub use lock::{DistributedLock, LockGuard, LockLease};
 pub use namespace::NamespacedQueue;
-pub use progress::{ProgressPage, ProgressQuery, ProgressStream, ProgressTracker};
+pub use progress::{
+    CancellationFeed, CancellationNotice, CancellationStream, ProgressPage, ProgressQuery, ProgressStream,
+    ProgressTracker,
+};
 pub use queue::{
     Acknowledger, DeadLetter, DeadLetters, Delivery, DeliveryStream, MessageHeaders, QueueConsumer, QueueDepth,
     QueueDepths, QueueMessage, QueuePublisher,

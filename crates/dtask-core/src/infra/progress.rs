@@ -108,3 +108,33 @@ pub trait ProgressTracker: Send + Sync + fmt::Debug + 'static {
         Ok(())
     }
 }
+
+/// What a [`CancellationFeed`] tells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CancellationNotice {
+    /// A client asked to cancel this task
+    /// ([`ProgressTracker::request_cancellation`] of a task not ended).
+    Requested(TaskId),
+    /// Notices may have been missed (the feed's connection dropped and is
+    /// back, or its reader fell behind): whoever follows tasks reads their
+    /// cancellation flags again.
+    Gap,
+}
+
+/// The notices of a [`CancellationFeed`], from the moment it was opened.
+pub type CancellationStream = BoxStream<'static, CancellationNotice>;
+
+/// Optional capability of a progress tracker: every cancellation request,
+/// of any task, as one feed. A worker follows the cancellations of all the
+/// tasks it runs with one subscription instead of one
+/// [`ProgressTracker::stream`] per task (three commands a task, on Redis).
+#[async_trait]
+pub trait CancellationFeed: Send + Sync + fmt::Debug + 'static {
+    /// Opens the feed: a notice for every request made after this returns,
+    /// or a [`CancellationNotice::Gap`] where some may be missing. The
+    /// stream ends only when the tracker is gone.
+    ///
+    /// # Errors
+    /// A backend error when the feed cannot be opened.
+    async fn cancellations(&self) -> Result<CancellationStream>;
+}

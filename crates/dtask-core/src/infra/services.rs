@@ -4,8 +4,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::{
-    DeadLetters, DistributedLock, IdempotencyStore, ObjectStore, ProgressTracker, QueueConsumer, QueueDepths,
-    QueuePublisher, SagaStateStore, WorkerRegistry,
+    CancellationFeed, DeadLetters, DistributedLock, IdempotencyStore, ObjectStore, ProgressTracker, QueueConsumer,
+    QueueDepths, QueuePublisher, SagaStateStore, WorkerRegistry,
 };
 
 /// The services a host runs on: the object store, both ends of the queue,
@@ -39,6 +39,10 @@ pub struct Infrastructure {
     pub workers: Option<Arc<dyn WorkerRegistry>>,
     /// How deep the queues are, when the queue backend tells.
     pub depths: Option<Arc<dyn QueueDepths>>,
+    /// Every cancellation request as one feed, when the progress tracker
+    /// offers one: a worker then follows its tasks' cancellations with one
+    /// subscription, not a progress stream per task.
+    pub cancellations: Option<Arc<dyn CancellationFeed>>,
 }
 
 /// How one service answered [`Infrastructure::check`].

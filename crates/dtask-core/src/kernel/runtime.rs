@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -123,6 +123,18 @@ pub(crate) struct Runtime {
     pub(crate) in_flight: AtomicUsize,
     /// The `#[depends_on]` edges of the registered tasks.
     pub(crate) dependents: super::dependents::Dependents,
+    /// Set while the host follows the tracker's
+    /// [`CancellationFeed`](crate::infra::CancellationFeed): its workers
+    /// then open no progress stream per task to learn of cancellations.
+    pub(crate) follows_cancellations: AtomicBool,
+    /// Fires when the runtime is dropped: tasks that hold it weakly end.
+    pub(crate) dropped: CancellationToken,
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.dropped.cancel();
+    }
 }
 
 impl Runtime {
@@ -230,6 +242,12 @@ impl Runtime {
     pub(crate) fn local_control(&self, task_id: TaskId) -> Option<Arc<RunControl>> {
         let running = self.running.lock().unwrap_or_else(|e| e.into_inner());
         running.get(&task_id).map(|entry| Arc::clone(&entry.control))
+    }
+
+    /// The ids of the tasks running in this host.
+    pub(crate) fn running_ids(&self) -> Vec<TaskId> {
+        let running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        running.keys().copied().collect()
     }
 
     /// How many tasks are registered as running in this host.

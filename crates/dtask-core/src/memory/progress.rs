@@ -14,7 +14,10 @@ use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
 use super::lock_mutex;
 use crate::error::{Error, Result};
 use crate::id::TaskId;
-use crate::infra::{ProgressPage, ProgressQuery, ProgressStream, ProgressTracker};
+use crate::infra::{
+    CancellationFeed, CancellationNotice, CancellationStream, ProgressPage, ProgressQuery, ProgressStream,
+    ProgressTracker,
+};
 use crate::progress::TaskProgress;
 
 /// How many ended tasks [`MemoryProgressTracker::new`] keeps.
@@ -40,6 +43,8 @@ struct State {
     tasks: HashMap<TaskId, Entry>,
     /// Ended tasks, oldest ending first, for retention.
     ended: VecDeque<TaskId>,
+    /// The open [`CancellationFeed`]s.
+    feeds: Vec<UnboundedSender<TaskId>>,
 }
 
 /// A [`ProgressTracker`] keeping snapshots in memory.
@@ -223,11 +228,14 @@ impl ProgressTracker for MemoryProgressTracker {
     async fn request_cancellation(&self, task_id: TaskId) -> Result<TaskProgress> {
         let mut state = lock_mutex(&self.state);
         let entry = state.tasks.get_mut(&task_id).ok_or_else(|| unknown(task_id))?;
-        if !entry.progress.is_terminal() && !entry.progress.cancel_requested {
-            entry.progress.cancel_requested = true;
-            entry.broadcast();
+        if entry.progress.is_terminal() || entry.progress.cancel_requested {
+            return Ok(entry.progress.clone());
         }
-        Ok(entry.progress.clone())
+        entry.progress.cancel_requested = true;
+        entry.broadcast();
+        let progress = entry.progress.clone();
+        state.feeds.retain(|feed| feed.send(task_id).is_ok());
+        Ok(progress)
     }
 
     async fn list(&self, query: &ProgressQuery) -> Result<ProgressPage> {
@@ -249,6 +257,21 @@ impl ProgressTracker for MemoryProgressTracker {
             .cloned()
             .collect();
         Ok(ProgressPage { items, total })
+    }
+}
+
+/// Notices come through unbounded channels: a feed never misses one, so it
+/// never tells a [`CancellationNotice::Gap`].
+#[async_trait]
+impl CancellationFeed for MemoryProgressTracker {
+    async fn cancellations(&self) -> Result<CancellationStream> {
+        let (sender, receiver) = mpsc::unbounded_channel();
+        lock_mutex(&self.state).feeds.push(sender);
+        let notices = stream::unfold(receiver, |mut receiver| async move {
+            let task_id = receiver.recv().await?;
+            Some((CancellationNotice::Requested(task_id), receiver))
+        });
+        Ok(notices.boxed())
     }
 }
 

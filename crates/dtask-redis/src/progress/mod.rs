@@ -15,11 +15,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use dtask_core::infra::{ProgressPage, ProgressQuery, ProgressStream, ProgressTracker};
+use dtask_core::infra::{
+    CancellationFeed, CancellationNotice, CancellationStream, ProgressPage, ProgressQuery, ProgressStream,
+    ProgressTracker,
+};
 use dtask_core::progress::TaskProgress;
 use dtask_core::{Error, Format, Result, TaskId};
+use futures::StreamExt;
 
-use self::hub::Hub;
+use self::hub::{Event, Hub};
 use crate::conn::{Connection, Timeouts, millis, redis_error};
 
 /// The tracker's key names.
@@ -40,6 +44,12 @@ impl Keys {
 
     fn expiring(&self) -> String {
         format!("{}progress:expiring", self.prefix)
+    }
+
+    /// The channel every cancellation request is published on, for the
+    /// [`CancellationFeed`].
+    fn cancellations(&self) -> String {
+        format!("{}progress:cancellations", self.prefix)
     }
 }
 
@@ -264,6 +274,7 @@ impl ProgressTracker for RedisProgressTracker {
     async fn request_cancellation(&self, task_id: TaskId) -> Result<TaskProgress> {
         let answer: Option<(Vec<u8>, String)> = scripts::CANCEL
             .key(self.keys().task(task_id))
+            .arg(self.keys().cancellations())
             .invoke_async(&mut self.manager())
             .await
             .map_err(redis_error)?;
@@ -277,6 +288,25 @@ impl ProgressTracker for RedisProgressTracker {
 
     async fn ping(&self) -> Result<()> {
         RedisProgressTracker::ping(self).await
+    }
+}
+
+/// The requests come through the tracker's shared pub/sub connection: one
+/// channel, which the cancellation script publishes to as well as to the
+/// task's own. When that connection drops and comes back, the feed tells a
+/// [`CancellationNotice::Gap`].
+#[async_trait]
+impl CancellationFeed for RedisProgressTracker {
+    async fn cancellations(&self) -> Result<CancellationStream> {
+        let subscription = self.inner.hub.subscribe(self.keys().cancellations()).await?;
+        let notices = futures::stream::unfold(subscription, |mut subscription| async move {
+            let notice = match subscription.receiver.recv().await? {
+                Event::Progress(progress) => CancellationNotice::Requested(progress.task_id),
+                Event::Resync => CancellationNotice::Gap,
+            };
+            Some((notice, subscription))
+        });
+        Ok(notices.boxed())
     }
 }
 

@@ -86,8 +86,9 @@ return 2
 /// Sets the cancellation flag of a running task and publishes its
 /// snapshot; leaves an ended (or already cancelled) task as it is.
 ///
-/// `KEYS`: hash. Returns `{snapshot, cancel flag}` after the change, or
-/// nil for an unknown task.
+/// `KEYS`: hash. `ARGV`: the channel of every cancellation (the
+/// tracker's `CancellationFeed`), published to as well. Returns
+/// `{snapshot, cancel flag}` after the change, or nil for an unknown task.
 pub(crate) static CANCEL: LazyLock<Script> = LazyLock::new(|| {
     script(
         r"
@@ -97,6 +98,7 @@ if stored[2] == '1' or stored[3] == '1' then return { stored[1], stored[3] or '0
 local snapshot = mark_cancelled(stored[1])
 redis.call('HSET', KEYS[1], 'snapshot', snapshot, 'cancel', '1')
 redis.call('PUBLISH', KEYS[1], snapshot)
+redis.call('PUBLISH', ARGV[1], snapshot)
 return { snapshot, '1' }
 ",
     )

@@ -444,5 +444,6 @@ pub fn shared_infrastructure() -> dtask::Infrastructure {
         dead_letters: Some(Arc::new(queue)),
         workers: None,
         depths: None,
+        cancellations: None,
     }
 }
