@@ -301,6 +301,50 @@ where
     tracker.wait(timeout.saturating_sub(started.elapsed())).await
 }
 
+/// Submits `n` tasks in batches of `batch`, one batch after the other
+/// (`submit_batch` gets each task's id and index and answers each), then
+/// waits for all of them to end (at most `timeout`). A failed submit counts
+/// as a failed task.
+///
+/// # Errors
+/// The tracker's timeout.
+pub(crate) async fn drive_batches<F, Fut>(
+    tracker: &Arc<Tracker>,
+    (n, batch): (usize, usize),
+    timeout: Duration,
+    submit_batch: F,
+) -> anyhow::Result<Outcome>
+where
+    F: Fn(Vec<(TaskId, u64)>) -> Fut,
+    Fut: Future<Output = dtask::Result<Vec<dtask::Result<()>>>>,
+{
+    let started = Instant::now();
+    let indexes: Vec<usize> = (0..n).collect();
+    for chunk in indexes.chunks(batch.max(1)) {
+        let mut tasks = Vec::with_capacity(chunk.len());
+        for &index in chunk {
+            let id = TaskId::new();
+            tracker.begin(id).await;
+            tasks.push((id, index as u64));
+        }
+        let ids: Vec<TaskId> = tasks.iter().map(|(id, _)| *id).collect();
+        let results = match submit_batch(tasks).await {
+            Ok(results) => results,
+            Err(error) => ids
+                .iter()
+                .map(|_| Err(dtask::Error::invalid("batch", error.to_string())))
+                .collect(),
+        };
+        for (id, result) in ids.into_iter().zip(results) {
+            if let Err(error) = result {
+                tracker.state().first_error.get_or_insert_with(|| error.to_string());
+                tracker.end(id, Instant::now(), false);
+            }
+        }
+    }
+    tracker.wait(timeout.saturating_sub(started.elapsed())).await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

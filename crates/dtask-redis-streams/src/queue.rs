@@ -311,12 +311,53 @@ impl QueuePublisher for RedisStreamsQueue {
         }
     }
 
+    /// One pipeline for every message; a message the full stream refused
+    /// is then published on its own, waiting as [`publish`](Self::publish)
+    /// does. When the pipeline fails as a whole, each message is published
+    /// on its own, so that each gets its own result.
+    async fn publish_many(&self, queue: &str, messages: Vec<QueueMessage>) -> Vec<Result<()>> {
+        let config = &self.shared.config;
+        let keys = QueueKeys::new(config, queue);
+        let entries: Result<Vec<_>> = messages.iter().map(|message| entry::fields(queue, message)).collect();
+        let pipelined = match (entries, self.shared.ensure_group(&keys).await) {
+            (Ok(entries), Ok(())) => scripts::publish_many(&mut self.shared.conn(), config, &keys, &entries)
+                .await
+                .ok(),
+            _ => None,
+        };
+        let Some(added) = pipelined else {
+            return self.publish_each(queue, messages).await;
+        };
+        self.shared
+            .count(Counter::Published, added.iter().filter(|added| **added).count() as u64);
+        let mut results = Vec::with_capacity(messages.len());
+        for (message, added) in messages.into_iter().zip(added) {
+            results.push(if added {
+                Ok(())
+            } else {
+                self.publish(queue, message).await
+            });
+        }
+        results
+    }
+
     /// `PING` on the shared connection.
     ///
     /// # Errors
     /// [`Error::Backend`] when Redis does not answer.
     async fn ping(&self) -> Result<()> {
         self.ping_redis().await
+    }
+}
+
+impl RedisStreamsQueue {
+    /// Publishes each message on its own: one result each.
+    async fn publish_each(&self, queue: &str, messages: Vec<QueueMessage>) -> Vec<Result<()>> {
+        let mut results = Vec::with_capacity(messages.len());
+        for message in messages {
+            results.push(self.publish(queue, message).await);
+        }
+        results
     }
 }
 

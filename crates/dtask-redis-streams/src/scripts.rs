@@ -328,6 +328,30 @@ pub(crate) async fn publish(
     Ok(added == 1)
 }
 
+/// [`publish`] for each entry of `entries`, in one pipeline; says, for
+/// each, whether it was added (not refused as the stream is full).
+pub(crate) async fn publish_many(
+    conn: &mut ConnectionManager,
+    config: &RedisStreamsConfig,
+    keys: &QueueKeys,
+    entries: &[Vec<(&'static str, FieldValue<'_>)>],
+) -> RedisResult<Vec<bool>> {
+    let mut pipe = redis::pipe();
+    // Loaded in the same pipeline: the invocations find it even after a
+    // `SCRIPT FLUSH`.
+    pipe.load_script(&PUBLISH_SCRIPT).ignore();
+    for fields in entries {
+        let mut invocation = PUBLISH_SCRIPT.key(&keys.stream);
+        invocation.arg(config.max_backlog);
+        for (name, value) in fields {
+            invocation.arg(*name).arg(value);
+        }
+        pipe.invoke_script(&invocation);
+    }
+    let added: Vec<i64> = pipe.query_async(conn).await?;
+    Ok(added.into_iter().map(|added| added == 1).collect())
+}
+
 /// Acks and deletes each of `ids` still pending on this consumer; returns
 /// those that are not (left untouched).
 pub(crate) async fn ack(

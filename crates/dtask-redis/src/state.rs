@@ -101,31 +101,75 @@ fn parse_format(name: &str) -> Result<Format> {
         .map_err(|e| Error::invalid("stored format", format!("`{name}`: {e}")))
 }
 
+impl RedisStateStore {
+    /// The `SAVE` script's invocation saving `state` as `task_id`'s.
+    fn save_invocation(&self, task_id: TaskId, state: &StoredState) -> Result<redis::ScriptInvocation<'static>> {
+        let (format, bytes) = state.payload.encoded()?;
+        let mut invocation = SAVE.key(self.key(task_id));
+        invocation
+            .arg(state.fence)
+            .arg(format_name(format)?)
+            .arg(&bytes[..])
+            .arg(self.expiry.map_or(0, millis));
+        Ok(invocation)
+    }
+}
+
+/// What the `SAVE` script's answer says: `None` when saved, the stored
+/// fence when `state`'s was older.
+fn saved(state: &StoredState, refused: Option<String>) -> Result<()> {
+    match refused {
+        None => Ok(()),
+        Some(current) => Err(Error::Fenced {
+            presented: state.fence,
+            current: current.parse().unwrap_or(u64::MAX),
+        }),
+    }
+}
+
 #[async_trait]
 impl SagaStateStore for RedisStateStore {
     /// # Errors
     /// [`Error::Fenced`] when a larger fencing token saved before;
     /// [`Error::Unsupported`] for an in-memory payload.
     async fn save(&self, task_id: TaskId, state: StoredState) -> Result<()> {
-        let (format, bytes) = state.payload.encoded()?;
-        let expiry = self.expiry.map_or(0, millis);
         let mut conn = self.connection.manager.clone();
-        let refused: Option<String> = SAVE
-            .key(self.key(task_id))
-            .arg(state.fence)
-            .arg(format_name(format)?)
-            .arg(&bytes[..])
-            .arg(expiry)
+        let refused: Option<String> = self
+            .save_invocation(task_id, &state)?
             .invoke_async(&mut conn)
             .await
             .map_err(redis_error)?;
-        match refused {
-            None => Ok(()),
-            Some(current) => Err(Error::Fenced {
-                presented: state.fence,
-                current: current.parse().unwrap_or(u64::MAX),
-            }),
+        saved(&state, refused)
+    }
+
+    /// One pipeline for every state; when it fails as a whole, each state
+    /// is saved on its own, so that each gets its own result.
+    async fn save_many(&self, states: Vec<(TaskId, StoredState)>) -> Vec<Result<()>> {
+        let invocations: Result<Vec<_>> = (states.iter())
+            .map(|(task_id, state)| self.save_invocation(*task_id, state))
+            .collect();
+        if let Ok(invocations) = invocations {
+            let mut pipe = redis::pipe();
+            // Loaded in the same pipeline: the invocations find it even
+            // after a `SCRIPT FLUSH`.
+            pipe.load_script(&SAVE).ignore();
+            for invocation in &invocations {
+                pipe.invoke_script(invocation);
+            }
+            let answers: redis::RedisResult<Vec<Option<String>>> =
+                pipe.query_async(&mut self.connection.manager.clone()).await;
+            if let Ok(answers) = answers {
+                return (states.iter())
+                    .zip(answers)
+                    .map(|((_, state), refused)| saved(state, refused))
+                    .collect();
+            }
         }
+        let mut results = Vec::with_capacity(states.len());
+        for (task_id, state) in states {
+            results.push(self.save(task_id, state).await);
+        }
+        results
     }
 
     async fn load(&self, task_id: TaskId) -> Result<Option<StoredState>> {

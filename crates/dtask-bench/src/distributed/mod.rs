@@ -373,6 +373,24 @@ const COUNTED_TASKS: usize = 100;
 
 /// Submits `n` tasks of `steps` (`window` in flight, from `submitters`
 /// loops) with a fresh tracker set in `slot`, and waits for them to end.
+/// Submits `n` one-step tasks with `Host::submit_many`, by 1000, one batch
+/// after the other, and waits for them to end.
+pub(crate) async fn bulk_phase(
+    slot: &TrackerSlot,
+    host: &Host,
+    n: usize,
+    timeout: Duration,
+) -> anyhow::Result<Outcome> {
+    let tracker = Tracker::new(n, n);
+    slot.set(&tracker);
+    measure::drive_batches(&tracker, (n, 1000), timeout, |tasks| async {
+        let tasks = tasks.into_iter().map(|(id, index)| (id, Ping { n: index }));
+        let results = host.submit_many_with_ids::<OneStep>(tasks).await?;
+        Ok(results.into_iter().map(|result| result.map(drop)).collect())
+    })
+    .await
+}
+
 pub(crate) async fn phase(
     slot: &TrackerSlot,
     host: &Host,

@@ -3,9 +3,9 @@
 //! one run, with the same N, worker concurrency and submitters, each with
 //! its producer and workers in one process. Two loads:
 //!
-//! - **bulk**: N submitted at once (BullMQ `addBulk` and apalis
-//!   `push_bulk` by 1000; dtask, which has no bulk submit, from its
-//!   submitter loops with no window), then drained;
+//! - **bulk**: N submitted at once (BullMQ `addBulk`, apalis `push_bulk`
+//!   and dtask `Host::submit_many`, by 1000, one batch after the other),
+//!   then drained;
 //! - **window**: closed loop, a fixed number in flight (each submitter
 //!   waits for a completion before the next submit).
 //!
@@ -20,7 +20,7 @@ mod bullmq;
 use std::time::Duration;
 
 use crate::distributed::deploy::{Broker, Deployment, Endpoints};
-use crate::distributed::{WARM_UP_TASKS, phase};
+use crate::distributed::{WARM_UP_TASKS, bulk_phase, phase};
 use crate::inprocess::join;
 use crate::measure::TrackerSlot;
 use crate::stats;
@@ -175,7 +175,13 @@ fn push_rows(
         dtask,
         join(&[
             ratios,
-            format!("Redis Streams, concurrency {concurrency}, {submitters}; progress, lock and snapshot per task"),
+            format!(
+                "Redis Streams, concurrency {concurrency}, {}; progress, lock and snapshot per task",
+                match load {
+                    Load::Bulk => "Host::submit_many by 1000".to_owned(),
+                    Load::Window(_) => submitters.clone(),
+                }
+            ),
         ]),
     ));
     match (bull, bullmq) {
@@ -206,12 +212,13 @@ async fn dtask_run(settings: &PeersSettings, load: Load) -> anyhow::Result<Durat
     let result = async {
         // Connections, streams and consumer groups exist before the clock starts.
         phase(&slot, &host, Steps::One, (WARM_UP_TASKS, 8, 4), Duration::from_secs(30)).await?;
-        let window = match load {
-            Load::Bulk => settings.n,
-            Load::Window(window) => window,
+        let outcome = match load {
+            Load::Bulk => bulk_phase(&slot, &host, settings.n, settings.timeout).await?,
+            Load::Window(window) => {
+                let shape = (settings.n, window, settings.submitters);
+                phase(&slot, &host, Steps::One, shape, settings.timeout).await?
+            }
         };
-        let shape = (settings.n, window, settings.submitters);
-        let outcome = phase(&slot, &host, Steps::One, shape, settings.timeout).await?;
         anyhow::ensure!(
             outcome.failed == 0,
             "{} tasks failed: {:?}",

@@ -41,6 +41,7 @@ static DEFINITION: TaskDefinition = TaskDefinition {
 pub async fn run_all(tracker: &dyn ProgressTracker) {
     init_and_get(tracker).await;
     init_twice_is_already_exists(tracker).await;
+    init_many_and_update_many_answer_each(tracker).await;
     unknown_task_is_not_found(tracker).await;
     stale_revision_is_ignored(tracker).await;
     stream_yields_current_then_changes(tracker).await;
@@ -51,6 +52,51 @@ pub async fn run_all(tracker: &dyn ProgressTracker) {
     cancelling_an_ended_task_changes_nothing(tracker).await;
     list_newest_first_with_filters(tracker).await;
     list_by_submitter(tracker).await;
+}
+
+/// `init_many` and `update_many` record each snapshot and answer each: a
+/// known task is `AlreadyExists`, an unknown one `NotFound`, for that
+/// snapshot only.
+pub async fn init_many_and_update_many_answer_each(tracker: &dyn ProgressTracker) {
+    let known = new_task("ConformanceTask");
+    init(tracker, &known).await;
+    let fresh: Vec<TaskProgress> = (0..3).map(|_| new_task("ConformanceTask")).collect();
+    let batch = [fresh.clone(), vec![known.clone()]].concat();
+    let results = within("init_many", tracker.init_many(&batch)).await;
+    assert_eq!(results.len(), batch.len(), "init_many: one result per snapshot");
+    for (result, progress) in results[..3].iter().zip(&fresh) {
+        assert!(result.is_ok(), "init_many of a new task failed: {result:?}");
+        assert_eq!(get(tracker, progress.task_id).await, *progress, "init_many: stored");
+    }
+    assert!(
+        matches!(results[3], Err(Error::AlreadyExists { .. })),
+        "init_many of a known task: {:?}",
+        results[3]
+    );
+
+    let started: Vec<TaskProgress> = fresh.iter().map(started).collect();
+    let unknown = started_new();
+    let batch = [started.clone(), vec![unknown]].concat();
+    let results = within("update_many", tracker.update_many(&batch)).await;
+    assert_eq!(results.len(), batch.len(), "update_many: one result per snapshot");
+    for (result, progress) in results[..3].iter().zip(&started) {
+        assert!(result.is_ok(), "update_many of a known task failed: {result:?}");
+        assert_eq!(
+            get(tracker, progress.task_id).await.revision,
+            progress.revision,
+            "update_many: stored"
+        );
+    }
+    assert!(
+        matches!(results[3], Err(Error::NotFound { .. })),
+        "update_many of an unknown task: {:?}",
+        results[3]
+    );
+}
+
+/// A started snapshot of a task never recorded.
+fn started_new() -> TaskProgress {
+    started(&new_task("ConformanceTask"))
 }
 
 /// Runs every check of a tracker's [`CancellationFeed`]; `feed` is

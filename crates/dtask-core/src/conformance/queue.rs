@@ -26,6 +26,7 @@ pub async fn run_all(publisher: Arc<dyn QueuePublisher>, consumer: Arc<dyn Queue
     let (publisher, consumer) = (&*publisher, &*consumer);
     round_trip(publisher, consumer).await;
     fifo_for_one_consumer(publisher, consumer).await;
+    publish_many_delivers_each_in_order(publisher, consumer).await;
     ack_removes(publisher, consumer).await;
     nack_redelivers(publisher, consumer).await;
     dead_letter_is_not_redelivered(publisher, consumer).await;
@@ -126,6 +127,23 @@ pub async fn fifo_for_one_consumer(publisher: &dyn QueuePublisher, consumer: &dy
     for (index, expected) in sent.iter().enumerate() {
         let delivery = next(&mut stream, "fifo").await;
         assert_carries(&delivery, expected, &format!("fifo message {index}"));
+        ack(delivery).await;
+    }
+}
+
+/// `publish_many` answers each message, and they arrive in order.
+pub async fn publish_many_delivers_each_in_order(publisher: &dyn QueuePublisher, consumer: &dyn QueueConsumer) {
+    let queue = queue_name();
+    let sent: Vec<QueueMessage> = (0..25).map(message).collect();
+    let results = within("publish_many", publisher.publish_many(&queue, sent.clone())).await;
+    assert_eq!(results.len(), sent.len(), "publish_many: one result per message");
+    for (index, result) in results.into_iter().enumerate() {
+        result.unwrap_or_else(|e| panic!("publish_many: message {index} failed: {e}"));
+    }
+    let mut stream = consume(consumer, &queue).await;
+    for (index, expected) in sent.iter().enumerate() {
+        let delivery = next(&mut stream, "publish_many").await;
+        assert_carries(&delivery, expected, &format!("publish_many message {index}"));
         ack(delivery).await;
     }
 }

@@ -16,6 +16,41 @@ pub async fn run_all(store: &dyn SagaStateStore) {
     missing_is_none(store).await;
     delete_is_idempotent(store).await;
     fencing(store).await;
+    save_many_answers_each(store).await;
+}
+
+/// `save_many` saves each state and answers each: a stale fence is
+/// refused for its task only.
+pub async fn save_many_answers_each(store: &dyn SagaStateStore) {
+    let (held, fresh) = (TaskId::new(), TaskId::new());
+    save(store, held, state(5, "holder five")).await;
+    let batch = vec![(held, state(3, "stale holder")), (fresh, state(1, "first holder"))];
+    let results = within("save_many", store.save_many(batch)).await;
+    assert_eq!(results.len(), 2, "save_many: one result per state");
+    assert!(
+        matches!(
+            results[0],
+            Err(Error::Fenced {
+                presented: 3,
+                current: 5
+            })
+        ),
+        "save_many: a stale token must be Fenced, got {:?}",
+        results[0]
+    );
+    assert!(results[1].is_ok(), "save_many: a fresh task failed: {:?}", results[1]);
+    assert_same(
+        load(store, held).await,
+        &state(5, "holder five"),
+        "save_many: the fenced task",
+    );
+    assert_same(
+        load(store, fresh).await,
+        &state(1, "first holder"),
+        "save_many: the fresh task",
+    );
+    delete(store, held).await;
+    delete(store, fresh).await;
 }
 
 /// A snapshot written by fencing token `fence`, holding `step`.

@@ -25,6 +25,7 @@ mod history;
 mod presence;
 mod run_guard;
 mod submit;
+mod submit_many;
 pub(crate) mod worker;
 
 use std::any::Any;

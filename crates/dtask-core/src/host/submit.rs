@@ -12,7 +12,7 @@ use crate::id::TaskId;
 use crate::infra::QueueMessage;
 use crate::kernel::{AnyResponse, ControlSlot, PhaseEnd, SagaRun};
 use crate::progress::{TaskProgress, TaskStatus};
-use crate::task::{Mode, StepHost, Task};
+use crate::task::{Mode, StepHost, Task, TaskDefinition};
 use crate::trace::TraceParent;
 use tracing::Instrument;
 
@@ -94,34 +94,10 @@ impl Host {
     ) -> Result<TaskHandle<T>> {
         let rt = &*self.inner.rt;
         let definition = T::definition();
-        let now = OffsetDateTime::now_utc();
-        // Whole microseconds, as SQL keeps them: a history's cursor then
-        // names the task's creation time exactly.
-        let now = now.replace_nanosecond(now.nanosecond() / 1000 * 1000).unwrap_or(now);
-        let mut progress = TaskProgress::new(task_id, definition, now);
-        progress.submitter = submitter;
-        progress.parent_task_id = parent;
-        progress.trace_id = Some(trace.trace_id_hex());
-        let submitted = TaskEvent {
-            task_id,
-            at: now,
-            kind: EventKind::Submitted,
-        };
-        progress.apply(&submitted);
+        let (progress, submitted) = submitted_progress(definition, task_id, submitter, parent, &trace);
         rt.infra.progress.init(&progress).await?;
-        if let Some(metrics) = rt.metrics.task(definition.name) {
-            metrics.submitted();
-        }
-        rt.publish_event(&submitted);
-
-        let snapshot = SagaSnapshot::<T> {
-            schema_version: crate::codec::SCHEMA_VERSION,
-            request: Arc::new(request),
-            data: T::Data::default(),
-            progress,
-            response: None,
-            deadline: now + definition.timeout,
-        };
+        self.told_submitted(definition, &submitted);
+        let snapshot = first_snapshot::<T>(request, progress);
         let (mut slot, _) = rt.register(task_id);
         let mut run = SagaRun::new(rt, &*task, snapshot, Arc::clone(slot.control()), 0);
         run.recorder().keep_submitted();
@@ -151,6 +127,16 @@ impl Host {
         drop((run, slot));
         rt.remove_scratch(task_id).await;
         outcome.map(|()| TaskHandle::new(self.clone(), task_id))
+    }
+
+    /// Counts and tells the submission of a task whose first progress is
+    /// recorded.
+    pub(super) fn told_submitted(&self, definition: &TaskDefinition, submitted: &TaskEvent) {
+        let rt = &*self.inner.rt;
+        if let Some(metrics) = rt.metrics.task(definition.name) {
+            metrics.submitted();
+        }
+        rt.publish_event(submitted);
     }
 
     /// Starts the dependents of a task that ended (or awaits them) in its
@@ -201,5 +187,43 @@ impl Host {
             return Err(error);
         }
         Ok(())
+    }
+}
+
+/// The first progress of a task submitted now, and its `Submitted` event.
+pub(super) fn submitted_progress(
+    definition: &'static TaskDefinition,
+    task_id: TaskId,
+    submitter: Option<String>,
+    parent: Option<TaskId>,
+    trace: &TraceParent,
+) -> (TaskProgress, TaskEvent) {
+    let now = OffsetDateTime::now_utc();
+    // Whole microseconds, as SQL keeps them: a history's cursor then names
+    // the task's creation time exactly.
+    let now = now.replace_nanosecond(now.nanosecond() / 1000 * 1000).unwrap_or(now);
+    let mut progress = TaskProgress::new(task_id, definition, now);
+    progress.submitter = submitter;
+    progress.parent_task_id = parent;
+    progress.trace_id = Some(trace.trace_id_hex());
+    let submitted = TaskEvent {
+        task_id,
+        at: now,
+        kind: EventKind::Submitted,
+    };
+    progress.apply(&submitted);
+    (progress, submitted)
+}
+
+/// The saga state of a task just submitted with `request`.
+pub(super) fn first_snapshot<T: Task>(request: T::Request, progress: TaskProgress) -> SagaSnapshot<T> {
+    let deadline = progress.created_at + T::definition().timeout;
+    SagaSnapshot {
+        schema_version: crate::codec::SCHEMA_VERSION,
+        request: Arc::new(request),
+        data: T::Data::default(),
+        progress,
+        response: None,
+        deadline,
     }
 }

@@ -56,6 +56,10 @@ impl<Q: QueuePublisher> QueuePublisher for NamespacedQueue<Q> {
         self.inner.publish(&self.queue_name(queue), message).await
     }
 
+    async fn publish_many(&self, queue: &str, messages: Vec<QueueMessage>) -> Vec<Result<()>> {
+        self.inner.publish_many(&self.queue_name(queue), messages).await
+    }
+
     async fn ping(&self) -> Result<()> {
         self.inner.ping().await
     }

@@ -67,11 +67,33 @@ pub trait ProgressTracker: Send + Sync + fmt::Debug + 'static {
     /// is known.
     async fn init(&self, progress: &TaskProgress) -> Result<()>;
 
+    /// Records the first snapshot of each task, as [`init`](Self::init)
+    /// does; one result per snapshot, in order. A backend that can send
+    /// them together does; the default records one after the other.
+    async fn init_many(&self, progress: &[TaskProgress]) -> Vec<Result<()>> {
+        let mut results = Vec::with_capacity(progress.len());
+        for snapshot in progress {
+            results.push(self.init(snapshot).await);
+        }
+        results
+    }
+
     /// Records a newer snapshot and sends it to the task's streams.
     ///
     /// # Errors
     /// [`Error::NotFound`](crate::Error::NotFound) for an unknown task.
     async fn update(&self, progress: &TaskProgress) -> Result<()>;
+
+    /// Records each newer snapshot, as [`update`](Self::update) does; one
+    /// result per snapshot, in order. The default records one after the
+    /// other.
+    async fn update_many(&self, progress: &[TaskProgress]) -> Vec<Result<()>> {
+        let mut results = Vec::with_capacity(progress.len());
+        for snapshot in progress {
+            results.push(self.update(snapshot).await);
+        }
+        results
+    }
 
     /// Records the terminal snapshot, sends it, and ends the task's
     /// streams.

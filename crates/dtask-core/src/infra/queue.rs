@@ -106,6 +106,18 @@ pub trait QueuePublisher: Send + Sync + fmt::Debug + 'static {
     /// while the queue is full (back-pressure); never drops.
     async fn publish(&self, queue: &str, message: QueueMessage) -> Result<()>;
 
+    /// Appends `messages` to `queue`, as [`publish`](Self::publish) does
+    /// each; one result per message, in order. A backend that can send
+    /// them together (one pipeline, confirms awaited together) does; the
+    /// default publishes one after the other.
+    async fn publish_many(&self, queue: &str, messages: Vec<QueueMessage>) -> Vec<Result<()>> {
+        let mut results = Vec::with_capacity(messages.len());
+        for message in messages {
+            results.push(self.publish(queue, message).await);
+        }
+        results
+    }
+
     /// Checks that the broker answers (used by readiness probes).
     async fn ping(&self) -> Result<()> {
         Ok(())

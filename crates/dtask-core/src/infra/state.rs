@@ -30,6 +30,17 @@ pub trait SagaStateStore: Send + Sync + fmt::Debug + 'static {
     /// and a newer holder owns the task.
     async fn save(&self, task_id: TaskId, state: StoredState) -> Result<()>;
 
+    /// Saves each state, as [`save`](Self::save) does; one result per
+    /// state, in order. A backend that can send them together does; the
+    /// default saves one after the other.
+    async fn save_many(&self, states: Vec<(TaskId, StoredState)>) -> Vec<Result<()>> {
+        let mut results = Vec::with_capacity(states.len());
+        for (task_id, state) in states {
+            results.push(self.save(task_id, state).await);
+        }
+        results
+    }
+
     /// The task's latest snapshot.
     async fn load(&self, task_id: TaskId) -> Result<Option<StoredState>>;
 

@@ -212,17 +212,7 @@ impl<'r, T: Task> SagaRun<'r, T> {
     /// state, so encoding fails only on a codec's own limits; the message
     /// then comes back until the broker's delivery limit dead-letters it.)
     pub(crate) async fn save(&self) -> Result<Payload, Halted> {
-        let payload = match self.rt.encode(self.snapshot()) {
-            Ok(payload) => payload,
-            Err(error) => {
-                tracing::error!(task_id = %self.task_id, %error, "cannot encode the saga state; stopping unrecorded");
-                return Err(self.halt(error));
-            }
-        };
-        let state = StoredState {
-            fence: self.fence,
-            payload,
-        };
+        let state = self.state_to_save()?;
         let saved = retry::with_backoff(
             self.rt.settings.lock_ttl,
             || self.rt.infra.state.save(self.task_id, state.clone()),
@@ -257,6 +247,32 @@ impl<'r, T: Task> SagaRun<'r, T> {
             tracing::warn!(task_id = %self.task_id, %error, "could not mark the saga state ended");
         }
         Ok(state.payload)
+    }
+
+    /// The saga state now, encoded and fenced as [`SagaRun::save`] saves it
+    /// (or a caller saving many runs' states together).
+    ///
+    /// # Errors
+    /// [`Halted`] when the state cannot be encoded.
+    pub(crate) fn state_to_save(&self) -> Result<StoredState, Halted> {
+        match self.rt.encode(self.snapshot()) {
+            Ok(payload) => Ok(StoredState {
+                fence: self.fence,
+                payload,
+            }),
+            Err(error) => {
+                tracing::error!(task_id = %self.task_id, %error, "cannot encode the saga state; stopping unrecorded");
+                Err(self.halt(error))
+            }
+        }
+    }
+
+    /// A run whose state a caller could not save (see
+    /// [`SagaRun::state_to_save`]) stops for good, as [`SagaRun::save`]'s
+    /// would.
+    pub(crate) fn unsaved(&self, cause: crate::Error) -> Halted {
+        tracing::error!(task_id = %self.task_id, error = %cause, "cannot save the saga state; stopping unrecorded");
+        self.halt(cause)
     }
 
     /// Stops the run for good: no more progress writes, the running steps'

@@ -169,16 +169,10 @@ impl<'r> Recorder<'r> {
     /// A tracker failure is logged, not fatal: the saga's own record is the
     /// state snapshot, and the next write carries every change.
     async fn write(&self) {
-        if self.halted.load(Ordering::Acquire) || self.unsaved.load(Ordering::Acquire) > 0 {
+        let Some(snapshot) = self.to_write() else {
             return;
-        }
-        let snapshot = self.snapshot();
+        };
         let tracker = &self.rt.infra.progress;
-        self.written.fetch_max(snapshot.revision, Ordering::AcqRel);
-        if let (Some(run), Some(writer)) = (&self.history, &self.rt.history) {
-            // The row shows saved progress only, as the tracker does.
-            writer.push(HistoryRecord::Task(run.row(snapshot.clone())));
-        }
         let result = if snapshot.is_terminal() {
             tracker.complete(&snapshot).await
         } else {
@@ -187,6 +181,31 @@ impl<'r> Recorder<'r> {
         if let Err(error) = result {
             tracing::warn!(task_id = %self.task_id, %error, "could not write progress");
         }
+    }
+
+    /// The state holding a settlement is saved (as [`Recorder::settled`]),
+    /// and the snapshot to write now, which the caller writes to the
+    /// tracker together with other runs' (`Host::submit_many`); `None`
+    /// when there is nothing to write.
+    pub(crate) fn settled_for_batch(&self) -> Option<TaskProgress> {
+        self.unsaved.fetch_sub(1, Ordering::AcqRel);
+        self.to_write()
+    }
+
+    /// The snapshot a write sends now, counted as written (and its history
+    /// row pushed); `None` while a settlement waits for its save or once
+    /// the run halted.
+    fn to_write(&self) -> Option<TaskProgress> {
+        if self.halted.load(Ordering::Acquire) || self.unsaved.load(Ordering::Acquire) > 0 {
+            return None;
+        }
+        let snapshot = self.snapshot();
+        self.written.fetch_max(snapshot.revision, Ordering::AcqRel);
+        if let (Some(run), Some(writer)) = (&self.history, &self.rt.history) {
+            // The row shows saved progress only, as the tracker does.
+            writer.push(HistoryRecord::Task(run.row(snapshot.clone())));
+        }
+        Some(snapshot)
     }
 
     pub(crate) fn snapshot(&self) -> TaskProgress {

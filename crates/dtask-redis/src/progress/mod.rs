@@ -23,6 +23,8 @@ use dtask_core::progress::TaskProgress;
 use dtask_core::{Error, Format, Result, TaskId};
 use futures::StreamExt;
 
+use redis::{Script, ScriptInvocation};
+
 use self::hub::{Event, Hub};
 use crate::conn::{Connection, Timeouts, millis, redis_error};
 
@@ -169,10 +171,20 @@ impl RedisProgressTracker {
 
     /// Stores a newer snapshot; `Ok` also when it was ignored as stale.
     async fn record(&self, progress: &TaskProgress) -> Result<()> {
+        let outcome: i64 = self
+            .update_invocation(progress)?
+            .invoke_async(&mut self.manager())
+            .await
+            .map_err(redis_error)?;
+        recorded(progress, outcome)
+    }
+
+    /// The `UPDATE` script's invocation storing `progress`.
+    fn update_invocation(&self, progress: &TaskProgress) -> Result<ScriptInvocation<'static>> {
         let snapshot = serde_json::to_vec(progress).map_err(codec_error)?;
         let keys = self.keys();
-        let outcome: i64 = scripts::UPDATE
-            .key(keys.task(progress.task_id))
+        let mut invocation = scripts::UPDATE.key(keys.task(progress.task_id));
+        invocation
             .key(keys.expiring())
             .arg(snapshot)
             .arg(progress.revision)
@@ -180,15 +192,89 @@ impl RedisProgressTracker {
             .arg(flag(progress.is_terminal()))
             .arg(self.expiry_ms())
             .arg(progress.task_id.to_string())
-            .arg(flag(progress.cancel_requested))
-            .invoke_async(&mut self.manager())
-            .await
-            .map_err(redis_error)?;
-        if outcome == 0 {
-            return Err(unknown(progress.task_id));
-        }
-        Ok(())
+            .arg(flag(progress.cancel_requested));
+        Ok(invocation)
     }
+
+    /// The `INIT` script's invocation recording `progress` first.
+    fn init_invocation(&self, progress: &TaskProgress) -> Result<ScriptInvocation<'static>> {
+        let snapshot = serde_json::to_vec(progress).map_err(codec_error)?;
+        let created_ms = progress.created_at.unix_timestamp_nanos().div_euclid(1_000_000);
+        let keys = self.keys();
+        let mut invocation = scripts::INIT.key(keys.task(progress.task_id));
+        invocation
+            .key(keys.index())
+            .key(keys.expiring())
+            .arg(snapshot)
+            .arg(progress.revision)
+            .arg(flag(progress.cancel_requested))
+            .arg(i64::try_from(created_ms).unwrap_or(i64::MAX))
+            .arg(progress.status.as_str())
+            .arg(&progress.task_name)
+            .arg(flag(progress.is_terminal()))
+            .arg(self.expiry_ms())
+            .arg(progress.task_id.to_string())
+            .arg(progress.submitter.as_deref().unwrap_or(""));
+        Ok(invocation)
+    }
+
+    /// Runs `script` once per snapshot of `progress`, in one pipeline; one
+    /// result per snapshot, as `judge` reads the script's answer. When the
+    /// pipeline fails as a whole, `one` runs for each snapshot instead, so
+    /// that each gets its own result.
+    async fn pipelined<'a, One>(
+        &self,
+        script: &Script,
+        progress: &'a [TaskProgress],
+        invocation: impl Fn(&TaskProgress) -> Result<ScriptInvocation<'static>>,
+        judge: fn(&TaskProgress, i64) -> Result<()>,
+        one: impl Fn(&'a TaskProgress) -> One,
+    ) -> Vec<Result<()>>
+    where
+        One: Future<Output = Result<()>>,
+    {
+        let invocations: Result<Vec<_>> = progress.iter().map(invocation).collect();
+        if let Ok(invocations) = invocations {
+            let mut pipe = redis::pipe();
+            // Loaded in the same pipeline: the invocations find it even
+            // after a `SCRIPT FLUSH`.
+            pipe.load_script(script).ignore();
+            for invocation in &invocations {
+                pipe.invoke_script(invocation);
+            }
+            let answers: redis::RedisResult<Vec<i64>> = pipe.query_async(&mut self.manager()).await;
+            if let Ok(answers) = answers {
+                return progress
+                    .iter()
+                    .zip(answers)
+                    .map(|(p, answer)| judge(p, answer))
+                    .collect();
+            }
+        }
+        let mut results = Vec::with_capacity(progress.len());
+        for snapshot in progress {
+            results.push(one(snapshot).await);
+        }
+        results
+    }
+}
+
+/// What the `UPDATE` script's answer says.
+fn recorded(progress: &TaskProgress, outcome: i64) -> Result<()> {
+    if outcome == 0 {
+        return Err(unknown(progress.task_id));
+    }
+    Ok(())
+}
+
+/// What the `INIT` script's answer says.
+fn initialised(progress: &TaskProgress, created: i64) -> Result<()> {
+    if created == 0 {
+        return Err(Error::AlreadyExists {
+            what: format!("task {}", progress.task_id),
+        });
+    }
+    Ok(())
 }
 
 impl fmt::Debug for RedisProgressTracker {
@@ -204,38 +290,32 @@ impl fmt::Debug for RedisProgressTracker {
 #[async_trait]
 impl ProgressTracker for RedisProgressTracker {
     async fn init(&self, progress: &TaskProgress) -> Result<()> {
-        let snapshot = serde_json::to_vec(progress).map_err(codec_error)?;
-        let created_ms = progress.created_at.unix_timestamp_nanos().div_euclid(1_000_000);
-        let keys = self.keys();
-        let created: i64 = scripts::INIT
-            .key(keys.task(progress.task_id))
-            .key(keys.index())
-            .key(keys.expiring())
-            .arg(snapshot)
-            .arg(progress.revision)
-            .arg(flag(progress.cancel_requested))
-            .arg(i64::try_from(created_ms).unwrap_or(i64::MAX))
-            .arg(progress.status.as_str())
-            .arg(&progress.task_name)
-            .arg(flag(progress.is_terminal()))
-            .arg(self.expiry_ms())
-            .arg(progress.task_id.to_string())
-            .arg(progress.submitter.as_deref().unwrap_or(""))
+        let created: i64 = self
+            .init_invocation(progress)?
             .invoke_async(&mut self.manager())
             .await
             .map_err(redis_error)?;
-        if created == 0 {
-            return Err(Error::AlreadyExists {
-                what: format!("task {}", progress.task_id),
-            });
-        }
-        Ok(())
+        initialised(progress, created)
+    }
+
+    /// One pipeline for every snapshot.
+    async fn init_many(&self, progress: &[TaskProgress]) -> Vec<Result<()>> {
+        let invocation = |p: &TaskProgress| self.init_invocation(p);
+        self.pipelined(&scripts::INIT, progress, invocation, initialised, |p| self.init(p))
+            .await
     }
 
     /// Stores `progress` unless the stored snapshot has the same or a later
     /// revision, or has ended; keeps a requested cancellation.
     async fn update(&self, progress: &TaskProgress) -> Result<()> {
         self.record(progress).await
+    }
+
+    /// One pipeline for every snapshot.
+    async fn update_many(&self, progress: &[TaskProgress]) -> Vec<Result<()>> {
+        let invocation = |p: &TaskProgress| self.update_invocation(p);
+        self.pipelined(&scripts::UPDATE, progress, invocation, recorded, |p| self.record(p))
+            .await
     }
 
     /// Stores the terminal `progress` (over any running snapshot, whatever

@@ -1,0 +1,168 @@
+//! [`Host::submit_many`]: many tasks of one type handed over together, each
+//! step of the hand-off done for all of them in one call to its backend.
+
+use std::sync::Arc;
+
+use futures::StreamExt;
+
+use super::submit::{first_snapshot, submitted_progress};
+use super::{Host, TaskHandle};
+use crate::error::{Error, Result};
+use crate::event::EventKind;
+use crate::id::TaskId;
+use crate::infra::QueueMessage;
+use crate::kernel::{ControlSlot, SagaRun};
+use crate::progress::TaskProgress;
+use crate::task::{Mode, StepHost, Task};
+
+/// How many tasks with Api steps [`Host::submit_many`] submits at once.
+const API_STEP_CONCURRENCY: usize = 16;
+
+/// One task of a batch on its way to the queue.
+struct Pending<'r, T: Task> {
+    run: SagaRun<'r, T>,
+    slot: ControlSlot<'r>,
+}
+
+impl Host {
+    /// Submits one task of type `T` per request, as [`Host::submit`] does
+    /// each, and returns one result per request, in order.
+    ///
+    /// A task with no Api step is handed over with the others: their first
+    /// progress is recorded, their states saved, their messages published
+    /// and their progress shown queued in one call to each backend, which
+    /// pipelines it (Redis, Redis Streams) or loops (the default). The
+    /// guarantees are [`Host::submit`]'s, task by task: a task whose state
+    /// could not be saved is not published, and one whose publish failed
+    /// is compensated. Tasks with Api steps run them here, a few at once.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] when `T` is not registered; each task's own
+    /// failure is in its result.
+    pub async fn submit_many<T: Task>(
+        &self,
+        requests: impl IntoIterator<Item = T::Request>,
+    ) -> Result<Vec<Result<TaskHandle<T>>>> {
+        let tasks = requests.into_iter().map(|request| (TaskId::new(), request));
+        self.submit_many_with_ids::<T>(tasks).await
+    }
+
+    /// [`Host::submit_many`] with ids chosen by the caller (a known id
+    /// fails that task with [`Error::AlreadyExists`]).
+    ///
+    /// # Errors
+    /// As [`Host::submit_many`].
+    pub async fn submit_many_with_ids<T: Task>(
+        &self,
+        tasks: impl IntoIterator<Item = (TaskId, T::Request)>,
+    ) -> Result<Vec<Result<TaskHandle<T>>>> {
+        let task = self.registered::<T>()?;
+        let definition = T::definition();
+        let has_api_steps = definition.steps.first().is_some_and(|s| s.host == StepHost::Api);
+        if has_api_steps || !definition.has_worker_steps() {
+            let submits =
+                futures::stream::iter(tasks).map(|(task_id, request)| self.submit_with_id::<T>(task_id, request));
+            return Ok(submits.buffered(API_STEP_CONCURRENCY).collect().await);
+        }
+        let rt = &*self.inner.rt;
+        let local_worker = self.inner.mode == Mode::InProcess && self.inner.runs_workers;
+        let queue = definition.queue;
+
+        // Record each task's first progress.
+        let mut firsts = Vec::new();
+        let mut progress = Vec::new();
+        for (task_id, request) in tasks {
+            let span = rt.submit_span(definition, task_id);
+            let trace = rt.begin_trace(&span, None);
+            let (first, submitted) = submitted_progress(definition, task_id, None, None, &trace);
+            progress.push(first);
+            firsts.push((request, submitted, trace));
+        }
+        let initialised = rt.infra.progress.init_many(&progress).await;
+        let mut results: Vec<Result<TaskHandle<T>>> = Vec::with_capacity(firsts.len());
+        let mut pending = Vec::new();
+        let mut traces = Vec::new();
+        let mut states = Vec::new();
+        for (((request, submitted, trace), first), initialised) in firsts.into_iter().zip(progress).zip(initialised) {
+            if let Err(error) = initialised {
+                results.push(Err(error));
+                continue;
+            }
+            self.told_submitted(definition, &submitted);
+            let (slot, _) = rt.register(first.task_id);
+            let run = SagaRun::new(
+                rt,
+                &*task,
+                first_snapshot::<T>(request, first),
+                Arc::clone(slot.control()),
+                0,
+            );
+            run.recorder().keep_submitted();
+            run.recorder().begin_settlement(EventKind::HandedOff { queue });
+            match run.state_to_save() {
+                Ok(state) => {
+                    states.push((run.task_id(), state));
+                    traces.push(trace);
+                    pending.push((results.len(), Pending { run, slot }));
+                    results.push(Err(Error::invalid("submit_many", "not handed over")));
+                }
+                Err(halted) => results.push(Err(halted.cause)),
+            }
+        }
+
+        // Save their states; publish those saved.
+        let payloads: Vec<_> = states.iter().map(|(_, state)| state.payload.clone()).collect();
+        let saved = rt.infra.state.save_many(states).await;
+        let mut publishing = Vec::new();
+        let mut messages = Vec::new();
+        for ((((index, mut task), saved), payload), trace) in pending.into_iter().zip(saved).zip(payloads).zip(traces) {
+            if let Err(error) = saved {
+                let halted = task.run.unsaved(error);
+                results[index] = Err(halted.cause);
+                continue;
+            }
+            if local_worker {
+                task.slot.leave_for_worker();
+            }
+            let message =
+                QueueMessage::new(task.run.task_id(), definition.name, payload).with_trace_parent(Some(trace));
+            messages.push(message);
+            publishing.push((index, task));
+        }
+        let published = rt.infra.publisher.publish_many(queue, messages).await;
+
+        // Show the published ones queued; compensate the others.
+        let mut queued: Vec<TaskProgress> = Vec::new();
+        let mut handed_over = Vec::new();
+        for ((index, mut task), published) in publishing.into_iter().zip(published) {
+            match published {
+                Ok(()) => {
+                    queued.extend(task.run.recorder().settled_for_batch());
+                    handed_over.push((index, task));
+                }
+                Err(error) => {
+                    task.run.recorder().settled(false).await;
+                    task.slot.take_back();
+                    let why = format!("handing the task to the workers failed: {error}");
+                    task.run.abandon(why).await;
+                    results[index] = Err(error);
+                }
+            }
+        }
+        for (snapshot, written) in queued.iter().zip(rt.infra.progress.update_many(&queued).await) {
+            if let Err(error) = written {
+                // As any progress write: the next one carries the change.
+                tracing::warn!(task_id = %snapshot.task_id, %error, "could not write progress");
+            }
+        }
+        for (index, task) in handed_over {
+            results[index] = Ok(TaskHandle::new(self.clone(), task.run.task_id()));
+            if !local_worker {
+                let task_id = task.run.task_id();
+                drop(task);
+                rt.remove_scratch(task_id).await;
+            }
+        }
+        Ok(results)
+    }
+}
