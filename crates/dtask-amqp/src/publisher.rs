@@ -93,10 +93,31 @@ async fn attempt(
     properties: &BasicProperties,
     body: &Bytes,
 ) -> Result<(), Failure> {
+    let sent = send(supervisor, session, queue, name, properties, body).await?;
+    confirmed(session, queue, sent).await
+}
+
+/// A message sent, its confirmation awaited until `deadline`.
+struct Sent {
+    confirm: Confirm,
+    deadline: Instant,
+    timeout: std::time::Duration,
+}
+
+/// Declares `queue`'s topology and sends the message, without waiting for
+/// its confirmation. The attempt's deadline covers declaring and sending
+/// too: a connection blocked by the broker (memory or disk alarm) holds
+/// the message back, and a connection that broke under a request may
+/// never answer it.
+async fn send(
+    supervisor: &Supervisor,
+    session: &Session,
+    queue: &str,
+    name: &ShortString,
+    properties: &BasicProperties,
+    body: &Bytes,
+) -> Result<Sent, Failure> {
     let config = supervisor.config();
-    // The timeout covers declaring and sending too: a connection blocked by
-    // the broker (memory or disk alarm) holds the message back, and a
-    // connection that broke under a request may never answer it.
     let timeout = config.confirm_timeout;
     let deadline = deadline_after(timeout);
     let timed_out = || Failure::Fatal(timed_out_error(queue, timeout));
@@ -119,12 +140,25 @@ async fn attempt(
         ..BasicPublishOptions::default()
     };
     let sending = channel.basic_publish(ShortString::from(""), name.clone(), options, body, properties.clone());
-    let confirm = match tokio::time::timeout_at(deadline, sending).await {
-        Ok(Ok(confirm)) => confirm,
-        Ok(Err(error)) => return Err(Failure::Broken(client(error))),
-        Err(_) => return Err(timed_out()),
-    };
-    match tokio::time::timeout_at(deadline, Confirm(Some(confirm))).await {
+    match tokio::time::timeout_at(deadline, sending).await {
+        Ok(Ok(confirm)) => Ok(Sent {
+            confirm: Confirm(Some(confirm)),
+            deadline,
+            timeout,
+        }),
+        Ok(Err(error)) => Err(Failure::Broken(client(error))),
+        Err(_) => Err(timed_out()),
+    }
+}
+
+/// Waits for the broker's confirmation of a message [`send`] sent.
+async fn confirmed(session: &Session, queue: &str, sent: Sent) -> Result<(), Failure> {
+    let Sent {
+        confirm,
+        deadline,
+        timeout,
+    } = sent;
+    match tokio::time::timeout_at(deadline, confirm).await {
         Ok(Ok(Confirmation::Ack(None))) => Ok(()),
         Ok(Ok(Confirmation::Ack(Some(_)))) => Err(Failure::Unroutable),
         Ok(Ok(Confirmation::Nack(_))) => Err(Failure::Fatal(
@@ -142,8 +176,52 @@ async fn attempt(
         Ok(Err(error)) => Err(Failure::Broken(client(error))),
         // A connection lost before the confirmation: send it again.
         Err(_) if !session.is_connected() => Err(Failure::Broken(timed_out_error(queue, timeout))),
-        Err(_) => Err(timed_out()),
+        Err(_) => Err(Failure::Fatal(timed_out_error(queue, timeout))),
     }
+}
+
+/// Publishes `messages` to `queue`: sends them all, in order, then waits
+/// for their confirmations together, so the batch costs one round trip to
+/// the broker. A message the broker refused is that message's error; one
+/// that could not be sent or confirmed that way (a connection that broke,
+/// a queue deleted meanwhile) is published again on its own, as
+/// [`publish`] does.
+pub(crate) async fn publish_many(supervisor: &Supervisor, queue: &str, messages: &[QueueMessage]) -> Vec<Result<()>> {
+    let mut outcomes: Vec<Option<Result<()>>> = Vec::with_capacity(messages.len());
+    let deadline = deadline_after(supervisor.config().reconnect_timeout);
+    if let (Ok(name), Ok(session)) = (topology::queue_name(queue), supervisor.session(deadline).await) {
+        let mut sent = Vec::with_capacity(messages.len());
+        for message in messages {
+            sent.push(match message::encode(message) {
+                Ok((properties, body)) => Some(send(supervisor, &session, queue, &name, &properties, &body).await),
+                // Refused again, with its reason, below.
+                Err(_) => None,
+            });
+        }
+        let confirmations = sent.into_iter().map(|sent| async {
+            match sent {
+                Some(Ok(sent)) => Some(confirmed(&session, queue, sent).await),
+                Some(Err(failure)) => Some(Err(failure)),
+                None => None,
+            }
+        });
+        for confirmation in futures::future::join_all(confirmations).await {
+            outcomes.push(match confirmation {
+                Some(Ok(())) => Some(Ok(())),
+                Some(Err(Failure::Fatal(error))) => Some(Err(error)),
+                Some(Err(Failure::Broken(_) | Failure::Unroutable)) | None => None,
+            });
+        }
+    }
+    outcomes.resize_with(messages.len(), || None);
+    let mut results = Vec::with_capacity(messages.len());
+    for (message, outcome) in messages.iter().zip(outcomes) {
+        results.push(match outcome {
+            Some(result) => result,
+            None => publish(supervisor, queue, message).await,
+        });
+    }
+    results
 }
 
 fn timed_out_error(queue: &str, timeout: std::time::Duration) -> Error {

@@ -183,6 +183,13 @@ impl QueuePublisher for AmqpQueue {
         publisher::publish(&self.supervisor, queue, &message).await
     }
 
+    /// Sends every message, in order, then waits for their confirmations
+    /// together; a message that could not go that way is published on its
+    /// own, as [`publish`](Self::publish) does.
+    async fn publish_many(&self, queue: &str, messages: Vec<QueueMessage>) -> Vec<Result<()>> {
+        publisher::publish_many(&self.supervisor, queue, &messages).await
+    }
+
     /// As [`AmqpQueue::ping`].
     async fn ping(&self) -> Result<()> {
         AmqpQueue::ping(self).await

@@ -81,7 +81,20 @@ async fn publishing_and_consuming_survive_a_broker_restart() {
         text.contains("RabbitMQ at") && text.contains("is unreachable"),
         "{text}"
     );
+    // A batch published meanwhile waits for the reconnection too.
+    let batch: Vec<_> = (10..15).map(message).collect();
+    let publishing = tokio::spawn({
+        let (amqp, queue, batch) = (amqp.clone(), queue.clone(), batch.clone());
+        async move { amqp.publish_many(&queue, batch).await }
+    });
     stopped.start().await;
+    let published = within("the batch published across the restart", publishing)
+        .await
+        .unwrap();
+    assert_eq!(published.len(), batch.len());
+    for result in published {
+        result.expect("a message of the batch published after the restart");
+    }
 
     // Acking on the lost channel fails harmlessly: the message comes back.
     let error = held.ack().await.expect_err("an ack on a lost channel succeeded");
@@ -93,15 +106,20 @@ async fn publishing_and_consuming_survive_a_broker_restart() {
         .await
         .expect("publish after the restart");
 
-    // The same stream delivers both: the first again, and the second.
+    // The same stream delivers them all: the first again, the batch and the
+    // second.
+    let expected: Vec<_> = [first.id, second.id]
+        .into_iter()
+        .chain(batch.iter().map(|m| m.id))
+        .collect();
     let mut counts = HashMap::new();
-    while counts.len() < 2 {
+    while counts.len() < expected.len() {
         let delivery = within("a delivery after the restart", stream.next())
             .await
             .unwrap()
             .unwrap();
         let id = delivery.message().id;
-        assert!(id == first.id || id == second.id, "a foreign message");
+        assert!(expected.contains(&id), "a foreign message");
         assert!(
             counts.insert(id, delivery.delivery_count()).is_none(),
             "delivered twice"
