@@ -28,6 +28,14 @@ fn items(n: usize) -> Vec<String> {
     (0..n).map(|i| format!("item-{i}")).collect()
 }
 
+/// Submits one order per item with `submit_many`; one result per item.
+async fn submit_orders(host: &Host, items: &[String]) -> Vec<dtask::Result<TaskHandle<PlaceOrder>>> {
+    let orders = items.iter().map(|item| order(item));
+    host.submit_many::<PlaceOrder>(orders)
+        .await
+        .expect("PlaceOrder is registered")
+}
+
 fn api(infra: &Infrastructure) -> Host {
     Host::builder()
         .mode(Mode::Distributed)
@@ -61,10 +69,7 @@ async fn completes(handle: &TaskHandle<PlaceOrder>, item: &str) {
 async fn every_task_of_a_batch_completes_in_process() {
     let host = Host::builder().register(PlaceOrder::default()).build().unwrap();
     let items = items(40);
-    let results = host
-        .submit_many::<PlaceOrder>(items.iter().map(|item| order(item)))
-        .await
-        .unwrap();
+    let results = submit_orders(&host, &items).await;
     assert_eq!(results.len(), items.len());
     for (result, item) in results.iter().zip(&items) {
         completes(result.as_ref().expect("handed over"), item).await;
@@ -76,9 +81,7 @@ async fn a_batch_is_saved_and_shown_queued_before_a_worker_takes_it() {
     let infra = shared_infrastructure();
     let api = api(&infra);
     let items = items(5);
-    let handles: Vec<TaskHandle<PlaceOrder>> = (api.submit_many::<PlaceOrder>(items.iter().map(|item| order(item))))
-        .await
-        .unwrap()
+    let handles: Vec<TaskHandle<PlaceOrder>> = (submit_orders(&api, &items).await)
         .into_iter()
         .map(|result| result.expect("handed over"))
         .collect();
@@ -127,10 +130,7 @@ async fn a_task_whose_publish_fails_is_compensated_and_the_others_go_on() {
     infra.consumer = Arc::new(queue.clone());
     let api = api(&infra);
     let items = items(3);
-    let results = api
-        .submit_many::<PlaceOrder>(items.iter().map(|item| order(item)))
-        .await
-        .unwrap();
+    let results = submit_orders(&api, &items).await;
     assert!(results[1].is_err(), "the refused publish is the second task's");
 
     let query = ProgressQuery {
@@ -197,10 +197,7 @@ async fn a_task_whose_state_cannot_be_saved_is_not_published() {
     });
     let api = api(&infra);
     let items = items(3);
-    let results = api
-        .submit_many::<PlaceOrder>(items.iter().map(|item| order(item)))
-        .await
-        .unwrap();
+    let results = submit_orders(&api, &items).await;
     let error = results[0].as_ref().expect_err("its save failed");
     assert!(error.to_string().contains("down"), "{error}");
 
@@ -229,10 +226,7 @@ async fn a_batch_on_redis_streams_completes() {
     let journal = Journal::default();
     let _worker = worker(&worker_infra, &journal);
     let items = items(200);
-    let results = api
-        .submit_many::<PlaceOrder>(items.iter().map(|item| order(item)))
-        .await
-        .unwrap();
+    let results = submit_orders(&api, &items).await;
     for (result, item) in results.iter().zip(&items) {
         completes(result.as_ref().expect("handed over"), item).await;
     }

@@ -141,3 +141,78 @@ async fn a_dropped_host_stops_following_the_feed() {
         .await
         .expect("the follower drops its feed");
 }
+
+/// A tracker whose next `failures` reads fail.
+#[derive(Debug)]
+struct FailingReads {
+    inner: crate::memory::MemoryProgressTracker,
+    failures: std::sync::atomic::AtomicU32,
+}
+
+#[async_trait]
+impl crate::infra::ProgressTracker for FailingReads {
+    async fn init(&self, progress: &TaskProgress) -> Result<()> {
+        self.inner.init(progress).await
+    }
+
+    async fn update(&self, progress: &TaskProgress) -> Result<()> {
+        self.inner.update(progress).await
+    }
+
+    async fn complete(&self, progress: &TaskProgress) -> Result<()> {
+        self.inner.complete(progress).await
+    }
+
+    async fn get(&self, task_id: TaskId) -> Result<Option<TaskProgress>> {
+        let failing = (self.failures).fetch_update(
+            std::sync::atomic::Ordering::SeqCst,
+            std::sync::atomic::Ordering::SeqCst,
+            |n| n.checked_sub(1),
+        );
+        if failing.is_ok() {
+            return Err(Error::backend("tracker", "read failed"));
+        }
+        self.inner.get(task_id).await
+    }
+
+    async fn stream(&self, task_id: TaskId) -> Result<crate::infra::ProgressStream> {
+        self.inner.stream(task_id).await
+    }
+
+    async fn request_cancellation(&self, task_id: TaskId) -> Result<TaskProgress> {
+        self.inner.request_cancellation(task_id).await
+    }
+
+    async fn list(&self, query: &crate::infra::ProgressQuery) -> Result<crate::infra::ProgressPage> {
+        self.inner.list(query).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flag_that_cannot_be_read_after_a_gap_is_read_again() {
+    let feed = Arc::new(ScriptedFeed::default());
+    let tracker = Arc::new(FailingReads {
+        inner: crate::memory::MemoryProgressTracker::new(),
+        failures: std::sync::atomic::AtomicU32::new(0),
+    });
+    let mut shared = shared();
+    shared.infra.progress = tracker.clone();
+    shared.infra.cancellations = Some(Arc::new(Arc::clone(&feed)));
+    let api = api(&shared);
+    let task = Gated::new(Slow::UntilCancelled);
+    let _worker = worker(&shared, task.clone(), Duration::from_secs(5));
+    feed.reading.notified().await;
+    let handle = api.submit::<Gated>(()).await.unwrap();
+    task.started.notified().await;
+
+    request(&shared, &handle).await;
+    // The read after the gap fails: the flag is read again later.
+    tracker.failures.store(1, std::sync::atomic::Ordering::SeqCst);
+    feed.tell(CancellationNotice::Gap);
+    cancelled(&handle).await;
+    assert_eq!(
+        tracker.failures.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "the first read failed"
+    );
+}

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 
+use crate::id::TaskId;
 use crate::infra::{CancellationFeed, CancellationNotice};
 use crate::kernel::{Runtime, StopReason};
 
@@ -67,7 +68,7 @@ async fn follow_until_dropped(rt: &Weak<Runtime>, feed: &dyn CancellationFeed) {
 }
 
 /// Stops `task_id`'s run in this host, if one runs here.
-fn stop(rt: &Runtime, task_id: crate::id::TaskId) {
+fn stop(rt: &Runtime, task_id: TaskId) {
     if let Some(control) = rt.local_control(task_id) {
         tracing::debug!(%task_id, "cancellation requested: stopping the run");
         control.stop(StopReason::Cancelled);
@@ -75,15 +76,41 @@ fn stop(rt: &Runtime, task_id: crate::id::TaskId) {
 }
 
 /// Reads the cancellation flag of every task running here again, after
-/// notices may have been missed.
-async fn recheck(rt: &Runtime) {
-    for task_id in rt.running_ids() {
+/// notices may have been missed. The tasks whose flag could not be read
+/// are read again in the background, with a capped backoff, for as long as
+/// they run here.
+async fn recheck(rt: &Arc<Runtime>) {
+    let unread = read_flags(rt, rt.running_ids()).await;
+    if !unread.is_empty() {
+        tokio::spawn(read_until_known(Arc::downgrade(rt), unread));
+    }
+}
+
+/// Stops each of `tasks` whose flag says it was asked to cancel; returns
+/// those whose flag could not be read.
+async fn read_flags(rt: &Runtime, tasks: Vec<TaskId>) -> Vec<TaskId> {
+    let mut unread = Vec::new();
+    for task_id in tasks {
         match rt.infra.progress.get(task_id).await {
             Ok(Some(progress)) if progress.cancel_requested => stop(rt, task_id),
             Ok(_) => {}
             Err(error) => {
-                tracing::warn!(%task_id, %error, "cannot read whether the task was asked to cancel; its next delivery will");
+                tracing::warn!(%task_id, %error, "cannot read whether the task was asked to cancel; reading it again");
+                unread.push(task_id);
             }
         }
+    }
+    unread
+}
+
+async fn read_until_known(rt: Weak<Runtime>, mut unread: Vec<TaskId>) {
+    let mut pause = Duration::from_millis(200);
+    while !unread.is_empty() {
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(5));
+        let Some(rt) = rt.upgrade() else { return };
+        // Those that ended (or left) meanwhile need no answer.
+        unread.retain(|task_id| rt.local_control(*task_id).is_some());
+        unread = read_flags(&rt, unread).await;
     }
 }
