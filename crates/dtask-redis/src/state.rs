@@ -37,7 +37,8 @@ return false
 /// `{prefix}state:{task_id}` (fields `fence`, `format`, `bytes`).
 ///
 /// A save is one round trip (a script that compares the fencing token and
-/// writes); a load is one `HMGET`. Only encoded payloads can be stored: an
+/// writes), and `save_many` one for its whole batch (a pipeline); a load
+/// is one `HMGET`. Only encoded payloads can be stored: an
 /// in-memory payload is [`Error::Unsupported`] (configure a serializer).
 /// Snapshots may be given an expiry after their last save
 /// ([`RedisConfig::with_state_expiry`](crate::RedisConfig::with_state_expiry));

@@ -27,7 +27,7 @@ impl Host {
     /// [`Host::caller`].
     ///
     /// # Errors
-    /// [`Error::Invalid`] when `T` is not registered; a backend error when
+    /// [`Error::Invalid`](crate::Error::Invalid) when `T` is not registered; a backend error when
     /// the task could not be recorded or handed over. When the publish
     /// failed, its Api steps are compensated; when saving its state failed,
     /// nothing more can be recorded: the task keeps the progress last
@@ -40,7 +40,7 @@ impl Host {
     /// the task's progress while its Api steps run).
     ///
     /// # Errors
-    /// As [`Host::submit`]; [`Error::AlreadyExists`] for a known id.
+    /// As [`Host::submit`]; [`Error::AlreadyExists`](crate::Error::AlreadyExists) for a known id.
     pub async fn submit_with_id<T: Task>(&self, task_id: TaskId, request: T::Request) -> Result<TaskHandle<T>> {
         self.submit_recorded::<T>(task_id, request, None, None).await
     }

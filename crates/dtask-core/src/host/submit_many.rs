@@ -31,7 +31,8 @@ impl Host {
     /// A task with no Api step is handed over with the others: their first
     /// progress is recorded, their states saved, their messages published
     /// and their progress shown queued in one call to each backend, which
-    /// pipelines it (Redis, Redis Streams) or loops (the default). The
+    /// pipelines it (Redis, Redis Streams), awaits the broker's confirms
+    /// together (RabbitMQ) or loops (the default). The
     /// guarantees are [`Host::submit`]'s, task by task: a task whose state
     /// could not be saved is not published, and one whose publish failed
     /// is compensated. Tasks with Api steps run them here, a few at once.
@@ -104,6 +105,7 @@ impl Host {
                     states.push((run.task_id(), state));
                     traces.push(trace);
                     pending.push((results.len(), Pending { run, slot }));
+                    // Replaced below, whichever way its hand-off ends.
                     results.push(Err(Error::invalid("submit_many", "not handed over")));
                 }
                 Err(halted) => results.push(Err(halted.cause)),

@@ -61,7 +61,7 @@ pub struct KernelSettings {
     pub progress_interval: Duration,
     /// The time limit of one compensation attempt.
     pub compensation_timeout: Duration,
-    /// How long [`Host::shutdown`](super::Host::shutdown) lets the running
+    /// How long [`Host::shutdown`](crate::Host::shutdown) lets the running
     /// steps of a worker finish (their outcome is recorded, then their
     /// tasks are handed back unless they ended). When it is over, the steps
     /// still running are cancelled (their token fires), given

@@ -22,7 +22,6 @@ use dtask_core::infra::{
 use dtask_core::progress::TaskProgress;
 use dtask_core::{Error, Format, Result, TaskId};
 use futures::StreamExt;
-
 use redis::{Script, ScriptInvocation};
 
 use self::hub::{Event, Hub};
@@ -110,15 +109,18 @@ struct Inner {
 /// on the task's channel, an index sorted by creation time.
 ///
 /// `init`, `update`, `complete`, `get` and `request_cancellation` are one
-/// round trip each (a script, sent as `EVALSHA`, or an `HMGET`). Writes
+/// round trip each (a script, sent as `EVALSHA`, or an `HMGET`), and
+/// `init_many` and `update_many` one for their whole batch (a pipeline). Writes
 /// compare revisions in the script: a stale update is ignored, and once a
 /// terminal snapshot is stored the task's snapshot is final. Ended tasks
 /// expire after the progress expiry (24 hours unless configured) and are
 /// dropped from the index when listing.
 ///
 /// Each tracker holds one pub/sub connection, shared by all its streams
-/// (each task's channel is subscribed while someone follows it), and
-/// restored, with every stream re-reading its task, when it drops.
+/// (each task's channel is subscribed while someone follows it) and its
+/// [`CancellationFeed`]s (one channel every cancellation is also published
+/// on), and restored, with every stream re-reading its task and every feed
+/// told of the gap, when it drops.
 ///
 /// Clones share their connections. Built by
 /// [`RedisBackends`](crate::RedisBackends).
