@@ -314,7 +314,9 @@ impl QueuePublisher for RedisStreamsQueue {
     /// One pipeline for every message; a message the full stream refused
     /// is then published on its own, waiting as [`publish`](Self::publish)
     /// does. When the pipeline fails as a whole, each message is published
-    /// on its own, so that each gets its own result.
+    /// on its own, so that each gets its own result: one the failed
+    /// pipeline had added is then there twice, and the worker that takes
+    /// the second finds the task held or ended, as for any redelivery.
     async fn publish_many(&self, queue: &str, messages: Vec<QueueMessage>) -> Vec<Result<()>> {
         let config = &self.shared.config;
         let keys = QueueKeys::new(config, queue);

@@ -221,43 +221,32 @@ impl RedisProgressTracker {
     }
 
     /// Runs `script` once per snapshot of `progress`, in one pipeline; one
-    /// result per snapshot, as `judge` reads the script's answer. When the
-    /// pipeline fails as a whole, `one` runs for each snapshot instead, so
-    /// that each gets its own result.
-    async fn pipelined<'a, One>(
+    /// result per snapshot, as `judge` reads the script's answer.
+    ///
+    /// # Errors
+    /// The pipeline's error when it failed as a whole (some of its scripts
+    /// may have run), or a snapshot's encoding error.
+    async fn pipelined(
         &self,
         script: &Script,
-        progress: &'a [TaskProgress],
+        progress: &[TaskProgress],
         invocation: impl Fn(&TaskProgress) -> Result<ScriptInvocation<'static>>,
         judge: fn(&TaskProgress, i64) -> Result<()>,
-        one: impl Fn(&'a TaskProgress) -> One,
-    ) -> Vec<Result<()>>
-    where
-        One: Future<Output = Result<()>>,
-    {
-        let invocations: Result<Vec<_>> = progress.iter().map(invocation).collect();
-        if let Ok(invocations) = invocations {
-            let mut pipe = redis::pipe();
-            // Loaded in the same pipeline: the invocations find it even
-            // after a `SCRIPT FLUSH`.
-            pipe.load_script(script).ignore();
-            for invocation in &invocations {
-                pipe.invoke_script(invocation);
-            }
-            let answers: redis::RedisResult<Vec<i64>> = pipe.query_async(&mut self.manager()).await;
-            if let Ok(answers) = answers {
-                return progress
-                    .iter()
-                    .zip(answers)
-                    .map(|(p, answer)| judge(p, answer))
-                    .collect();
-            }
+    ) -> Result<Vec<Result<()>>> {
+        let invocations: Vec<_> = progress.iter().map(invocation).collect::<Result<_>>()?;
+        let mut pipe = redis::pipe();
+        // Loaded in the same pipeline: the invocations find it even after a
+        // `SCRIPT FLUSH`.
+        pipe.load_script(script).ignore();
+        for invocation in &invocations {
+            pipe.invoke_script(invocation);
         }
-        let mut results = Vec::with_capacity(progress.len());
-        for snapshot in progress {
-            results.push(one(snapshot).await);
-        }
-        results
+        let answers: Vec<i64> = pipe.query_async(&mut self.manager()).await.map_err(redis_error)?;
+        Ok(progress
+            .iter()
+            .zip(answers)
+            .map(|(p, answer)| judge(p, answer))
+            .collect())
     }
 }
 
@@ -300,11 +289,21 @@ impl ProgressTracker for RedisProgressTracker {
         initialised(progress, created)
     }
 
-    /// One pipeline for every snapshot.
+    /// One pipeline for every snapshot. When it fails as a whole, every
+    /// snapshot gets its error,
+    /// as one `init` would: trying them one by one could find some
+    /// recorded by the failed pipeline and call them known.
     async fn init_many(&self, progress: &[TaskProgress]) -> Vec<Result<()>> {
         let invocation = |p: &TaskProgress| self.init_invocation(p);
-        self.pipelined(&scripts::INIT, progress, invocation, initialised, |p| self.init(p))
-            .await
+        match self.pipelined(&scripts::INIT, progress, invocation, initialised).await {
+            Ok(results) => results,
+            Err(error) => {
+                let error = error.to_string();
+                (progress.iter())
+                    .map(|_| Err(Error::backend(crate::conn::BACKEND, error.clone())))
+                    .collect()
+            }
+        }
     }
 
     /// Stores `progress` unless the stored snapshot has the same or a later
@@ -313,11 +312,19 @@ impl ProgressTracker for RedisProgressTracker {
         self.record(progress).await
     }
 
-    /// One pipeline for every snapshot.
+    /// One pipeline for every snapshot. When it fails as a whole, each
+    /// snapshot is recorded on its own (a snapshot stored twice is ignored
+    /// the second time).
     async fn update_many(&self, progress: &[TaskProgress]) -> Vec<Result<()>> {
         let invocation = |p: &TaskProgress| self.update_invocation(p);
-        self.pipelined(&scripts::UPDATE, progress, invocation, recorded, |p| self.record(p))
-            .await
+        if let Ok(results) = self.pipelined(&scripts::UPDATE, progress, invocation, recorded).await {
+            return results;
+        }
+        let mut results = Vec::with_capacity(progress.len());
+        for snapshot in progress {
+            results.push(self.record(snapshot).await);
+        }
+        results
     }
 
     /// Stores the terminal `progress` (over any running snapshot, whatever
