@@ -59,7 +59,11 @@ pub(crate) async fn publish_to(
     let (mut broken, mut unroutable) = (0u32, 0u32);
     loop {
         let session = supervisor.session(deadline).await?;
-        let error = match attempt(supervisor, &session, queue, &name, properties, body).await {
+        let attempt = async {
+            let sent = send(supervisor, &session, queue, &name, properties, body).await?;
+            confirmed(&session, queue, sent).await
+        };
+        let error = match attempt.await {
             Ok(()) => return Ok(()),
             Err(Failure::Fatal(error)) => return Err(error),
             Err(Failure::Unroutable) => {
@@ -83,18 +87,6 @@ pub(crate) async fn publish_to(
         tracing::debug!(queue, %error, attempt = broken, "publishing failed; trying again");
         tokio::time::sleep(backoff(config, broken - 1).min(deadline.saturating_duration_since(Instant::now()))).await;
     }
-}
-
-async fn attempt(
-    supervisor: &Supervisor,
-    session: &Session,
-    queue: &str,
-    name: &ShortString,
-    properties: &BasicProperties,
-    body: &Bytes,
-) -> Result<(), Failure> {
-    let sent = send(supervisor, session, queue, name, properties, body).await?;
-    confirmed(session, queue, sent).await
 }
 
 /// A message sent, its confirmation awaited until `deadline`.
