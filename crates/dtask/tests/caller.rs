@@ -112,3 +112,31 @@ async fn requires_role_gates_submission_and_dead_letters_are_the_operators() {
     assert!(operator.dead_letters(10).await.unwrap().is_empty());
     host.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_batch_a_caller_submits_is_its_own_and_gated_by_role() {
+    let host = host();
+    let alice = host.caller(Principal::new("alice", ["buyer"]));
+    let bob = host.caller(Principal::new("bob", ["buyer"]));
+    let results = alice
+        .submit_many::<PlaceOrder>(["cup", "mug"].map(order))
+        .await
+        .unwrap();
+    for result in results {
+        let handle = result.expect("handed over");
+        let ended = handle.wait().await.unwrap();
+        assert_eq!(ended.progress.submitter.as_deref(), Some("alice"));
+        assert!(
+            bob.progress(handle.id()).await.unwrap().is_none(),
+            "bob sees alice's task"
+        );
+    }
+
+    let refused = alice.submit_many::<Audit>([Note::default()]).await;
+    assert!(matches!(refused, Err(Error::Forbidden { .. })), "{refused:?}");
+    let auditor = host.caller(Principal::new("carol", ["auditor"]));
+    let results = auditor.submit_many::<Audit>([Note::default()]).await.unwrap();
+    assert_eq!(results.len(), 1);
+    let ended = results[0].as_ref().unwrap().wait().await.unwrap();
+    assert_eq!(ended.progress.submitter.as_deref(), Some("carol"));
+}

@@ -124,6 +124,24 @@ impl Caller {
             .await
     }
 
+    /// [`Host::submit_many`], as the caller: each task records the caller
+    /// as its submitter.
+    ///
+    /// # Errors
+    /// As [`Caller::submit`], for the whole batch; each task's own failure
+    /// is in its result.
+    pub async fn submit_many<T: Task>(
+        &self,
+        requests: impl IntoIterator<Item = T::Request>,
+    ) -> Result<Vec<Result<TaskHandle<T>>>> {
+        self.may_submit(T::definition())?;
+        let submitter = Some(self.principal.subject().to_owned());
+        let tasks = requests.into_iter().map(|request| (TaskId::new(), request));
+        (self.host)
+            .submit_many_recorded::<T>(tasks, submitter, self.trace_parent)
+            .await
+    }
+
     /// The task's latest progress; `None` for an unknown task and for a
     /// task the caller may not see.
     ///

@@ -14,6 +14,7 @@ use crate::infra::QueueMessage;
 use crate::kernel::{ControlSlot, SagaRun};
 use crate::progress::TaskProgress;
 use crate::task::{Mode, StepHost, Task};
+use crate::trace::TraceParent;
 
 /// How many tasks with Api steps [`Host::submit_many`] submits at once.
 const API_STEP_CONCURRENCY: usize = 16;
@@ -37,6 +38,9 @@ impl Host {
     /// could not be saved is not published, and one whose publish failed
     /// is compensated. Tasks with Api steps run them here, a few at once.
     ///
+    /// The host submits as itself, as [`Host::submit`] does; on behalf of
+    /// a user, submit through [`Host::caller`].
+    ///
     /// # Errors
     /// [`Error::Invalid`] when `T` is not registered; each task's own
     /// failure is in its result.
@@ -57,12 +61,24 @@ impl Host {
         &self,
         tasks: impl IntoIterator<Item = (TaskId, T::Request)>,
     ) -> Result<Vec<Result<TaskHandle<T>>>> {
+        self.submit_many_recorded::<T>(tasks, None, None).await
+    }
+
+    /// Submits `tasks`, recording `submitter` as who submitted each (as
+    /// `submit_recorded` does one), each in a trace continuing `incoming`
+    /// when no tracing system traces its submit span.
+    pub(super) async fn submit_many_recorded<T: Task>(
+        &self,
+        tasks: impl IntoIterator<Item = (TaskId, T::Request)>,
+        submitter: Option<String>,
+        incoming: Option<TraceParent>,
+    ) -> Result<Vec<Result<TaskHandle<T>>>> {
         let task = self.registered::<T>()?;
         let definition = T::definition();
         let has_api_steps = definition.steps.first().is_some_and(|s| s.host == StepHost::Api);
         if has_api_steps || !definition.has_worker_steps() {
-            let submits =
-                futures::stream::iter(tasks).map(|(task_id, request)| self.submit_with_id::<T>(task_id, request));
+            let submits = futures::stream::iter(tasks)
+                .map(|(task_id, request)| self.submit_recorded::<T>(task_id, request, submitter.clone(), incoming));
             return Ok(submits.buffered(API_STEP_CONCURRENCY).collect().await);
         }
         let rt = &*self.inner.rt;
@@ -74,8 +90,8 @@ impl Host {
         let mut progress = Vec::new();
         for (task_id, request) in tasks {
             let span = rt.submit_span(definition, task_id);
-            let trace = rt.begin_trace(&span, None);
-            let (first, submitted) = submitted_progress(definition, task_id, None, None, &trace);
+            let trace = rt.begin_trace(&span, incoming);
+            let (first, submitted) = submitted_progress(definition, task_id, submitter.clone(), None, &trace);
             progress.push(first);
             firsts.push((request, submitted, trace));
         }
