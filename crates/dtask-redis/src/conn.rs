@@ -9,6 +9,18 @@ use dtask_core::{Error, Result};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncConnectionConfig, Client, RedisError};
 
+/// A pipeline that loads `script`, then runs each of `invocations`: loaded
+/// in the same pipeline, the invocations find it even after a
+/// `SCRIPT FLUSH`. One answer per invocation.
+pub(crate) fn script_pipeline(script: &redis::Script, invocations: &[redis::ScriptInvocation<'_>]) -> redis::Pipeline {
+    let mut pipe = redis::pipe();
+    pipe.load_script(script).ignore();
+    for invocation in invocations {
+        pipe.invoke_script(invocation);
+    }
+    pipe
+}
+
 /// The backend name in [`Error::Backend`].
 pub(crate) const BACKEND: &str = "redis";
 

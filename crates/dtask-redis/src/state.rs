@@ -11,7 +11,7 @@ use dtask_core::infra::{SagaStateStore, StoredState};
 use dtask_core::{Error, Format, Payload, Result, TaskId};
 use redis::Script;
 
-use crate::conn::{Connection, millis, redis_error};
+use crate::conn::{Connection, millis, redis_error, script_pipeline};
 
 /// Replaces the snapshot unless a larger fencing token wrote before.
 ///
@@ -150,15 +150,9 @@ impl SagaStateStore for RedisStateStore {
             .map(|(task_id, state)| self.save_invocation(*task_id, state))
             .collect();
         if let Ok(invocations) = invocations {
-            let mut pipe = redis::pipe();
-            // Loaded in the same pipeline: the invocations find it even
-            // after a `SCRIPT FLUSH`.
-            pipe.load_script(&SAVE).ignore();
-            for invocation in &invocations {
-                pipe.invoke_script(invocation);
-            }
-            let answers: redis::RedisResult<Vec<Option<String>>> =
-                pipe.query_async(&mut self.connection.manager.clone()).await;
+            let answers: redis::RedisResult<Vec<Option<String>>> = script_pipeline(&SAVE, &invocations)
+                .query_async(&mut self.connection.manager.clone())
+                .await;
             if let Ok(answers) = answers {
                 return (states.iter())
                     .zip(answers)

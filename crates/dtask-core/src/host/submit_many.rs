@@ -21,6 +21,8 @@ const API_STEP_CONCURRENCY: usize = 16;
 
 /// One task of a batch on its way to the queue.
 struct Pending<'r, T: Task> {
+    /// Its place among the batch's results.
+    index: usize,
     run: SagaRun<'r, T>,
     slot: ControlSlot<'r>,
 }
@@ -98,8 +100,8 @@ impl Host {
         let initialised = rt.infra.progress.init_many(&progress).await;
         let mut results: Vec<Result<TaskHandle<T>>> = Vec::with_capacity(firsts.len());
         let mut pending = Vec::new();
-        let mut traces = Vec::new();
         let mut states = Vec::new();
+        let mut messages = Vec::new();
         for (((request, submitted, trace), first), initialised) in firsts.into_iter().zip(progress).zip(initialised) {
             if let Err(error) = initialised {
                 results.push(Err(error));
@@ -118,9 +120,11 @@ impl Host {
             run.recorder().begin_settlement(EventKind::HandedOff { queue });
             match run.state_to_save() {
                 Ok(state) => {
+                    let message = QueueMessage::new(run.task_id(), definition.name, state.payload.clone());
+                    messages.push(message.with_trace_parent(Some(trace)));
                     states.push((run.task_id(), state));
-                    traces.push(trace);
-                    pending.push((results.len(), Pending { run, slot }));
+                    let index = results.len();
+                    pending.push(Pending { index, run, slot });
                     // Replaced below, whichever way its hand-off ends.
                     results.push(Err(Error::invalid("submit_many", "not handed over")));
                 }
@@ -129,41 +133,37 @@ impl Host {
         }
 
         // Save their states; publish those saved.
-        let payloads: Vec<_> = states.iter().map(|(_, state)| state.payload.clone()).collect();
         let saved = rt.infra.state.save_many(states).await;
         let mut publishing = Vec::new();
-        let mut messages = Vec::new();
-        for ((((index, mut task), saved), payload), trace) in pending.into_iter().zip(saved).zip(payloads).zip(traces) {
+        let mut to_publish = Vec::new();
+        for ((mut task, message), saved) in pending.into_iter().zip(messages).zip(saved) {
             if let Err(error) = saved {
-                let halted = task.run.unsaved(error);
-                results[index] = Err(halted.cause);
+                results[task.index] = Err(task.run.unsaved(error).cause);
                 continue;
             }
             if local_worker {
                 task.slot.leave_for_worker();
             }
-            let message =
-                QueueMessage::new(task.run.task_id(), definition.name, payload).with_trace_parent(Some(trace));
-            messages.push(message);
-            publishing.push((index, task));
+            to_publish.push(message);
+            publishing.push(task);
         }
-        let published = rt.infra.publisher.publish_many(queue, messages).await;
+        let published = rt.infra.publisher.publish_many(queue, to_publish).await;
 
         // Show the published ones queued; compensate the others.
         let mut queued: Vec<TaskProgress> = Vec::new();
         let mut handed_over = Vec::new();
-        for ((index, mut task), published) in publishing.into_iter().zip(published) {
+        for (mut task, published) in publishing.into_iter().zip(published) {
             match published {
                 Ok(()) => {
                     queued.extend(task.run.recorder().settled_for_batch());
-                    handed_over.push((index, task));
+                    handed_over.push(task);
                 }
                 Err(error) => {
                     task.run.recorder().settled(false).await;
                     task.slot.take_back();
                     let why = format!("handing the task to the workers failed: {error}");
                     task.run.abandon(why).await;
-                    results[index] = Err(error);
+                    results[task.index] = Err(error);
                 }
             }
         }
@@ -173,8 +173,8 @@ impl Host {
                 tracing::warn!(task_id = %snapshot.task_id, %error, "could not write progress");
             }
         }
-        for (index, task) in handed_over {
-            results[index] = Ok(TaskHandle::new(self.clone(), task.run.task_id()));
+        for task in handed_over {
+            results[task.index] = Ok(TaskHandle::new(self.clone(), task.run.task_id()));
             if !local_worker {
                 let task_id = task.run.task_id();
                 drop(task);

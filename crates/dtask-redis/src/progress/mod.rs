@@ -25,7 +25,7 @@ use futures::StreamExt;
 use redis::{Script, ScriptInvocation};
 
 use self::hub::{Event, Hub};
-use crate::conn::{Connection, Timeouts, millis, redis_error};
+use crate::conn::{Connection, Timeouts, millis, redis_error, script_pipeline};
 
 /// The tracker's key names.
 #[derive(Debug, Clone)]
@@ -234,14 +234,10 @@ impl RedisProgressTracker {
         judge: fn(&TaskProgress, i64) -> Result<()>,
     ) -> Result<Vec<Result<()>>> {
         let invocations: Vec<_> = progress.iter().map(invocation).collect::<Result<_>>()?;
-        let mut pipe = redis::pipe();
-        // Loaded in the same pipeline: the invocations find it even after a
-        // `SCRIPT FLUSH`.
-        pipe.load_script(script).ignore();
-        for invocation in &invocations {
-            pipe.invoke_script(invocation);
-        }
-        let answers: Vec<i64> = pipe.query_async(&mut self.manager()).await.map_err(redis_error)?;
+        let answers: Vec<i64> = (script_pipeline(script, &invocations)
+            .query_async(&mut self.manager())
+            .await)
+            .map_err(redis_error)?;
         Ok(progress
             .iter()
             .zip(answers)
