@@ -32,6 +32,15 @@ pub struct AmqpConfig {
     /// The AMQP URL, e.g. `amqp://guest:guest@127.0.0.1:5672/%2f` (the vhost
     /// `/` is written `%2f`).
     pub url: String,
+    /// The other nodes of the same RabbitMQ cluster, tried after
+    /// [`url`](Self::url) when it cannot be reached. After losing the
+    /// connection to one node, the queue reconnects to the next one in the
+    /// list (round and round), so a stopped node costs one reconnection.
+    /// Empty by default.
+    ///
+    /// Queues are quorum queues, replicated on the cluster's nodes: a
+    /// message the broker confirmed survives the loss of a minority of them.
+    pub failover_urls: Vec<String>,
     /// How many unacknowledged deliveries each consumer stream may hold
     /// (`basic.qos`). Default 16.
     pub prefetch: u16,
@@ -65,6 +74,7 @@ impl AmqpConfig {
     pub fn new(url: impl Into<String>) -> Self {
         Self {
             url: url.into(),
+            failover_urls: Vec::new(),
             prefetch: 16,
             max_deliveries: 5,
             connection_name: "dtask".into(),
@@ -74,6 +84,48 @@ impl AmqpConfig {
             reconnect_timeout: Duration::from_secs(30),
             confirm_timeout: Duration::from_secs(10),
         }
+    }
+
+    /// A cluster: the first of `urls` becomes [`url`](Self::url), the others
+    /// [`failover_urls`](Self::failover_urls). `None` when `urls` is empty.
+    ///
+    /// ```
+    /// use dtask_amqp::AmqpConfig;
+    ///
+    /// let config = AmqpConfig::cluster([
+    ///     "amqp://app:secret@rabbit-1:5672/%2f",
+    ///     "amqp://app:secret@rabbit-2:5672/%2f",
+    ///     "amqp://app:secret@rabbit-3:5672/%2f",
+    /// ])
+    /// .expect("three nodes");
+    /// assert_eq!(config.failover_urls.len(), 2);
+    /// ```
+    pub fn cluster<I, S>(urls: I) -> Option<Self>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let mut urls = urls.into_iter().map(Into::into);
+        let mut config = Self::new(urls.next()?);
+        config.failover_urls = urls.collect();
+        Some(config)
+    }
+
+    /// Sets [`failover_urls`](Self::failover_urls).
+    #[must_use]
+    pub fn with_failover_urls<I, S>(mut self, urls: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.failover_urls = urls.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Every node's URL: [`url`](Self::url), then
+    /// [`failover_urls`](Self::failover_urls).
+    pub fn urls(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.url.as_str()).chain(self.failover_urls.iter().map(String::as_str))
     }
 
     /// Sets [`prefetch`](Self::prefetch) (at least 1 is used).
@@ -128,9 +180,13 @@ impl AmqpConfig {
     }
 
     /// The URL with its password replaced by `***`, fit for logs and error
-    /// messages.
+    /// messages; with [`failover_urls`](Self::failover_urls), every node's,
+    /// comma-separated.
     pub fn redacted_url(&self) -> String {
-        dtask_core::infra::redact_url(&self.url)
+        self.urls()
+            .map(dtask_core::infra::redact_url)
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 
@@ -138,7 +194,7 @@ impl std::fmt::Debug for AmqpConfig {
     /// The URL shows with its password redacted.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AmqpConfig")
-            .field("url", &self.redacted_url())
+            .field("urls", &self.redacted_url())
             .field("prefetch", &self.prefetch)
             .field("max_deliveries", &self.max_deliveries)
             .field("connection_name", &self.connection_name)
@@ -184,6 +240,22 @@ mod tests {
         let shown = format!("{:?}", AmqpConfig::new("amqp://app:s3cr3t@broker:5672/%2f"));
         assert!(shown.contains("amqp://app:***@broker:5672/%2f"), "{shown}");
         assert!(!shown.contains("s3cr3t"), "{shown}");
+    }
+
+    #[test]
+    fn a_cluster_lists_every_node_and_hides_every_password() {
+        assert!(AmqpConfig::cluster(Vec::<String>::new()).is_none());
+        let config = AmqpConfig::cluster(["amqp://a:pw1@one:5672/%2f", "amqp://b:pw2@two:5672/%2f"]).unwrap();
+        assert_eq!(
+            config.urls().collect::<Vec<_>>(),
+            ["amqp://a:pw1@one:5672/%2f", "amqp://b:pw2@two:5672/%2f"]
+        );
+        let shown = format!("{config:?}");
+        assert!(
+            shown.contains("amqp://a:***@one:5672/%2f, amqp://b:***@two:5672/%2f"),
+            "{shown}"
+        );
+        assert!(!shown.contains("pw1") && !shown.contains("pw2"), "{shown}");
     }
 
     #[test]

@@ -16,7 +16,7 @@ pub enum AmqpError {
     /// The first connection to the broker failed.
     #[error("cannot connect to RabbitMQ at {url}: {source}")]
     Connect {
-        /// The URL, password redacted.
+        /// The URL (every node's, comma-separated), passwords redacted.
         url: String,
         /// The client's error.
         #[source]
@@ -25,7 +25,7 @@ pub enum AmqpError {
     /// The first connection to the broker did not complete in time.
     #[error("cannot connect to RabbitMQ at {url}: no answer after {timeout:?}")]
     ConnectTimeout {
-        /// The URL, password redacted.
+        /// The URL (every node's, comma-separated), passwords redacted.
         url: String,
         /// How long it waited.
         timeout: Duration,
@@ -33,7 +33,7 @@ pub enum AmqpError {
     /// The connection was lost and did not come back in time.
     #[error("RabbitMQ at {url} is unreachable (waited {waited:?} for a reconnection): {last_error}")]
     Disconnected {
-        /// The URL, password redacted.
+        /// The URL (every node's, comma-separated), passwords redacted.
         url: String,
         /// How long it waited.
         waited: Duration,

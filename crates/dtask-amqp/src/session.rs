@@ -18,6 +18,8 @@ use crate::topology;
 pub(crate) struct Session {
     /// Counts connections: 1 for the first, 2 after a reconnection...
     pub(crate) generation: u64,
+    /// Which node of [`AmqpConfig::urls`] this connection goes to.
+    pub(crate) node: usize,
     pub(crate) connection: Connection,
     /// The channel every publish goes through, in confirm mode. lapin
     /// channels are safe to share: publishes pipeline on it, each with its
@@ -30,13 +32,16 @@ pub(crate) struct Session {
 }
 
 impl Session {
-    /// Connects to the broker and opens the publisher channel.
-    pub(crate) async fn open(config: &AmqpConfig, generation: u64) -> lapin::Result<Self> {
+    /// Connects to `node` of [`AmqpConfig::urls`] and opens the publisher
+    /// channel.
+    pub(crate) async fn open(config: &AmqpConfig, node: usize, generation: u64) -> lapin::Result<Self> {
         let properties = ConnectionProperties::default().with_connection_name(config.connection_name.clone().into());
-        let connection = Connection::connect(&config.url, properties).await?;
+        let url = config.urls().nth(node).unwrap_or(&config.url);
+        let connection = Connection::connect(url, properties).await?;
         let publisher = publisher_channel(&connection).await?;
         Ok(Self {
             generation,
+            node,
             connection,
             publisher: RwLock::new(Arc::new(publisher)),
             reopening: tokio::sync::Mutex::new(()),

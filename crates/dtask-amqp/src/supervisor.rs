@@ -36,10 +36,18 @@ pub(crate) enum Link {
 /// What the supervisor task and its users share.
 pub(crate) struct Shared {
     pub(crate) config: AmqpConfig,
-    /// The URL, password redacted.
+    /// Every node's URL, passwords redacted.
     pub(crate) url: String,
     link: watch::Sender<Link>,
     nudge: Notify,
+}
+
+impl Shared {
+    /// The URL of `node` of [`AmqpConfig::urls`], password redacted.
+    fn node_url(&self, node: usize) -> String {
+        let url = self.config.urls().nth(node).unwrap_or(&self.config.url);
+        dtask_core::infra::redact_url(url)
+    }
 }
 
 /// Owns the connection through its background task, which ends when the
@@ -51,20 +59,41 @@ pub(crate) struct Supervisor {
 }
 
 impl Supervisor {
-    /// Connects once, failing within [`AmqpConfig::connect_timeout`], then
-    /// supervises the connection.
+    /// Connects to the first node of [`AmqpConfig::urls`] that answers,
+    /// giving each [`AmqpConfig::connect_timeout`], then supervises the
+    /// connection.
     ///
     /// # Errors
-    /// [`AmqpError::Connect`] or [`AmqpError::ConnectTimeout`].
+    /// [`AmqpError::Connect`] or [`AmqpError::ConnectTimeout`]: the last
+    /// node's failure, when none answered.
     pub(crate) async fn start(config: AmqpConfig) -> Result<Self> {
         let url = config.redacted_url();
-        let session = match tokio::time::timeout(config.connect_timeout, Session::open(&config, 1)).await {
-            Ok(Ok(session)) => session,
-            Ok(Err(source)) => return Err(AmqpError::Connect { url, source }.into()),
-            Err(_) => {
-                let timeout = config.connect_timeout;
-                return Err(AmqpError::ConnectTimeout { url, timeout }.into());
+        let mut failure = None;
+        let mut connected = None;
+        for node in 0..config.urls().count() {
+            match tokio::time::timeout(config.connect_timeout, Session::open(&config, node, 1)).await {
+                Ok(Ok(session)) => {
+                    connected = Some(session);
+                    break;
+                }
+                Ok(Err(source)) => {
+                    failure = Some(AmqpError::Connect {
+                        url: url.clone(),
+                        source,
+                    })
+                }
+                Err(_) => {
+                    let timeout = config.connect_timeout;
+                    failure = Some(AmqpError::ConnectTimeout {
+                        url: url.clone(),
+                        timeout,
+                    });
+                }
             }
+        }
+        let Some(session) = connected else {
+            let timeout = config.connect_timeout;
+            return Err(failure.unwrap_or(AmqpError::ConnectTimeout { url, timeout }).into());
         };
         let (link, _) = watch::channel(Link::Up(Arc::new(session)));
         let shared = Arc::new(Shared {
@@ -166,15 +195,16 @@ async fn supervise(shared: Arc<Shared>) {
         let Link::Up(session) = shared.link.borrow().clone() else {
             // Only this task ever publishes `Down`, and it always ends with
             // `Up`; kept total for safety.
-            reconnect(&shared, 0).await;
+            reconnect(&shared, 0, 0).await;
             continue;
         };
         until_lost(&shared, &session).await;
-        tracing::warn!(url = %shared.url, "lost the connection to RabbitMQ; reconnecting");
+        let node = shared.node_url(session.node);
+        tracing::warn!(%node, "lost the connection to RabbitMQ; reconnecting");
         shared.link.send_replace(Link::Down("the connection was lost".into()));
-        let generation = session.generation;
+        let (generation, lost) = (session.generation, session.node);
         drop(session);
-        reconnect(&shared, generation).await;
+        reconnect(&shared, generation, lost + 1).await;
     }
 }
 
@@ -205,22 +235,31 @@ async fn next_event<S: futures::Stream<Item = lapin::Event> + Unpin>(events: &mu
 
 /// Connects again, pausing with backoff between attempts, and publishes the
 /// new session. Returns only once connected.
-async fn reconnect(shared: &Shared, generation: u64) {
+///
+/// The attempts go round the nodes of [`AmqpConfig::urls`], starting with
+/// `first_node` (taken modulo their number): after losing a node of a
+/// cluster, the first attempt goes to the next one.
+async fn reconnect(shared: &Shared, generation: u64, first_node: usize) {
     let config = &shared.config;
+    let nodes = config.urls().count();
     let mut attempt = 0u32;
+    let mut node = first_node % nodes;
     loop {
         tokio::time::sleep(backoff(config, attempt)).await;
         attempt = attempt.saturating_add(1);
-        let error = match tokio::time::timeout(config.connect_timeout, Session::open(config, generation + 1)).await {
+        let opening = Session::open(config, node, generation + 1);
+        let error = match tokio::time::timeout(config.connect_timeout, opening).await {
             Ok(Ok(session)) => {
-                tracing::info!(url = %shared.url, attempt, "reconnected to RabbitMQ");
+                tracing::info!(node = %shared.node_url(node), attempt, "reconnected to RabbitMQ");
                 shared.link.send_replace(Link::Up(Arc::new(session)));
                 return;
             }
             Ok(Err(error)) => error.to_string(),
             Err(_) => format!("no answer after {:?}", config.connect_timeout),
         };
-        tracing::warn!(url = %shared.url, attempt, %error, "reconnecting to RabbitMQ failed");
-        shared.link.send_replace(Link::Down(error.into()));
+        let url = shared.node_url(node);
+        tracing::warn!(node = %url, attempt, %error, "reconnecting to RabbitMQ failed");
+        shared.link.send_replace(Link::Down(format!("{url}: {error}").into()));
+        node = (node + 1) % nodes;
     }
 }

@@ -148,6 +148,24 @@ impl DistributedOptions {
     #[must_use]
     pub fn amqp_url(mut self, url: impl Into<String>) -> Self {
         self.amqp.url = url.into();
+        self.amqp.failover_urls.clear();
+        self
+    }
+
+    /// The URLs of a RabbitMQ cluster's nodes: the queue connects to the
+    /// first that answers and fails over to the others (see
+    /// [`AmqpConfig::failover_urls`]). An empty list changes nothing.
+    #[must_use]
+    pub fn amqp_urls<I, S>(mut self, urls: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let mut urls = urls.into_iter().map(Into::into);
+        if let Some(first) = urls.next() {
+            self.amqp.url = first;
+            self.amqp.failover_urls = urls.collect();
+        }
         self
     }
 

@@ -89,13 +89,15 @@ pub(crate) struct DeployArgs {
         hide_env_values = true
     )]
     database_url: String,
-    /// The RabbitMQ URL.
+    /// The RabbitMQ URL; several, comma-separated, are the nodes of one
+    /// cluster, tried in turn.
     #[arg(
         long,
         env = "DTASK_AMQP_URL",
-        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
+        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f",
+        value_delimiter = ','
     )]
-    amqp_url: String,
+    amqp_url: Vec<String>,
     /// The Redis URL; several, comma-separated, form a RedLock quorum.
     #[arg(
         long,
@@ -204,7 +206,7 @@ impl DeployArgs {
             StoreArg::Postgres => StoreKind::Postgres,
         };
         let mut options = DistributedOptions::new(queue)
-            .amqp_url(self.amqp_url.clone())
+            .amqp_urls(self.amqp_url.clone())
             .redis_urls(self.redis_url.clone())
             .store(store)
             .database_url(self.database_url.clone())
