@@ -20,7 +20,7 @@ use crate::supervisor::Supervisor;
 use crate::{message, topology};
 
 /// How many times one publish is tried on a connection that stays up
-/// (each failure closed the publisher channel, which is then reopened).
+/// (after a broken channel, which is then reopened, or a nack).
 const MAX_ATTEMPTS_WHILE_CONNECTED: u32 = 5;
 
 /// How one attempt ended, when it did not succeed.
@@ -30,6 +30,11 @@ enum Failure {
     /// The queue does not exist (deleted since it was declared): declare
     /// it again and try again.
     Unroutable,
+    /// The broker refused the message (`basic.nack`): a full queue that
+    /// rejects publishes, or a quorum queue that could not take it at that
+    /// moment (its leader moving, say). Try again a few times, with
+    /// backoff; the last refusal is the error.
+    Refused(Error),
     /// The broker answered no, or not in time: give up.
     Fatal(Error),
 }
@@ -77,9 +82,12 @@ pub(crate) async fn publish_to(
                 }
                 continue;
             }
-            Err(Failure::Broken(error)) => error,
+            Err(Failure::Refused(error)) => error,
+            Err(Failure::Broken(error)) => {
+                supervisor.nudge();
+                error
+            }
         };
-        supervisor.nudge();
         broken += 1;
         if Instant::now() >= deadline || (session.is_connected() && broken >= MAX_ATTEMPTS_WHILE_CONNECTED) {
             return Err(error);
@@ -153,7 +161,7 @@ async fn confirmed(session: &Session, queue: &str, sent: Sent) -> Result<(), Fai
     match tokio::time::timeout_at(deadline, confirm).await {
         Ok(Ok(Confirmation::Ack(None))) => Ok(()),
         Ok(Ok(Confirmation::Ack(Some(_)))) => Err(Failure::Unroutable),
-        Ok(Ok(Confirmation::Nack(_))) => Err(Failure::Fatal(
+        Ok(Ok(Confirmation::Nack(_))) => Err(Failure::Refused(
             AmqpError::Nacked {
                 queue: queue.to_owned(),
             }
@@ -174,10 +182,9 @@ async fn confirmed(session: &Session, queue: &str, sent: Sent) -> Result<(), Fai
 
 /// Publishes `messages` to `queue`: sends them all, in order, then waits
 /// for their confirmations together, so the batch costs one round trip to
-/// the broker. A message the broker refused is that message's error; one
-/// that could not be sent or confirmed that way (a connection that broke,
-/// a queue deleted meanwhile) is published again on its own, as
-/// [`publish`] does.
+/// the broker. A message that could not be sent or confirmed that way (a
+/// connection that broke, a queue deleted meanwhile, a nack) is published
+/// again on its own, as [`publish`] does.
 pub(crate) async fn publish_many(supervisor: &Supervisor, queue: &str, messages: &[QueueMessage]) -> Vec<Result<()>> {
     let mut outcomes: Vec<Option<Result<()>>> = Vec::with_capacity(messages.len());
     let deadline = deadline_after(supervisor.config().reconnect_timeout);
@@ -201,7 +208,7 @@ pub(crate) async fn publish_many(supervisor: &Supervisor, queue: &str, messages:
             outcomes.push(match confirmation {
                 Some(Ok(())) => Some(Ok(())),
                 Some(Err(Failure::Fatal(error))) => Some(Err(error)),
-                Some(Err(Failure::Broken(_) | Failure::Unroutable)) | None => None,
+                Some(Err(Failure::Broken(_) | Failure::Refused(_) | Failure::Unroutable)) | None => None,
             });
         }
     }

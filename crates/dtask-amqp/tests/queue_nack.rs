@@ -1,4 +1,5 @@
-//! A message the broker refuses (`basic.nack`) fails its publish.
+//! A message the broker keeps refusing (`basic.nack`) fails its publish,
+//! once its retries are spent.
 //!
 //! A policy (set with `rabbitmqctl`, which needs root here) limits a test
 //! queue to one message and rejects further publishes, which RabbitMQ
@@ -8,8 +9,12 @@ mod support;
 
 use dtask_amqp::AmqpError;
 use dtask_core::Error;
-use dtask_core::infra::QueuePublisher;
+use dtask_core::infra::{QueueConsumer, QueuePublisher};
+use futures::StreamExt;
 use support::{connect, message, rabbitmqctl, unique};
+use tokio::sync::watch;
+use tracing::field::{Field, Visit};
+use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
 
 /// A policy on exactly one queue, cleared on drop.
 struct Policy {
@@ -35,8 +40,32 @@ impl Drop for Policy {
     }
 }
 
+/// Counts the publisher's "trying again" logs.
+struct Retries(watch::Sender<usize>);
+
+impl<S: tracing::Subscriber> Layer<S> for Retries {
+    fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
+        struct Message(String);
+        impl Visit for Message {
+            fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+                if field.name() == "message" {
+                    self.0 = format!("{value:?}");
+                }
+            }
+        }
+        let mut message = Message(String::new());
+        event.record(&mut message);
+        if message.0.contains("trying again") {
+            self.0.send_modify(|retries| *retries += 1);
+        }
+    }
+}
+
 #[tokio::test]
-async fn a_nacked_message_fails_its_publish() {
+async fn a_nacked_message_fails_its_publish_once_its_retries_are_spent() {
+    let (retries, mut retried_so_far) = watch::channel(0);
+    tracing::subscriber::set_global_default(tracing_subscriber::registry().with(Retries(retries)))
+        .expect("the only subscriber of this test binary");
     let queue = unique("nack");
     let policy = Policy::set(&queue, r#"{"max-length":1,"overflow":"reject-publish"}"#).await;
     let amqp = connect().await;
@@ -54,6 +83,39 @@ async fn a_nacked_message_fails_its_publish() {
     let source = std::error::Error::source(&error).and_then(|s| s.downcast_ref::<AmqpError>());
     assert!(matches!(source, Some(AmqpError::Nacked { .. })), "{error}");
     assert!(error.to_string().contains("nacked"), "{error}");
+
+    // A refusal is tried again: once a consumer makes room, it goes in.
+    let retried = message(99);
+    let before = *retried_so_far.borrow_and_update();
+    let publishing = tokio::spawn({
+        let (amqp, queue, retried) = (amqp.clone(), queue.clone(), retried.clone());
+        async move { amqp.publish(&queue, retried).await }
+    });
+    tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        retried_so_far.wait_for(|n| *n > before),
+    )
+    .await
+    .expect("the full queue refuses the publish, which is tried again")
+    .expect("the subscriber lives");
+    let mut deliveries = amqp.consume(&queue).await.expect("consume");
+    loop {
+        let delivery = tokio::time::timeout(std::time::Duration::from_secs(10), deliveries.next())
+            .await
+            .expect("a delivery within 10 s")
+            .expect("the stream goes on")
+            .expect("a delivery");
+        let id = delivery.message().id;
+        delivery.ack().await.expect("ack");
+        if id == retried.id {
+            break;
+        }
+    }
+    publishing
+        .await
+        .unwrap()
+        .expect("the refused message, tried again, was taken");
+    drop(deliveries);
     drop(policy);
     amqp.delete(&queue).await.expect("delete");
 }
