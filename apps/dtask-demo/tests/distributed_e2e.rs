@@ -39,7 +39,7 @@ async fn assert_state_sealed(task_id: &str, archive_name: &str) {
     let client = redis::Client::open("redis://127.0.0.1:6379").expect("a Redis URL");
     let mut conn = client.get_multiplexed_async_connection().await.expect("Redis");
     let fields: Vec<Vec<u8>> = redis::cmd("HGETALL")
-        .arg(format!("dtask:state:{task_id}"))
+        .arg(format!("dtask:state:{{{task_id}}}"))
         .query_async(&mut conn)
         .await
         .expect("the saga state");

@@ -313,7 +313,9 @@ async fn cleanup(settings: &LargeFilesSettings, namespace: &str, task_id: &str) 
     let cleaned = async {
         let client = redis::Client::open(e.redis_url.as_str())?;
         let mut conn = client.get_multiplexed_async_connection().await?;
-        delete_keys(&mut conn, &format!("dtask:*{task_id}")).await?;
+        // Every key of the task holds its id in a hash tag
+        // (`dtask:state:{<id>}`, `dtask:lock:{task:<id>}`...).
+        delete_keys(&mut conn, &format!("dtask:*{task_id}*")).await?;
         match settings.broker {
             Broker::Rabbitmq => {
                 AmqpQueue::connect(AmqpConfig::new(e.amqp_url.clone()))

@@ -25,9 +25,10 @@ pub struct RedisStreamsConfig {
     /// The Redis URL, e.g. `redis://127.0.0.1:6379` or
     /// `redis://:password@host:6379/2`.
     pub url: String,
-    /// Prepended to a queue's name to make its stream's key; the
-    /// dead-letter stream of queue `q` is `{key_prefix}q:dead`. Default
-    /// `dtask:queue:`.
+    /// Prepended to a queue's name, in braces, to make its stream's key:
+    /// queue `q`'s stream is `{key_prefix}{q}` and its dead-letter stream
+    /// `{key_prefix}{q}:dead` (see [`stream_key`](Self::stream_key)).
+    /// Default `dtask:queue:`.
     pub key_prefix: String,
     /// The most messages a queue's stream holds (waiting, or out for
     /// delivery and not settled yet). A publish to a queue at the bound
@@ -180,14 +181,16 @@ impl RedisStreamsConfig {
         self
     }
 
-    /// The key of `queue`'s stream.
+    /// The key of `queue`'s stream: `{key_prefix}{<queue>}`. The braces
+    /// are part of the key, a Redis Cluster hash tag that keeps a queue's
+    /// stream and dead-letter stream in one slot (its scripts touch both).
     pub fn stream_key(&self, queue: &str) -> String {
-        format!("{}{queue}", self.key_prefix)
+        format!("{}{{{queue}}}", self.key_prefix)
     }
 
-    /// The key of `queue`'s dead-letter stream.
+    /// The key of `queue`'s dead-letter stream: `{key_prefix}{<queue>}:dead`.
     pub fn dead_letter_key(&self, queue: &str) -> String {
-        format!("{}{queue}:dead", self.key_prefix)
+        format!("{}{{{queue}}}:dead", self.key_prefix)
     }
 
     /// The URL without its password, for messages and logs.
@@ -239,8 +242,8 @@ mod tests {
         assert_eq!(config.group, "dtask-workers");
         assert_eq!(config.max_deliveries, 5);
         assert_eq!(config.visibility_timeout, Duration::from_secs(30));
-        assert_eq!(config.stream_key("jobs"), "dtask:queue:jobs");
-        assert_eq!(config.dead_letter_key("jobs"), "dtask:queue:jobs:dead");
+        assert_eq!(config.stream_key("jobs"), "dtask:queue:{jobs}");
+        assert_eq!(config.dead_letter_key("jobs"), "dtask:queue:{jobs}:dead");
         let pid = std::process::id().to_string();
         assert!(config.consumer.contains(&pid), "{}", config.consumer);
     }

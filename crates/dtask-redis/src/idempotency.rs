@@ -29,8 +29,9 @@ return 1
     )
 });
 
-/// An [`IdempotencyStore`] keeping each key as `{prefix}idem:{key}`, a
-/// JSON [`IdempotencyRecord`] with a time-to-live.
+/// An [`IdempotencyStore`] keeping each key as `{prefix}idem:{<key>}` (the
+/// braces are part of the Redis key, its hash tag), a JSON
+/// [`IdempotencyRecord`] with a time-to-live.
 ///
 /// A claim is one round trip (`SET key record NX GET PX ttl`: set when
 /// absent, otherwise return the stored record, atomically); finishing is
@@ -55,7 +56,7 @@ impl RedisIdempotencyStore {
     }
 
     fn key(&self, key: &str) -> String {
-        format!("{}idem:{key}", self.prefix)
+        format!("{}idem:{{{key}}}", self.prefix)
     }
 
     /// Sends `PING`.

@@ -34,7 +34,9 @@ return false
 });
 
 /// A [`SagaStateStore`] keeping each task's latest snapshot in the hash
-/// `{prefix}state:{task_id}` (fields `fence`, `format`, `bytes`).
+/// `{prefix}state:{<task id>}` (fields `fence`, `format`, `bytes`; the
+/// braces around the task id are part of the key, its Redis Cluster hash
+/// tag).
 ///
 /// A save is one round trip (a script that compares the fencing token and
 /// writes), and `save_many` one for its whole batch (a pipeline); a load
@@ -67,7 +69,7 @@ impl RedisStateStore {
     }
 
     fn key(&self, task_id: TaskId) -> String {
-        format!("{}state:{task_id}", self.prefix)
+        format!("{}state:{{{task_id}}}", self.prefix)
     }
 
     /// Sends `PING`.

@@ -49,9 +49,11 @@ return out
     )
 });
 
-/// A [`WorkerRegistry`] keeping each worker as `{prefix}worker:{id}` (its
-/// JSON [`WorkerInfo`], expiring with its heartbeat) and the ids in the
-/// sorted set `{prefix}workers` (scored by expiry), so listing reads the
+/// A [`WorkerRegistry`] keeping each worker as `{prefix}{workers}:<id>`
+/// (its JSON [`WorkerInfo`], expiring with its heartbeat) and the ids in
+/// the sorted set `{prefix}{workers}` (scored by expiry; `{workers}` is a
+/// literal hash tag, which keeps every key of the registry in one Redis
+/// Cluster slot), so listing reads the
 /// live entries without a `SCAN`. Heartbeats and listings are one script
 /// each, on the server's clock.
 ///
@@ -69,11 +71,11 @@ impl RedisWorkerRegistry {
     }
 
     fn entry_prefix(&self) -> String {
-        format!("{}worker:", self.prefix)
+        format!("{}{{workers}}:", self.prefix)
     }
 
     fn index(&self) -> String {
-        format!("{}workers", self.prefix)
+        format!("{}{{workers}}", self.prefix)
     }
 }
 

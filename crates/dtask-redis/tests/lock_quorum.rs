@@ -28,7 +28,7 @@ async fn cleanup(prefix: &str) {
 async fn holder(db: u8, prefix: &str, resource: &str) -> Option<String> {
     let mut conn = raw(db).await;
     redis::cmd("GET")
-        .arg(format!("{prefix}lock:{resource}"))
+        .arg(format!("{prefix}lock:{{{resource}}}"))
         .query_async(&mut conn)
         .await
         .expect("GET")
@@ -38,7 +38,7 @@ async fn holder(db: u8, prefix: &str, resource: &str) -> Option<String> {
 async fn squat(db: u8, prefix: &str, resource: &str) {
     let mut conn = raw(db).await;
     redis::cmd("SET")
-        .arg(format!("{prefix}lock:{resource}"))
+        .arg(format!("{prefix}lock:{{{resource}}}"))
         .arg("someone-else")
         .arg("PX")
         .arg(30_000)
@@ -165,7 +165,7 @@ async fn tokens_increase_across_quorums_with_diverging_counters() {
     let mut conn = raw(1).await;
     let ahead: u64 = 9_000_000_000_000_000;
     redis::cmd("SET")
-        .arg(format!("{prefix}fence:job"))
+        .arg(format!("{prefix}fence:{{job}}"))
         .arg(ahead)
         .query_async::<()>(&mut conn)
         .await
@@ -178,7 +178,7 @@ async fn tokens_increase_across_quorums_with_diverging_counters() {
     let first_token = first.fencing_token();
     first.release().await.unwrap();
     redis::cmd("DEL")
-        .arg(format!("{prefix}lock:job"))
+        .arg(format!("{prefix}lock:{{job}}"))
         .query_async::<()>(&mut raw(3).await)
         .await
         .unwrap();

@@ -115,7 +115,7 @@ async fn streams_share_one_subscription_released_by_the_last() {
     let tracker = connect(&config(&prefix)).await.progress();
     let progress = new_task();
     tracker.init(&progress).await.unwrap();
-    let channel = format!("{prefix}progress:{}", progress.task_id);
+    let channel = format!("{prefix}progress:{{{}}}", progress.task_id);
     let streams = [
         tracker.stream(progress.task_id).await.unwrap(),
         tracker.stream(progress.task_id).await.unwrap(),
@@ -146,7 +146,7 @@ async fn a_stream_survives_a_cut_pub_sub_connection() {
     // subscription: the changes below are published to nobody, and reach
     // the stream only by its re-read after the reconnection.
     proxy.pause();
-    let channel = format!("{prefix}progress:{}", progress.task_id);
+    let channel = format!("{prefix}progress:{{{}}}", progress.task_id);
     let deadline = tokio::time::Instant::now() + PATIENCE;
     while subscribers(&channel).await != 0 {
         assert!(tokio::time::Instant::now() < deadline, "the cut subscription lingers");

@@ -145,7 +145,7 @@ async fn assert_redis_sealed(prefix: &str, task_id: TaskId, key_id: &str) {
             assert!(!contains(value, MARKER), "{key} shows the request in plaintext");
         }
     }
-    let state_key = format!("{prefix}state:{task_id}");
+    let state_key = format!("{prefix}state:{{{task_id}}}");
     let (_, state) = dump.iter().find(|(key, _)| *key == state_key).unwrap_or_else(|| {
         panic!(
             "no {state_key} among {:?}",

@@ -40,8 +40,8 @@ pub(crate) struct LockShared {
 impl LockShared {
     fn keys(&self, resource: &str) -> LockKeys {
         LockKeys {
-            lock: format!("{}lock:{resource}", self.prefix),
-            fence: format!("{}fence:{resource}", self.prefix),
+            lock: format!("{}lock:{{{resource}}}", self.prefix),
+            fence: format!("{}fence:{{{resource}}}", self.prefix),
         }
     }
 
@@ -93,9 +93,10 @@ fn validity(start: Instant, ttl: Duration) -> Option<Duration> {
 /// A [`DistributedLock`] on Redis: RedLock over one or several independent
 /// servers, with token-checked release and extension and fencing tokens.
 ///
-/// Locks live under `{prefix}lock:{resource}` and their fence counters
-/// under `{prefix}fence:{resource}` (the prefix is `dtask:` unless
-/// configured). Dropping a guard releases the lease in the background; a
+/// Locks live under `{prefix}lock:{<resource>}` and their fence counters
+/// under `{prefix}fence:{<resource>}` (the prefix is `dtask:` unless
+/// configured; the braces around the resource are part of the key, a
+/// Redis Cluster hash tag that keeps both keys in one slot). Dropping a guard releases the lease in the background; a
 /// lease that is not released expires.
 ///
 /// Clones share their connections. Built by
@@ -103,7 +104,7 @@ fn validity(start: Instant, ttl: Duration) -> Option<Duration> {
 ///
 /// # Acquiring
 ///
-/// A grant writes `SET {prefix}lock:{resource} <owner> NX PX <ttl>` with a
+/// A grant writes `SET {prefix}lock:{<resource>} <owner> NX PX <ttl>` with a
 /// random owner token (a UUIDv4) on every instance at once, each call
 /// bounded by the instance timeout. The lock is granted when a majority
 /// (`n / 2 + 1`) of the instances took it and the time spent doing so,
@@ -115,7 +116,7 @@ fn validity(start: Instant, ttl: Duration) -> Option<Duration> {
 ///
 /// The same script that takes the lock on an instance draws that
 /// instance's next token for the resource: `max(previous + 1, server time
-/// in µs)` from the counter `{prefix}fence:{resource}`. The grant's token
+/// in µs)` from the counter `{prefix}fence:{<resource>}`. The grant's token
 /// is the largest of its quorum's, and before the guard is handed out the
 /// counter of every instance of the quorum is raised to it (while the
 /// lease is still ours there).
@@ -293,5 +294,23 @@ impl DistributedLock for RedisLock {
 
     async fn ping(&self) -> Result<()> {
         RedisLock::ping(self).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lock_and_its_fence_share_a_hash_tag() {
+        let shared = LockShared {
+            instances: Vec::new(),
+            quorum: 1,
+            prefix: "app:".to_owned(),
+            timeout: Duration::from_millis(1),
+        };
+        let keys = shared.keys("task:42");
+        assert_eq!(keys.lock, "app:lock:{task:42}");
+        assert_eq!(keys.fence, "app:fence:{task:42}");
     }
 }

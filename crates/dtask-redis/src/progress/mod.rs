@@ -36,7 +36,7 @@ struct Keys {
 impl Keys {
     /// The task's hash, and the channel its snapshots are published on.
     fn task(&self, task_id: impl fmt::Display) -> String {
-        format!("{}progress:{task_id}", self.prefix)
+        format!("{}progress:{{{task_id}}}", self.prefix)
     }
 
     fn index(&self) -> String {

@@ -2,7 +2,8 @@
 //! and changes the hash and publishes the snapshot atomically, so a
 //! subscriber sees every change exactly once.
 //!
-//! The hash `{prefix}progress:{task_id}` holds `snapshot` (the JSON of the
+//! The hash `{prefix}progress:{<task id>}` (the braces are part of the key,
+//! its Redis Cluster hash tag) holds `snapshot` (the JSON of the
 //! `TaskProgress`), `revision`, `cancel` (`1` once a cancellation was
 //! asked, sticky), `created` (ms since 1970), `status` (its wire name),
 //! `name` (the task's name) and `done` (`1` once terminal). Snapshots are
