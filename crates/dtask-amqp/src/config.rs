@@ -54,10 +54,13 @@ pub struct AmqpConfig {
     /// the management UI. Default `dtask`.
     pub connection_name: String,
     /// How long [`AmqpQueue::connect`](crate::AmqpQueue::connect) waits for
-    /// the broker before failing. Default 5 s.
+    /// each node before failing (or trying the next of
+    /// [`failover_urls`](Self::failover_urls)); also the limit of each
+    /// reconnection attempt. Default 5 s.
     pub connect_timeout: Duration,
     /// The first pause before reconnecting after the connection is lost;
-    /// it doubles after each failed attempt. Default 100 ms.
+    /// it doubles after each failed attempt. The retries of a publish the
+    /// broker refused (nacked) are paced the same way. Default 100 ms.
     pub reconnect_initial_backoff: Duration,
     /// The longest pause between two reconnection attempts. Default 10 s.
     pub reconnect_max_backoff: Duration,
@@ -87,7 +90,9 @@ impl AmqpConfig {
     }
 
     /// A cluster: the first of `urls` becomes [`url`](Self::url), the others
-    /// [`failover_urls`](Self::failover_urls). `None` when `urls` is empty.
+    /// [`failover_urls`](Self::failover_urls). Each is trimmed of spaces
+    /// and empty ones are left out (`"a, b,"` is two nodes); `None` when
+    /// none is left.
     ///
     /// ```
     /// use dtask_amqp::AmqpConfig;
@@ -105,20 +110,21 @@ impl AmqpConfig {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        let mut urls = urls.into_iter().map(Into::into);
+        let mut urls = trimmed(urls);
         let mut config = Self::new(urls.next()?);
         config.failover_urls = urls.collect();
         Some(config)
     }
 
-    /// Sets [`failover_urls`](Self::failover_urls).
+    /// Sets [`failover_urls`](Self::failover_urls) (each trimmed of
+    /// spaces, empty ones left out, as [`cluster`](Self::cluster) does).
     #[must_use]
     pub fn with_failover_urls<I, S>(mut self, urls: I) -> Self
     where
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        self.failover_urls = urls.into_iter().map(Into::into).collect();
+        self.failover_urls = trimmed(urls).collect();
         self
     }
 
@@ -214,6 +220,17 @@ impl Default for AmqpConfig {
     }
 }
 
+/// `urls` trimmed of spaces, without the empty ones.
+fn trimmed<I, S>(urls: I) -> impl Iterator<Item = String>
+where
+    I: IntoIterator<Item = S>,
+    S: Into<String>,
+{
+    urls.into_iter()
+        .map(|url| url.into().trim().to_owned())
+        .filter(|url| !url.is_empty())
+}
+
 /// The backoff before reconnection attempt `attempt` (0 for the first):
 /// `initial` doubled each time, at most `max`.
 pub(crate) fn backoff(config: &AmqpConfig, attempt: u32) -> Duration {
@@ -245,6 +262,9 @@ mod tests {
     #[test]
     fn a_cluster_lists_every_node_and_hides_every_password() {
         assert!(AmqpConfig::cluster(Vec::<String>::new()).is_none());
+        assert!(AmqpConfig::cluster([" ", ""]).is_none());
+        let spaced = AmqpConfig::cluster(["amqp://one/%2f", " amqp://two/%2f", ""]).unwrap();
+        assert_eq!(spaced.urls().collect::<Vec<_>>(), ["amqp://one/%2f", "amqp://two/%2f"]);
         let config = AmqpConfig::cluster(["amqp://a:pw1@one:5672/%2f", "amqp://b:pw2@two:5672/%2f"]).unwrap();
         assert_eq!(
             config.urls().collect::<Vec<_>>(),

@@ -36,13 +36,15 @@ pub struct AmqpQueue {
 }
 
 impl AmqpQueue {
-    /// Connects to the broker at [`AmqpConfig::url`].
+    /// Connects to the broker at [`AmqpConfig::url`], or to the first of
+    /// [`AmqpConfig::failover_urls`] that answers.
     ///
     /// # Errors
-    /// An [`Error::Backend`](dtask_core::Error::Backend) naming the URL
-    /// (password redacted) when the broker cannot be reached within
-    /// [`connect_timeout`](AmqpConfig::connect_timeout) or refuses the
-    /// connection; its source is an [`AmqpError`].
+    /// [`Error::Invalid`](dtask_core::Error::Invalid) for a URL that does
+    /// not parse; an [`Error::Backend`](dtask_core::Error::Backend) naming
+    /// the URLs (passwords redacted) when no node can be reached within
+    /// [`connect_timeout`](AmqpConfig::connect_timeout) each or all refuse
+    /// the connection; its source is an [`AmqpError`].
     ///
     /// # Cancel safety
     /// Dropping the future before it completes leaves no connection behind.
@@ -173,7 +175,7 @@ impl QueuePublisher for AmqpQueue {
     /// [`Payload::InMemory`](dtask_core::Payload::InMemory);
     /// [`Error::Invalid`](dtask_core::Error::Invalid) for a bad queue name;
     /// an [`Error::Backend`](dtask_core::Error::Backend) when the broker
-    /// nacks the message or does not confirm it within
+    /// still nacks the message after its retries, or does not confirm it within
     /// [`confirm_timeout`](AmqpConfig::confirm_timeout), or stays
     /// unreachable for [`reconnect_timeout`](AmqpConfig::reconnect_timeout).
     ///

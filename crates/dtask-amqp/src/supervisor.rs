@@ -10,7 +10,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use dtask_core::Result;
+use dtask_core::infra::redact_url;
+use dtask_core::{Error, Result};
 use futures::StreamExt;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
@@ -45,8 +46,7 @@ pub(crate) struct Shared {
 impl Shared {
     /// The URL of `node` of [`AmqpConfig::urls`], password redacted.
     fn node_url(&self, node: usize) -> String {
-        let url = self.config.urls().nth(node).unwrap_or(&self.config.url);
-        dtask_core::infra::redact_url(url)
+        redact_url(self.config.urls().nth(node).unwrap_or(&self.config.url))
     }
 }
 
@@ -64,32 +64,43 @@ impl Supervisor {
     /// connection.
     ///
     /// # Errors
-    /// [`AmqpError::Connect`] or [`AmqpError::ConnectTimeout`]: the last
-    /// node's failure, when none answered.
+    /// [`Error::Invalid`] for a URL that does not parse (every node's is
+    /// checked first); [`AmqpError::Connect`] or
+    /// [`AmqpError::ConnectTimeout`], the last node's failure, when none
+    /// answered (each node's is logged as a warning).
     pub(crate) async fn start(config: AmqpConfig) -> Result<Self> {
+        for url in config.urls() {
+            if let Err(error) = url.parse::<lapin::uri::AMQPUri>() {
+                return Err(Error::invalid("amqp url", format!("{}: {error}", redact_url(url))));
+            }
+        }
         let url = config.redacted_url();
+        let nodes = config.urls().count();
         let mut failure = None;
         let mut connected = None;
-        for node in 0..config.urls().count() {
-            match tokio::time::timeout(config.connect_timeout, Session::open(&config, node, 1)).await {
+        for node in 0..nodes {
+            let error = match tokio::time::timeout(config.connect_timeout, Session::open(&config, node, 1)).await {
                 Ok(Ok(session)) => {
                     connected = Some(session);
                     break;
                 }
-                Ok(Err(source)) => {
-                    failure = Some(AmqpError::Connect {
-                        url: url.clone(),
-                        source,
-                    })
-                }
+                Ok(Err(source)) => AmqpError::Connect {
+                    url: url.clone(),
+                    source,
+                },
                 Err(_) => {
                     let timeout = config.connect_timeout;
-                    failure = Some(AmqpError::ConnectTimeout {
+                    AmqpError::ConnectTimeout {
                         url: url.clone(),
                         timeout,
-                    });
+                    }
                 }
+            };
+            if nodes > 1 {
+                let node = redact_url(config.urls().nth(node).unwrap_or(&config.url));
+                tracing::warn!(%node, %error, "cannot connect to this RabbitMQ node");
             }
+            failure = Some(error);
         }
         let Some(session) = connected else {
             let timeout = config.connect_timeout;

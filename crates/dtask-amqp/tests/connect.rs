@@ -73,3 +73,13 @@ async fn the_first_node_that_answers_serves_and_every_node_is_named_when_none_do
 fn support_url() -> String {
     std::env::var("DTASK_AMQP_URL").unwrap_or_else(|_| DEFAULT_URL.to_owned())
 }
+
+#[tokio::test]
+async fn a_failover_url_that_does_not_parse_is_refused_before_any_connection() {
+    let config = AmqpConfig::new(support_url()).with_failover_urls(["amqp://guest:hidden@127.0.0.1:notaport/%2f"]);
+    let error = refused(config, Duration::from_secs(3)).await;
+    assert!(matches!(error, Error::Invalid { .. }), "{error:?}");
+    let text = error.to_string();
+    assert!(text.contains("127.0.0.1:notaport"), "{text}");
+    assert!(!text.contains("hidden"), "the password leaked: {text}");
+}

@@ -7,6 +7,8 @@
 
 mod support;
 
+use std::time::Duration;
+
 use dtask_amqp::AmqpError;
 use dtask_core::Error;
 use dtask_core::infra::{QueueConsumer, QueuePublisher};
@@ -85,22 +87,23 @@ async fn a_nacked_message_fails_its_publish_once_its_retries_are_spent() {
     assert!(error.to_string().contains("nacked"), "{error}");
 
     // A refusal is tried again: once a consumer makes room, it goes in.
+    // Its retries 2 s apart leave the consumer below ample time to drain.
+    let patient =
+        support::connect_with(support::config().with_reconnect_backoff(Duration::from_secs(2), Duration::from_secs(2)))
+            .await;
     let retried = message(99);
     let before = *retried_so_far.borrow_and_update();
     let publishing = tokio::spawn({
-        let (amqp, queue, retried) = (amqp.clone(), queue.clone(), retried.clone());
-        async move { amqp.publish(&queue, retried).await }
+        let (queue, retried) = (queue.clone(), retried.clone());
+        async move { patient.publish(&queue, retried).await }
     });
-    tokio::time::timeout(
-        std::time::Duration::from_secs(10),
-        retried_so_far.wait_for(|n| *n > before),
-    )
-    .await
-    .expect("the full queue refuses the publish, which is tried again")
-    .expect("the subscriber lives");
+    tokio::time::timeout(Duration::from_secs(10), retried_so_far.wait_for(|n| *n > before))
+        .await
+        .expect("the full queue refuses the publish, which is tried again")
+        .expect("the subscriber lives");
     let mut deliveries = amqp.consume(&queue).await.expect("consume");
     loop {
-        let delivery = tokio::time::timeout(std::time::Duration::from_secs(10), deliveries.next())
+        let delivery = tokio::time::timeout(Duration::from_secs(10), deliveries.next())
             .await
             .expect("a delivery within 10 s")
             .expect("the stream goes on")

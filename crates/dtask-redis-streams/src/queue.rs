@@ -111,7 +111,8 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// A work queue on Redis Streams: publisher and consumer in one cheap,
 /// cloneable handle.
 ///
-/// Queue `q` is the stream `{key_prefix}q`, read by the consumer group
+/// Queue `q` is the stream `{key_prefix}{q}` (the braces are part of the
+/// key: see [`RedisStreamsConfig::stream_key`]), read by the consumer group
 /// [`group`](RedisStreamsConfig::group) (created on first use, `XGROUP
 /// CREATE ... 0 MKSTREAM`). Each [`consume`](QueueConsumer::consume) stream
 /// reads with `XREADGROUP` on a connection of its own, reclaims entries
@@ -125,7 +126,7 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// consumer (one refused otherwise: another consumer reclaimed it); a
 /// nack, or a delivery dropped unsettled, re-adds a copy counting one more
 /// delivery and acks the original in one Lua script, or moves the message
-/// to the dead-letter stream `{key_prefix}q:dead` once it was delivered
+/// to the dead-letter stream `{key_prefix}{q}:dead` once it was delivered
 /// [`max_deliveries`](RedisStreamsConfig::max_deliveries) times.
 ///
 /// A stream is bounded, never trimmed: it holds a queue's backlog (acked

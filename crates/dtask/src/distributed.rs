@@ -154,17 +154,17 @@ impl DistributedOptions {
 
     /// The URLs of a RabbitMQ cluster's nodes: the queue connects to the
     /// first that answers and fails over to the others (see
-    /// [`AmqpConfig::failover_urls`]). An empty list changes nothing.
+    /// [`AmqpConfig::cluster`], which trims them). A list without a URL
+    /// changes nothing.
     #[must_use]
     pub fn amqp_urls<I, S>(mut self, urls: I) -> Self
     where
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        let mut urls = urls.into_iter().map(Into::into);
-        if let Some(first) = urls.next() {
-            self.amqp.url = first;
-            self.amqp.failover_urls = urls.collect();
+        if let Some(cluster) = AmqpConfig::cluster(urls) {
+            self.amqp.url = cluster.url;
+            self.amqp.failover_urls = cluster.failover_urls;
         }
         self
     }
