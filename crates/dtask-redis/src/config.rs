@@ -7,7 +7,7 @@ use std::time::Duration;
 use dtask_core::{Error, Result};
 use futures::future::join_all;
 
-use crate::conn::{Connection, Reconnect, Timeouts, redact};
+use crate::conn::{Connection, Reconnect, Timeouts, cluster_node, redact};
 use crate::{RedisIdempotencyStore, RedisLock, RedisProgressTracker, RedisStateStore, RedisWorkerRegistry};
 
 /// How to reach Redis and how to use it.
@@ -15,6 +15,16 @@ use crate::{RedisIdempotencyStore, RedisLock, RedisProgressTracker, RedisStateSt
 /// One server (`url`) keeps progress, saga state and idempotency keys, and
 /// serves the lock too unless [`with_lock_urls`](Self::with_lock_urls)
 /// names independent servers for a RedLock quorum.
+///
+/// A **Redis Cluster** is given by its nodes' URLs with the scheme
+/// `redis+cluster://` (`rediss+cluster://` with TLS): one node is enough,
+/// the client learns the others ([`cluster`](Self::cluster) takes
+/// several, tried in turn). Every key of a task, and a lock with its
+/// fence, share a hash tag, so each script touches one slot; the listing
+/// index lives in a slot of its own, written by a command of its own
+/// (see the crate's README). Progress streams subscribe on one node at a
+/// time (classic pub/sub reaches every node's subscribers) and move to
+/// the next node when theirs is lost.
 ///
 /// ```no_run
 /// # async fn demo() -> dtask_core::Result<()> {
@@ -32,6 +42,8 @@ use crate::{RedisIdempotencyStore, RedisLock, RedisProgressTracker, RedisStateSt
 #[derive(Clone)]
 pub struct RedisConfig {
     url: String,
+    /// A cluster's nodes besides `url`.
+    cluster_nodes: Vec<String>,
     lock_urls: Vec<String>,
     key_prefix: String,
     progress_expiry: Option<Duration>,
@@ -49,6 +61,7 @@ impl RedisConfig {
     pub fn new(url: impl Into<String>) -> Self {
         Self {
             url: url.into(),
+            cluster_nodes: Vec::new(),
             lock_urls: Vec::new(),
             key_prefix: "dtask:".to_owned(),
             progress_expiry: Some(Duration::from_secs(24 * 60 * 60)),
@@ -57,6 +70,24 @@ impl RedisConfig {
             response_timeout: Duration::from_secs(5),
             lock_instance_timeout: Duration::from_millis(500),
         }
+    }
+
+    /// The defaults for the Redis Cluster with nodes `urls`
+    /// (`redis+cluster://host:port`, one or more); `None` without a URL.
+    pub fn cluster<I, S>(urls: I) -> Option<Self>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let mut urls = urls.into_iter().map(Into::into);
+        let mut config = Self::new(urls.next()?);
+        config.cluster_nodes = urls.collect();
+        Some(config)
+    }
+
+    /// Whether `url` names a node of a Redis Cluster (`redis+cluster://`).
+    pub fn is_cluster_url(url: &str) -> bool {
+        cluster_node(url).is_some()
     }
 
     /// Independent servers for the lock: with more than one, locks are
@@ -128,7 +159,19 @@ impl RedisConfig {
     /// fewer than a majority of the lock's servers do.
     pub async fn connect(&self) -> Result<RedisBackends> {
         let timeouts = self.timeouts();
-        let main = Connection::open(&self.url, timeouts, Reconnect::Patient).await?;
+        let main = if Self::is_cluster_url(&self.url) {
+            if !self.lock_urls.is_empty() {
+                return Err(Error::invalid(
+                    "redis lock urls",
+                    "a Redis Cluster keeps its locks itself; lock URLs are for independent servers",
+                ));
+            }
+            let mut nodes = vec![self.url.clone()];
+            nodes.extend(self.cluster_nodes.iter().cloned());
+            Connection::open_cluster(&nodes, timeouts).await?
+        } else {
+            Connection::open(&self.url, timeouts, Reconnect::Patient).await?
+        };
         let lock_instances = if self.lock_urls.is_empty() {
             vec![main.clone()]
         } else {
@@ -187,8 +230,10 @@ fn cause(error: &Error) -> String {
 impl fmt::Debug for RedisConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let lock_urls: Vec<String> = self.lock_urls.iter().map(|url| redact(url)).collect();
+        let cluster_nodes: Vec<String> = self.cluster_nodes.iter().map(|url| redact(url)).collect();
         f.debug_struct("RedisConfig")
             .field("url", &redact(&self.url))
+            .field("cluster_nodes", &cluster_nodes)
             .field("lock_urls", &lock_urls)
             .field("key_prefix", &self.key_prefix)
             .field("progress_expiry", &self.progress_expiry)
@@ -215,7 +260,9 @@ pub struct RedisBackends {
 impl RedisBackends {
     /// Connects with the defaults of [`RedisConfig::new`]: the first URL
     /// keeps progress, state and idempotency keys; when several URLs are
-    /// given, all of them form the lock's RedLock quorum.
+    /// given, all of them form the lock's RedLock quorum. When the first is
+    /// a cluster node's (`redis+cluster://`), all are nodes of that
+    /// cluster.
     ///
     /// # Errors
     /// [`Error::Invalid`] when `urls` is empty or a URL is rejected;
@@ -224,6 +271,11 @@ impl RedisBackends {
         let Some(main) = urls.first() else {
             return Err(Error::invalid("redis urls", "no URL given"));
         };
+        if RedisConfig::is_cluster_url(main)
+            && let Some(config) = RedisConfig::cluster(urls.iter().cloned())
+        {
+            return config.connect().await;
+        }
         let mut config = RedisConfig::new(main.clone());
         if urls.len() > 1 {
             config = config.with_lock_urls(urls.iter().cloned());

@@ -6,8 +6,10 @@ use std::fmt;
 use std::time::Duration;
 
 use dtask_core::{Error, Result};
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{AsyncConnectionConfig, Client, RedisError};
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClient;
+use redis::cluster_async::ClusterConnection;
+use redis::{AsyncConnectionConfig, Client, Cmd, Pipeline, RedisError, RedisFuture, Value};
 
 /// A pipeline that loads `script`, then runs each of `invocations`: loaded
 /// in the same pipeline, the invocations find it even after a
@@ -105,13 +107,80 @@ pub(crate) fn client(url: &str) -> Result<Client> {
     Client::open(url).map_err(|e| Error::invalid("redis url", format!("{}: {e}", redact(url))))
 }
 
-/// One server: its (redacted) URL, its client and an auto-reconnecting,
-/// multiplexed command connection.
+/// The scheme that marks a Redis Cluster node's URL (`rediss+cluster://`
+/// with TLS): `redis+cluster://host:port`.
+const CLUSTER_SCHEME: &str = "+cluster://";
+
+/// The URL of a Redis Cluster's node, for the client: `redis+cluster://h:p`
+/// is `redis://h:p`; `None` for a standalone server's URL.
+pub(crate) fn cluster_node(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once(CLUSTER_SCHEME)?;
+    Some(format!("{scheme}://{rest}"))
+}
+
+/// A command connection: to one server, or to a Redis Cluster (commands go
+/// to the node serving their keys' slot). Both reconnect by themselves and
+/// pipeline concurrent commands; clones share the connection.
+#[derive(Clone)]
+pub(crate) enum Commands {
+    /// One server.
+    Server(ConnectionManager),
+    /// A Redis Cluster.
+    Cluster(ClusterConnection),
+}
+
+impl Commands {
+    /// Whether this goes to a Redis Cluster, which refuses a script or a
+    /// pipeline whose keys span several slots.
+    pub(crate) fn is_cluster(&self) -> bool {
+        matches!(self, Self::Cluster(_))
+    }
+}
+
+impl ConnectionLike for Commands {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Self::Server(connection) => connection.req_packed_command(cmd),
+            Self::Cluster(connection) => connection.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Self::Server(connection) => connection.req_packed_commands(pipeline, offset, count),
+            Self::Cluster(connection) => connection.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Self::Server(connection) => connection.get_db(),
+            Self::Cluster(connection) => connection.get_db(),
+        }
+    }
+}
+
+/// How to open a pub/sub connection: to the server, or to one of the
+/// cluster's nodes (a classic `PUBLISH` on any node of a Redis Cluster
+/// reaches the subscribers of every node).
+#[derive(Clone)]
+pub(crate) struct PubSubNodes {
+    /// Each node's client and redacted URL; one for a standalone server.
+    pub(crate) nodes: Vec<(Client, String)>,
+}
+
+/// One server or cluster: its (redacted) URL, its client(s) and an
+/// auto-reconnecting, multiplexed command connection.
 #[derive(Clone)]
 pub(crate) struct Connection {
     pub(crate) url: String,
-    pub(crate) client: Client,
-    pub(crate) manager: ConnectionManager,
+    pub(crate) pubsub: PubSubNodes,
+    pub(crate) manager: Commands,
 }
 
 impl fmt::Debug for Connection {
@@ -144,6 +213,9 @@ impl Connection {
     /// [`Error::Invalid`] for a bad URL; [`Error::Backend`] saying
     /// "Redis at URL is unreachable" when the server does not answer.
     pub(crate) async fn open(url: &str, timeouts: Timeouts, reconnect: Reconnect) -> Result<Self> {
+        if cluster_node(url).is_some() {
+            return Self::open_cluster(&[url.to_owned()], timeouts).await;
+        }
         let client = client(url)?;
         let shown = redact(url);
         let probe_config = AsyncConnectionConfig::new()
@@ -167,10 +239,59 @@ impl Connection {
             Err(_) => return Err(unreachable(&shown, None, timeouts.connect)),
         };
         Ok(Self {
+            pubsub: PubSubNodes {
+                nodes: vec![(client, shown.clone())],
+            },
             url: shown,
-            client,
-            manager,
+            manager: Commands::Server(manager),
         })
+    }
+
+    /// Connects to the Redis Cluster whose nodes (some or all of them) are
+    /// `urls` (`redis+cluster://host:port`), within `timeouts.connect`.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] for a bad URL; [`Error::Backend`] saying "Redis
+    /// at URL is unreachable" when the cluster does not answer.
+    pub(crate) async fn open_cluster(urls: &[String], timeouts: Timeouts) -> Result<Self> {
+        let mut nodes = Vec::with_capacity(urls.len());
+        for url in urls {
+            let node = cluster_node(url).ok_or_else(|| {
+                Error::invalid(
+                    "redis url",
+                    format!(
+                        "{}: a Redis Cluster node's URL starts with redis+cluster://",
+                        redact(url)
+                    ),
+                )
+            })?;
+            nodes.push((client(&node)?, redact(url)));
+        }
+        let shown = nodes.iter().map(|(_, url)| url.as_str()).collect::<Vec<_>>().join(",");
+        let addresses: Vec<_> = nodes
+            .iter()
+            .map(|(client, _)| client.get_connection_info().clone())
+            .collect();
+        let cluster = ClusterClient::builder(addresses)
+            .connection_timeout(timeouts.connect)
+            .response_timeout(timeouts.response)
+            .build()
+            .map_err(|e| Error::invalid("redis url", format!("{shown}: {e}")))?;
+        let connection = match tokio::time::timeout(timeouts.connect, cluster.get_async_connection()).await {
+            Ok(Ok(connection)) => connection,
+            Ok(Err(error)) => return Err(unreachable(&shown, Some(error), timeouts.connect)),
+            Err(_) => return Err(unreachable(&shown, None, timeouts.connect)),
+        };
+        let this = Self {
+            url: shown,
+            pubsub: PubSubNodes { nodes },
+            manager: Commands::Cluster(connection),
+        };
+        match tokio::time::timeout(timeouts.connect, this.ping()).await {
+            Ok(answer) => answer?,
+            Err(_) => return Err(unreachable(&this.url, None, timeouts.connect)),
+        }
+        Ok(this)
     }
 
     /// A connection to `url` that connects on first use (and tries again
@@ -184,8 +305,10 @@ impl Connection {
         let manager = ConnectionManager::new_lazy_with_config(client.clone(), config).map_err(redis_error)?;
         Ok(Self {
             url: redact(url),
-            client,
-            manager,
+            pubsub: PubSubNodes {
+                nodes: vec![(client, redact(url))],
+            },
+            manager: Commands::Server(manager),
         })
     }
 

@@ -146,8 +146,14 @@ impl SagaStateStore for RedisStateStore {
     }
 
     /// One pipeline for every state; when it fails as a whole, each state
-    /// is saved on its own, so that each gets its own result.
+    /// is saved on its own, so that each gets its own result. On a Redis
+    /// Cluster, which refuses a pipeline spanning slots, each is saved on
+    /// its own, all at once.
     async fn save_many(&self, states: Vec<(TaskId, StoredState)>) -> Vec<Result<()>> {
+        if self.connection.manager.is_cluster() {
+            let saves = states.into_iter().map(|(task_id, state)| self.save(task_id, state));
+            return futures::future::join_all(saves).await;
+        }
         let invocations: Result<Vec<_>> = (states.iter())
             .map(|(task_id, state)| self.save_invocation(*task_id, state))
             .collect();

@@ -196,7 +196,7 @@ async fn ended_tasks_expire_and_leave_the_index() {
     assert_eq!((listed.total, listed.items.len()), (0, 0), "{listed:?}");
     let mut conn = raw(0).await;
     let indexed: u64 = redis::cmd("ZCARD")
-        .arg(format!("{prefix}progress:index"))
+        .arg(format!("{prefix}{{progress}}:index"))
         .query_async(&mut conn)
         .await
         .unwrap();

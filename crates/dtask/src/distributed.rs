@@ -169,7 +169,9 @@ impl DistributedOptions {
         self
     }
 
-    /// The Redis URLs (several for a RedLock quorum).
+    /// The Redis URLs: several for a RedLock quorum, or the nodes of a
+    /// Redis Cluster (`redis+cluster://host:port`; the Redis Streams
+    /// queue does not run on a cluster yet).
     #[must_use]
     pub fn redis_urls<I, S>(mut self, urls: I) -> Self
     where
@@ -179,7 +181,9 @@ impl DistributedOptions {
         let urls: Vec<String> = urls.into_iter().map(Into::into).collect();
         if let Some(first) = urls.first() {
             let mut redis = RedisConfig::new(first.clone());
-            if urls.len() > 1 {
+            if RedisConfig::is_cluster_url(first) {
+                redis = RedisConfig::cluster(urls.iter().cloned()).unwrap_or(redis);
+            } else if urls.len() > 1 {
                 redis = redis.with_lock_urls(urls.clone());
             }
             self.redis = redis;

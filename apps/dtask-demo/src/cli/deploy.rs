@@ -98,7 +98,8 @@ pub(crate) struct DeployArgs {
         value_delimiter = ','
     )]
     amqp_url: Vec<String>,
-    /// The Redis URL; several, comma-separated, form a RedLock quorum.
+    /// The Redis URL; several, comma-separated, form a RedLock quorum, or
+    /// (with `redis+cluster://`) are nodes of one Redis Cluster.
     #[arg(
         long,
         env = "DTASK_REDIS_URL",

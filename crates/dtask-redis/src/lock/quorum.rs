@@ -5,12 +5,10 @@ use std::fmt;
 use std::future::Future;
 use std::time::Duration;
 
+use crate::conn::{BACKEND, Commands, Connection};
 use dtask_core::Error;
 use futures::future::join_all;
 use redis::RedisResult;
-use redis::aio::ConnectionManager;
-
-use crate::conn::{BACKEND, Connection};
 
 /// What one instance answered: a value, or why it did not (URL and error).
 pub(crate) type Answer<T> = Result<T, String>;
@@ -24,7 +22,7 @@ pub(crate) async fn fan_out<'a, T, F, Fut>(
     call: F,
 ) -> Vec<(usize, Answer<T>)>
 where
-    F: Fn(ConnectionManager) -> Fut,
+    F: Fn(Commands) -> Fut,
     Fut: Future<Output = RedisResult<T>> + 'a,
 {
     let calls = indices.into_iter().map(|index| {

@@ -13,18 +13,18 @@
 //! reconnecting, will have) it subscribed.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use dtask_core::progress::TaskProgress;
 use dtask_core::{Error, Result};
 use futures::StreamExt;
-use redis::Client;
 use redis::aio::{PubSub, PubSubSink, PubSubStream};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 use tokio::task::JoinHandle;
 
-use crate::conn::{Timeouts, redis_error, unreachable};
+use crate::conn::{PubSubNodes, Timeouts, redis_error, unreachable};
 
 /// What a stream receives.
 #[derive(Debug, Clone)]
@@ -38,8 +38,11 @@ pub(crate) enum Event {
 type Routes = HashMap<String, Vec<UnboundedSender<Event>>>;
 
 struct Shared {
-    client: Client,
-    url: String,
+    /// Where to connect: the server, or any node of a cluster (tried in
+    /// turn after a failure).
+    nodes: PubSubNodes,
+    /// The node connected to (or last tried), an index into `nodes`.
+    node: AtomicUsize,
     timeouts: Timeouts,
     routes: Mutex<Routes>,
     /// `None` while reconnecting.
@@ -92,11 +95,13 @@ impl Shared {
                     for senders in self.routes().values_mut() {
                         senders.retain(|sender| sender.send(Event::Resync).is_ok());
                     }
-                    tracing::info!(url = %self.url, "progress pub/sub connection restored");
+                    tracing::info!(url = %self.url(), "progress pub/sub connection restored");
                     return stream;
                 }
                 Err(error) => {
-                    tracing::warn!(url = %self.url, %error, ?pause, "progress pub/sub reconnection failed; retrying");
+                    tracing::warn!(url = %self.url(), %error, ?pause, "progress pub/sub reconnection failed; retrying");
+                    // The next node of a cluster (the same server otherwise).
+                    self.node.fetch_add(1, Ordering::Relaxed);
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(Duration::from_secs(2));
                 }
@@ -104,8 +109,16 @@ impl Shared {
         }
     }
 
+    /// The redacted URL of the node connected to (or tried next).
+    fn url(&self) -> &str {
+        let nodes = &self.nodes.nodes;
+        &nodes[self.node.load(Ordering::Relaxed) % nodes.len()].1
+    }
+
     async fn resubscribe(&self) -> Result<PubSubStream> {
-        let (mut sink, stream) = open(&self.client, &self.url, self.timeouts).await?.split();
+        let nodes = &self.nodes.nodes;
+        let (client, url) = &nodes[self.node.load(Ordering::Relaxed) % nodes.len()];
+        let (mut sink, stream) = open(client, url, self.timeouts).await?.split();
         let mut slot = self.sink.lock().await;
         let channels: Vec<String> = self.routes().keys().cloned().collect();
         if !channels.is_empty() {
@@ -116,7 +129,7 @@ impl Shared {
     }
 }
 
-async fn open(client: &Client, url: &str, timeouts: Timeouts) -> Result<PubSub> {
+async fn open(client: &redis::Client, url: &str, timeouts: Timeouts) -> Result<PubSub> {
     match tokio::time::timeout(timeouts.connect, client.get_async_pubsub()).await {
         Ok(Ok(pubsub)) => Ok(pubsub),
         Ok(Err(error)) => Err(unreachable(url, Some(error), timeouts.connect)),
@@ -145,7 +158,7 @@ async fn dispatch(shared: Arc<Shared>, mut stream: PubSubStream) {
                 Err(error) => tracing::warn!(%channel, %error, "undecodable progress message; ignored"),
             }
         }
-        tracing::warn!(url = %shared.url, "progress pub/sub connection lost; reconnecting");
+        tracing::warn!(url = %shared.url(), "progress pub/sub connection lost; reconnecting");
         stream = shared.reconnect().await;
     }
 }
@@ -157,15 +170,30 @@ pub(crate) struct Hub {
 }
 
 impl Hub {
-    /// Opens the pub/sub connection and starts the dispatcher.
+    /// Opens the pub/sub connection (to the first of `nodes` that answers)
+    /// and starts the dispatcher.
     ///
     /// # Errors
-    /// [`Error::Backend`] naming the URL when the server does not answer.
-    pub(crate) async fn connect(client: Client, url: String, timeouts: Timeouts) -> Result<Self> {
-        let (sink, stream) = open(&client, &url, timeouts).await?.split();
+    /// [`Error::Backend`] naming the URL when no node answers.
+    pub(crate) async fn connect(nodes: PubSubNodes, timeouts: Timeouts) -> Result<Self> {
+        let mut opened = None;
+        let mut failure = None;
+        for (index, (client, url)) in nodes.nodes.iter().enumerate() {
+            match open(client, url, timeouts).await {
+                Ok(pubsub) => {
+                    opened = Some((index, pubsub));
+                    break;
+                }
+                Err(error) => failure = Some(error),
+            }
+        }
+        let Some((node, pubsub)) = opened else {
+            return Err(failure.unwrap_or_else(|| Error::invalid("redis url", "no URL given")));
+        };
+        let (sink, stream) = pubsub.split();
         let shared = Arc::new(Shared {
-            client,
-            url,
+            nodes,
+            node: AtomicUsize::new(node),
             timeouts,
             routes: Mutex::new(HashMap::new()),
             sink: tokio::sync::Mutex::new(Some(sink)),

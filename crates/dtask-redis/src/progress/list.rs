@@ -11,6 +11,7 @@ use std::collections::HashSet;
 use dtask_core::Result;
 use dtask_core::infra::{ProgressPage, ProgressQuery};
 use dtask_core::progress::TaskProgress;
+use redis::FromRedisValue;
 
 use super::{Reader, decode, scripts};
 use crate::conn::redis_error;
@@ -46,14 +47,7 @@ async fn fetch(reader: &Reader, ids: &[String]) -> Result<(Vec<TaskProgress>, us
     if ids.is_empty() {
         return Ok((Vec::new(), 0));
     }
-    let mut pipe = redis::pipe();
-    for id in ids {
-        pipe.cmd("HMGET").arg(reader.keys.task(id)).arg(&["snapshot", "cancel"]);
-    }
-    let rows: Vec<(Option<Vec<u8>>, Option<String>)> = pipe
-        .query_async(&mut reader.connection.manager.clone())
-        .await
-        .map_err(redis_error)?;
+    let rows: Vec<(Option<Vec<u8>>, Option<String>)> = fields(reader, ids, &["snapshot", "cancel"]).await?;
     let mut items = Vec::with_capacity(rows.len());
     let mut vanished = Vec::new();
     for (id, (snapshot, cancel)) in ids.iter().zip(rows) {
@@ -64,6 +58,27 @@ async fn fetch(reader: &Reader, ids: &[String]) -> Result<(Vec<TaskProgress>, us
     }
     forget(reader, &vanished).await?;
     Ok((items, vanished.len()))
+}
+
+/// The `fields` of each task of `ids`, in order: one pipeline of `HMGET`s
+/// on a server; on a Redis Cluster, which refuses a pipeline spanning
+/// slots, one `HMGET` each, all sent at once.
+async fn fields<T: FromRedisValue>(reader: &Reader, ids: &[String], fields: &[&str]) -> Result<Vec<T>> {
+    let connection = reader.connection.manager.clone();
+    if connection.is_cluster() {
+        let reads = ids.iter().map(|id| {
+            let mut connection = connection.clone();
+            let mut command = redis::cmd("HMGET");
+            command.arg(reader.keys.task(id)).arg(fields);
+            async move { command.query_async::<T>(&mut connection).await }
+        });
+        return futures::future::try_join_all(reads).await.map_err(redis_error);
+    }
+    let mut pipe = redis::pipe();
+    for id in ids {
+        pipe.cmd("HMGET").arg(reader.keys.task(id)).arg(fields);
+    }
+    pipe.query_async(&mut connection.clone()).await.map_err(redis_error)
 }
 
 /// Drops tasks whose hash has vanished without expiring (deleted, or
@@ -107,16 +122,8 @@ async fn filtered(reader: &Reader, query: &ProgressQuery) -> Result<ProgressPage
         if ids.is_empty() {
             break;
         }
-        let mut pipe = redis::pipe();
-        for id in &ids {
-            pipe.cmd("HMGET")
-                .arg(reader.keys.task(id))
-                .arg(&["status", "name", "submitter"]);
-        }
-        let rows: Vec<(Option<String>, Option<String>, Option<String>)> = pipe
-            .query_async(&mut reader.connection.manager.clone())
-            .await
-            .map_err(redis_error)?;
+        let rows: Vec<(Option<String>, Option<String>, Option<String>)> =
+            fields(reader, &ids, &["status", "name", "submitter"]).await?;
         let count = ids.len();
         for (id, row) in ids.into_iter().zip(rows) {
             let (Some(status), Some(name), submitter) = row else {

@@ -25,7 +25,7 @@ use futures::StreamExt;
 use redis::{Script, ScriptInvocation};
 
 use self::hub::{Event, Hub};
-use crate::conn::{Connection, Timeouts, millis, redis_error, script_pipeline};
+use crate::conn::{Commands, Connection, Timeouts, millis, redis_error, script_pipeline};
 
 /// The tracker's key names.
 #[derive(Debug, Clone)]
@@ -40,11 +40,11 @@ impl Keys {
     }
 
     fn index(&self) -> String {
-        format!("{}progress:index", self.prefix)
+        format!("{}{{progress}}:index", self.prefix)
     }
 
     fn expiring(&self) -> String {
-        format!("{}progress:expiring", self.prefix)
+        format!("{}{{progress}}:expiring", self.prefix)
     }
 
     /// The channel every cancellation request is published on, for the
@@ -141,7 +141,7 @@ impl RedisProgressTracker {
         expiry: Option<Duration>,
         timeouts: Timeouts,
     ) -> Result<Self> {
-        let hub = Hub::connect(connection.client.clone(), connection.url.clone(), timeouts).await?;
+        let hub = Hub::connect(connection.pubsub.clone(), timeouts).await?;
         let reader = Reader {
             connection,
             keys: Keys { prefix },
@@ -155,7 +155,7 @@ impl RedisProgressTracker {
         &self.inner.reader.keys
     }
 
-    fn manager(&self) -> redis::aio::ConnectionManager {
+    fn manager(&self) -> Commands {
         self.inner.reader.connection.manager.clone()
     }
 
@@ -171,6 +171,12 @@ impl RedisProgressTracker {
         self.inner.reader.connection.ping().await
     }
 
+    /// Whether the tracker is on a Redis Cluster, where a script cannot
+    /// reach the index and the expiry set (another slot than the task's).
+    fn on_cluster(&self) -> bool {
+        self.inner.reader.connection.manager.is_cluster()
+    }
+
     /// Stores a newer snapshot; `Ok` also when it was ignored as stale.
     async fn record(&self, progress: &TaskProgress) -> Result<()> {
         let outcome: i64 = self
@@ -178,7 +184,53 @@ impl RedisProgressTracker {
             .invoke_async(&mut self.manager())
             .await
             .map_err(redis_error)?;
+        if outcome == 2 {
+            self.list_expiry(progress).await;
+        }
         recorded(progress, outcome)
+    }
+
+    /// On a Redis Cluster, lists the ended task just stored in the expiry
+    /// set, which the script could not reach. A failure only delays the
+    /// task's removal from the index: a listing that meets its expired
+    /// hash drops it then.
+    async fn list_expiry(&self, progress: &TaskProgress) {
+        let Some(expiry) = self
+            .inner
+            .expiry
+            .filter(|_| self.on_cluster() && progress.is_terminal())
+        else {
+            return;
+        };
+        let at = time::OffsetDateTime::now_utc() + expiry;
+        let at_ms = at.unix_timestamp_nanos().div_euclid(1_000_000);
+        let listed = redis::cmd("ZADD")
+            .arg(self.keys().expiring())
+            .arg(i64::try_from(at_ms).unwrap_or(i64::MAX))
+            .arg(progress.task_id.to_string())
+            .query_async::<()>(&mut self.manager())
+            .await;
+        if let Err(error) = listed {
+            let task_id = progress.task_id;
+            tracing::warn!(%task_id, %error, "listing an ended task's expiry failed; a listing drops it once expired");
+        }
+    }
+
+    /// On a Redis Cluster, indexes `progress`'s task before its hash is
+    /// created (the script cannot reach the index): a task is never
+    /// without its index entry, and an entry whose hash was never created
+    /// is dropped by the next listing that meets it.
+    async fn index_first(&self, progress: &TaskProgress) -> Result<()> {
+        if !self.on_cluster() {
+            return Ok(());
+        }
+        redis::cmd("ZADD")
+            .arg(self.keys().index())
+            .arg(created_ms(progress))
+            .arg(progress.task_id.to_string())
+            .query_async::<()>(&mut self.manager())
+            .await
+            .map_err(redis_error)
     }
 
     /// The `UPDATE` script's invocation storing `progress`.
@@ -186,8 +238,10 @@ impl RedisProgressTracker {
         let snapshot = serde_json::to_vec(progress).map_err(codec_error)?;
         let keys = self.keys();
         let mut invocation = scripts::UPDATE.key(keys.task(progress.task_id));
+        if !self.on_cluster() {
+            invocation.key(keys.expiring());
+        }
         invocation
-            .key(keys.expiring())
             .arg(snapshot)
             .arg(progress.revision)
             .arg(progress.status.as_str())
@@ -201,16 +255,16 @@ impl RedisProgressTracker {
     /// The `INIT` script's invocation recording `progress` first.
     fn init_invocation(&self, progress: &TaskProgress) -> Result<ScriptInvocation<'static>> {
         let snapshot = serde_json::to_vec(progress).map_err(codec_error)?;
-        let created_ms = progress.created_at.unix_timestamp_nanos().div_euclid(1_000_000);
         let keys = self.keys();
         let mut invocation = scripts::INIT.key(keys.task(progress.task_id));
+        if !self.on_cluster() {
+            invocation.key(keys.index()).key(keys.expiring());
+        }
         invocation
-            .key(keys.index())
-            .key(keys.expiring())
             .arg(snapshot)
             .arg(progress.revision)
             .arg(flag(progress.cancel_requested))
-            .arg(i64::try_from(created_ms).unwrap_or(i64::MAX))
+            .arg(created_ms(progress))
             .arg(progress.status.as_str())
             .arg(&progress.task_name)
             .arg(flag(progress.is_terminal()))
@@ -246,6 +300,12 @@ impl RedisProgressTracker {
     }
 }
 
+/// When `progress`'s task was created, in ms since 1970 (its index score).
+fn created_ms(progress: &TaskProgress) -> i64 {
+    let ms = progress.created_at.unix_timestamp_nanos().div_euclid(1_000_000);
+    i64::try_from(ms).unwrap_or(i64::MAX)
+}
+
 /// What the `UPDATE` script's answer says.
 fn recorded(progress: &TaskProgress, outcome: i64) -> Result<()> {
     if outcome == 0 {
@@ -277,19 +337,28 @@ impl fmt::Debug for RedisProgressTracker {
 #[async_trait]
 impl ProgressTracker for RedisProgressTracker {
     async fn init(&self, progress: &TaskProgress) -> Result<()> {
-        let created: i64 = self
-            .init_invocation(progress)?
+        let invocation = self.init_invocation(progress)?;
+        self.index_first(progress).await?;
+        let created: i64 = invocation
             .invoke_async(&mut self.manager())
             .await
             .map_err(redis_error)?;
+        if created == 1 {
+            self.list_expiry(progress).await;
+        }
         initialised(progress, created)
     }
 
     /// One pipeline for every snapshot. When it fails as a whole, every
     /// snapshot gets its error,
     /// as one `init` would: trying them one by one could find some
-    /// recorded by the failed pipeline and call them known.
+    /// recorded by the failed pipeline and call them known. On a Redis
+    /// Cluster, which refuses a pipeline spanning slots, each is an `init`
+    /// of its own, all sent at once.
     async fn init_many(&self, progress: &[TaskProgress]) -> Vec<Result<()>> {
+        if self.on_cluster() {
+            return futures::future::join_all(progress.iter().map(|p| self.init(p))).await;
+        }
         let invocation = |p: &TaskProgress| self.init_invocation(p);
         match self.pipelined(&scripts::INIT, progress, invocation, initialised).await {
             Ok(results) => results,
@@ -310,8 +379,12 @@ impl ProgressTracker for RedisProgressTracker {
 
     /// One pipeline for every snapshot. When it fails as a whole, each
     /// snapshot is recorded on its own (a snapshot stored twice is ignored
-    /// the second time).
+    /// the second time). On a Redis Cluster, each is recorded on its own,
+    /// all at once.
     async fn update_many(&self, progress: &[TaskProgress]) -> Vec<Result<()>> {
+        if self.on_cluster() {
+            return futures::future::join_all(progress.iter().map(|p| self.record(p))).await;
+        }
         let invocation = |p: &TaskProgress| self.update_invocation(p);
         if let Ok(results) = self.pipelined(&scripts::UPDATE, progress, invocation, recorded).await {
             return results;

@@ -8,9 +8,10 @@
 //! asked, sticky), `created` (ms since 1970), `status` (its wire name),
 //! `name` (the task's name) and `done` (`1` once terminal). Snapshots are
 //! published on the channel of the same name. The sorted set
-//! `{prefix}progress:index` lists every task by `created`; the sorted set
-//! `{prefix}progress:expiring` lists the ended tasks by the time their hash
-//! expires, so that listing can drop them from the index.
+//! `{prefix}{progress}:index` lists every task by `created`; the sorted set
+//! `{prefix}{progress}:expiring` lists the ended tasks by the time their
+//! hash expires, so that listing can drop them from the index. (The two
+//! share the hash tag `{progress}`: the listing script touches both.)
 
 use std::sync::LazyLock;
 
@@ -24,6 +25,7 @@ local function mark_cancelled(snapshot)
 end
 local function expire(hash, expiring, ms, id)
   redis.call('PEXPIRE', hash, ms)
+  if not expiring then return end
   local now = redis.call('TIME')
   local at = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) + tonumber(ms)
   redis.call('ZADD', expiring, string.format('%.0f', at), id)
@@ -36,7 +38,9 @@ fn script(body: &str) -> Script {
 
 /// Creates the hash unless it exists, and indexes the task.
 ///
-/// `KEYS`: hash, index, expiring. `ARGV`: snapshot, revision, cancel flag,
+/// `KEYS`: hash, index, expiring; on a Redis Cluster only the hash (the
+/// index and the expiry set live in another slot: the caller writes them
+/// itself). `ARGV`: snapshot, revision, cancel flag,
 /// created (ms), status, name, done flag, expiry ms (0: none), task id,
 /// submitter (empty: none). Returns 1 when created, 0 when the task
 /// exists.
@@ -46,7 +50,7 @@ pub(crate) static INIT: LazyLock<Script> = LazyLock::new(|| {
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 redis.call('HSET', KEYS[1], 'snapshot', ARGV[1], 'revision', ARGV[2], 'cancel', ARGV[3],
   'created', ARGV[4], 'status', ARGV[5], 'name', ARGV[6], 'done', ARGV[7], 'submitter', ARGV[10])
-redis.call('ZADD', KEYS[2], ARGV[4], ARGV[9])
+if KEYS[2] then redis.call('ZADD', KEYS[2], ARGV[4], ARGV[9]) end
 if ARGV[7] == '1' and ARGV[8] ~= '0' then expire(KEYS[1], KEYS[3], ARGV[8], ARGV[9]) end
 return 1
 ",
@@ -58,7 +62,8 @@ return 1
 ///
 /// Newer means a larger revision, or terminal over a running snapshot; an
 /// ended task's snapshot is final. The flag stays set once either the
-/// stored or the new snapshot has it. `KEYS`: hash, expiring. `ARGV`:
+/// stored or the new snapshot has it. `KEYS`: hash, expiring (only the
+/// hash on a Redis Cluster). `ARGV`:
 /// snapshot, revision, status, done flag, expiry ms (0: none), task id,
 /// the snapshot's cancel flag. Returns 0 for an unknown task, 1 when
 /// ignored, 2 when stored.
