@@ -11,20 +11,18 @@
 
 #![cfg(feature = "distributed")]
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+#[path = "support/clusters.rs"]
+mod clusters;
+
+use std::sync::Arc;
 use std::time::Duration;
 
+use clusters::{Floor, ScriptedCluster, ShipParcel, parcels};
 use dtask::distributed::dtask_amqp::{AmqpConfig, AmqpQueue};
 use dtask::distributed::dtask_redis::RedisConfig;
 use dtask::infra::{Infrastructure, NamespacedQueue};
 use dtask::memory::MemoryObjectStore;
 use dtask::prelude::*;
-use serde::{Deserialize, Serialize};
-use tokio::sync::{Notify, watch};
 
 /// How long the test waits for what should happen.
 const PATIENCE: Duration = Duration::from_secs(120);
@@ -34,195 +32,25 @@ const AFTER: usize = 20;
 /// How many tasks are held inside `Pack` when the node is killed.
 const HELD: usize = 8;
 
-// ------------------------------------------------------------- the cluster
-
-/// The cluster, stopped (and its data deleted) on drop.
-struct Cluster;
-
-impl Cluster {
-    fn script() -> PathBuf {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/rabbitmq-cluster")
-    }
-
-    /// Runs the script; its output, or why it failed.
-    fn try_run(args: &[&str]) -> Result<String, String> {
-        let output = Command::new(Self::script())
-            .args(args)
-            .output()
-            .map_err(|e| format!("cannot run scripts/rabbitmq-cluster {args:?}: {e}"))?;
-        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-        if output.status.success() {
-            return Ok(stdout);
-        }
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        Err(format!("scripts/rabbitmq-cluster {args:?} failed: {stdout}{stderr}"))
-    }
-
-    fn run(args: &[&str]) -> String {
-        Self::try_run(args).unwrap_or_else(|error| panic!("{error}"))
-    }
-
-    /// Starts the three nodes; a failure to start fails the test (the
-    /// script needs RabbitMQ installed, nothing else). The guard exists
-    /// first, so that a failed start is stopped too.
-    async fn start() -> Self {
-        let cluster = Self;
-        tokio::task::spawn_blocking(|| Self::run(&["start"]))
-            .await
-            .expect("the cluster starts");
-        cluster
-    }
-
-    fn urls() -> Vec<String> {
-        Self::run(&["urls"]).trim().split(',').map(str::to_owned).collect()
-    }
-
-    async fn kill(node: u8) {
-        tokio::task::spawn_blocking(move || Self::run(&["kill", &node.to_string()]))
-            .await
-            .expect("the node is killed");
-    }
-
-    /// The quorum queue's (leader, members), as node `asking` reports them.
-    fn queue(asking: u8, queue: &str) -> (String, String) {
-        let listing = Self::run(&["ctl", &asking.to_string(), "list_queues", "name", "leader", "members"]);
-        listing
-            .lines()
-            .find_map(|line| {
-                let mut columns = line.splitn(3, '\t');
-                (columns.next() == Some(queue)).then(|| {
-                    let leader = columns.next().unwrap_or_default().to_owned();
-                    (leader, columns.next().unwrap_or_default().to_owned())
-                })
+/// The quorum queue's (leader, members), as node `asking` reports them.
+fn queue_members(cluster: &ScriptedCluster, asking: u8, queue: &str) -> (String, String) {
+    let listing = cluster.run(&["ctl", &asking.to_string(), "list_queues", "name", "leader", "members"]);
+    listing
+        .lines()
+        .find_map(|line| {
+            let mut columns = line.splitn(3, '\t');
+            (columns.next() == Some(queue)).then(|| {
+                let leader = columns.next().unwrap_or_default().to_owned();
+                (leader, columns.next().unwrap_or_default().to_owned())
             })
-            .unwrap_or_else(|| panic!("no queue {queue} in {listing}"))
-    }
-}
-
-impl Drop for Cluster {
-    /// Stops the nodes; a failure is printed, not raised (a panic while a
-    /// failing test unwinds would hide its own message).
-    fn drop(&mut self) {
-        if let Err(error) = Self::try_run(&["stop"]) {
-            eprintln!("{error}");
-        }
-    }
-}
-
-// ---------------------------------------------------------------- the task
-
-/// The request: which parcel.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-struct Parcel {
-    label: String,
-}
-
-/// A step's output: the steps that touched the parcel so far.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Stamp {
-    by: String,
-}
-
-/// The response: every step's stamp.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Receipt {
-    stamps: Vec<String>,
-}
-
-/// Counts the runs of each step of each parcel, and holds `Pack` closed
-/// until the test opens it.
-#[derive(Debug, Clone)]
-struct Floor {
-    runs: Arc<Mutex<BTreeMap<String, usize>>>,
-    arrived: Arc<AtomicUsize>,
-    arrival: Arc<Notify>,
-    open: watch::Receiver<bool>,
-}
-
-impl Floor {
-    fn ran(&self, step: &str, parcel: &Parcel) {
-        let key = format!("{step} {}", parcel.label);
-        *self.runs.lock().unwrap().entry(key).or_default() += 1;
-    }
-
-    async fn until_arrived(&self, at_least: usize) {
-        loop {
-            let notified = self.arrival.notified();
-            if self.arrived.load(Ordering::SeqCst) >= at_least {
-                return;
-            }
-            notified.await;
-        }
-    }
-}
-
-/// Pick → Pack → Post: three steps, three saves.
-#[dtask::task(
-    name = "ShipParcel",
-    request = Parcel,
-    response = Receipt,
-    queue = "parcels",
-    max_retries = 0,
-    timeout_secs = 300,
-    mode = InProcess
-)]
-#[custom_step(Pick, order = 1, output = Stamp)]
-#[custom_step(Pack, order = 2, inputs(pick), output = Stamp)]
-#[custom_step(Post, order = 3, inputs(pack), output = Stamp)]
-#[derive(Debug, Clone)]
-struct ShipParcel {
-    floor: Floor,
-}
-
-impl ship_parcel::Steps for ShipParcel {
-    async fn pick(&self, _cx: &StepContext, input: ship_parcel::PickInput<'_>) -> Result<Stamp, StepError> {
-        self.floor.ran("pick", input.request);
-        Ok(Stamp { by: "pick".into() })
-    }
-
-    async fn pack(&self, _cx: &StepContext, input: ship_parcel::PackInput<'_>) -> Result<Stamp, StepError> {
-        self.floor.ran("pack", input.request);
-        self.floor.arrived.fetch_add(1, Ordering::SeqCst);
-        self.floor.arrival.notify_waiters();
-        let mut open = self.floor.open.clone();
-        open.wait_for(|open| *open)
-            .await
-            .map_err(|_| StepError::permanent("the test ended"))?;
-        Ok(Stamp {
-            by: format!("{}+pack", input.pick.by),
         })
-    }
-
-    async fn post(&self, _cx: &StepContext, input: ship_parcel::PostInput<'_>) -> Result<Stamp, StepError> {
-        self.floor.ran("post", input.request);
-        Ok(Stamp {
-            by: format!("{}+post", input.pack.by),
-        })
-    }
-
-    fn response(&self, outputs: ship_parcel::Outputs<'_>) -> Result<Receipt, StepError> {
-        Ok(Receipt {
-            stamps: vec![
-                outputs.pick.by.clone(),
-                outputs.pack.by.clone(),
-                outputs.post.by.clone(),
-            ],
-        })
-    }
+        .unwrap_or_else(|| panic!("no queue {queue} in {listing}"))
 }
 
 // --------------------------------------------------------------- the test
 
 fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", TaskId::new().to_string().replace('-', ""))
-}
-
-fn parcels(from: usize, to: usize) -> Vec<Parcel> {
-    (from..to)
-        .map(|i| Parcel {
-            label: format!("parcel-{i}"),
-        })
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -232,8 +60,8 @@ async fn a_killed_node_loses_no_task_and_runs_no_step_twice() {
         .with_env_filter("dtask=info,dtask_core=info,dtask_amqp=info")
         .with_test_writer()
         .try_init();
-    let cluster = Cluster::start().await;
-    let urls = Cluster::urls();
+    let cluster = ScriptedCluster::start("rabbitmq-cluster").await;
+    let urls = cluster.urls();
     assert_eq!(urls.len(), 3, "{urls:?}");
     let namespace = unique("cluster");
     let queue_name = format!("{namespace}.parcels");
@@ -272,13 +100,7 @@ async fn a_killed_node_loses_no_task_and_runs_no_step_twice() {
         }
     };
 
-    let (open, opened) = watch::channel(false);
-    let floor = Floor {
-        runs: Arc::default(),
-        arrived: Arc::default(),
-        arrival: Arc::default(),
-        open: opened,
-    };
+    let (floor, open) = Floor::closed();
     let api = Host::builder()
         .mode(Mode::Distributed)
         .infrastructure(infrastructure(&api_queue))
@@ -302,7 +124,7 @@ async fn a_killed_node_loses_no_task_and_runs_no_step_twice() {
     tokio::time::timeout(PATIENCE, floor.until_arrived(HELD))
         .await
         .expect("tasks reach Pack");
-    let (leader, members) = Cluster::queue(2, &queue_name);
+    let (leader, members) = queue_members(&cluster, 2, &queue_name);
     assert_eq!(leader, "dtask-cluster-1@localhost", "the queue is led from node 1");
     for node in 1..=3 {
         assert!(
@@ -311,7 +133,7 @@ async fn a_killed_node_loses_no_task_and_runs_no_step_twice() {
         );
     }
 
-    Cluster::kill(1).await;
+    cluster.kill(1).await;
     // Submitted through the surviving nodes: the API reconnects to node 2.
     let after = tokio::time::timeout(PATIENCE, api.submit_many::<ShipParcel>(parcels(BEFORE, BEFORE + AFTER)))
         .await
@@ -331,11 +153,10 @@ async fn a_killed_node_loses_no_task_and_runs_no_step_twice() {
         let receipt = outcome.response.expect("a completed task's response");
         assert_eq!(receipt.stamps, ["pick", "pick+pack", "pick+pack+post"]);
     }
-    let runs = floor.runs.lock().unwrap().clone();
     for parcel in parcels(0, BEFORE + AFTER) {
         for step in ["pick", "pack", "post"] {
-            let key = format!("{step} {}", parcel.label);
-            assert_eq!(runs.get(&key), Some(&1), "{key} ran {:?} times", runs.get(&key));
+            let runs = floor.runs(step, &parcel.label);
+            assert_eq!(runs, 1, "{step} of {} ran {runs} times", parcel.label);
         }
     }
 

@@ -1,0 +1,147 @@
+//! A three-master Redis Cluster on loopback (`scripts/redis-cluster`,
+//! started and stopped by this test) keeps the tasks' state, progress and
+//! locks; the queue is the machine's RabbitMQ. While tasks are in the
+//! middle of a step, the master holding the first of them is killed with
+//! SIGKILL and restarted (its append-only file keeps all it acknowledged).
+//! Every task still completes with its full response, and no step whose
+//! end was saved before the kill runs again.
+//!
+//! Needs Redis installed (the cluster's nodes run beside the machine's own)
+//! and RabbitMQ on 127.0.0.1:5672. Starting the cluster takes about 2 s.
+
+#![cfg(feature = "distributed")]
+
+#[path = "support/clusters.rs"]
+mod clusters;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use clusters::{Floor, ScriptedCluster, ShipParcel, parcels};
+use dtask::distributed::dtask_amqp::{AmqpConfig, AmqpQueue};
+use dtask::distributed::dtask_redis::RedisConfig;
+use dtask::infra::{Infrastructure, NamespacedQueue};
+use dtask::memory::MemoryObjectStore;
+use dtask::prelude::*;
+
+/// How long the test waits for what should happen.
+const PATIENCE: Duration = Duration::from_secs(120);
+/// Tasks submitted.
+const TASKS: usize = 30;
+/// How many tasks are held inside `Pack` when the master is killed.
+const HELD: usize = 8;
+
+fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", TaskId::new().to_string().replace('-', ""))
+}
+
+/// The master serving `key`'s slot, from 1 to 3.
+fn master_of(cluster: &ScriptedCluster, key: &str) -> u8 {
+    let slot: u16 = cluster
+        .run(&["cli", "1", "cluster", "keyslot", key])
+        .trim()
+        .parse()
+        .expect("a slot number");
+    // `redis-cli --cluster create` gives the three masters equal ranges.
+    match slot {
+        0..=5460 => 1,
+        5461..=10922 => 2,
+        _ => 3,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_and_restarted_master_loses_no_task() {
+    // The reconnections' warnings show with a failing test's output.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("dtask=info,dtask_core=info,dtask_redis=info")
+        .with_test_writer()
+        .try_init();
+    let cluster = ScriptedCluster::start("redis-cluster").await;
+    let nodes: Vec<String> = (cluster.urls().iter())
+        .map(|url| url.replacen("redis://", "redis+cluster://", 1))
+        .collect();
+    let prefix = format!("{}:", unique("dtask-redis-cluster"));
+    let redis = RedisConfig::cluster(nodes)
+        .expect("three nodes")
+        .with_key_prefix(&prefix)
+        .connect()
+        .await
+        .expect("the cluster answers");
+    let amqp = AmqpQueue::connect(AmqpConfig::new("amqp://guest:guest@127.0.0.1:5672/%2f"))
+        .await
+        .expect("RabbitMQ on 127.0.0.1:5672 (the test's queue)");
+    let namespace = unique("redis-cluster");
+    let queue = NamespacedQueue::new(&namespace, amqp.clone());
+    let infrastructure = Infrastructure {
+        storage: Arc::new(MemoryObjectStore::new()),
+        publisher: Arc::new(queue.clone()),
+        consumer: Arc::new(queue.clone()),
+        lock: Arc::new(redis.lock()),
+        progress: Arc::new(redis.progress()),
+        state: Arc::new(redis.state()),
+        idempotency: Arc::new(redis.idempotency()),
+        dead_letters: Some(Arc::new(queue)),
+        workers: None,
+        depths: None,
+        cancellations: Some(Arc::new(redis.progress())),
+    };
+
+    let (floor, open) = Floor::closed();
+    let api = Host::builder()
+        .mode(Mode::Distributed)
+        .infrastructure(infrastructure.clone())
+        .register(ShipParcel { floor: floor.clone() })
+        .run_workers(false)
+        .build()
+        .unwrap();
+    let worker = Host::builder()
+        .mode(Mode::Distributed)
+        .infrastructure(infrastructure)
+        .register(ShipParcel { floor: floor.clone() })
+        .lock_ttl(Duration::from_secs(10))
+        .build()
+        .unwrap();
+
+    let mut handles = Vec::new();
+    for submitted in api.submit_many::<ShipParcel>(parcels(0, TASKS)).await.unwrap() {
+        handles.push(submitted.expect("submitted"));
+    }
+    tokio::time::timeout(PATIENCE, floor.until_arrived(HELD))
+        .await
+        .expect("tasks reach Pack");
+    // The master holding the first task's state (and more tasks' keys).
+    let first_state = format!("{prefix}state:{{{}}}", handles[0].id());
+    let victim = master_of(&cluster, &first_state);
+    cluster.kill(victim).await;
+    cluster.run_blocking(&["start"]).await;
+    open.send_replace(true);
+
+    for (handle, parcel) in handles.iter().zip(parcels(0, TASKS)) {
+        let outcome = tokio::time::timeout(PATIENCE, handle.wait())
+            .await
+            .unwrap_or_else(|_| panic!("task {} ends", handle.id()))
+            .expect("its outcome");
+        assert_eq!(outcome.progress.status, TaskStatus::Completed, "{:?}", outcome.progress);
+        let receipt = outcome.response.expect("a completed task's response");
+        assert_eq!(receipt.stamps, ["pick", "pick+pack", "pick+pack+post"]);
+        // Pick's end was saved before the kill (every task had at least
+        // reached Pack, or had not started); it never runs again.
+        let picks = floor.runs("pick", &parcel.label);
+        assert_eq!(picks, 1, "pick of {} ran {picks} times", parcel.label);
+    }
+    let again: Vec<String> = (parcels(0, TASKS).into_iter())
+        .filter(|parcel| floor.runs("pack", &parcel.label) > 1)
+        .map(|parcel| parcel.label)
+        .collect();
+    println!("tasks whose held Pack ran again after the restart: {again:?}");
+
+    worker.shutdown().await;
+    api.shutdown().await;
+    amqp.delete(&format!("{namespace}.parcels"))
+        .await
+        .expect("delete the queue");
+    // Every connection closed before the nodes stop.
+    drop((worker, api, redis, amqp));
+    drop(cluster);
+}
