@@ -18,9 +18,9 @@ use std::time::Duration;
 
 use dtask_core::infra::{Delivery, QueueMessage};
 use dtask_core::{Error, Result};
+use dtask_redis::connection::Commands;
 use futures::future::BoxFuture;
 use futures::{FutureExt, Stream};
-use redis::aio::MultiplexedConnection;
 use redis::{ErrorKind, RedisError, RedisResult, Value};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -44,7 +44,7 @@ type Round = BoxFuture<'static, (Reader, Result<Vec<Fetched>>)>;
 /// The state the rounds carry from one to the next.
 struct Reader {
     ctx: Arc<ConsumerCtx>,
-    conn: Option<MultiplexedConnection>,
+    conn: Option<Commands>,
     failures: u32,
     next_reclaim: Instant,
     cursor: String,

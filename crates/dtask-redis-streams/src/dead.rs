@@ -3,8 +3,8 @@
 
 use dtask_core::Result;
 use dtask_core::infra::DeadLetter;
+use dtask_redis::connection::Commands;
 use redis::Value;
-use redis::aio::ConnectionManager;
 
 use crate::entry::{REASON, RawEntry, parse_entry};
 use crate::error::backend;
@@ -22,7 +22,7 @@ fn from_entry(entry: &RawEntry) -> DeadLetter {
 }
 
 /// Up to `count` entries of the dead-letter stream `key`, oldest first.
-pub(crate) async fn read(conn: &mut ConnectionManager, key: &str, count: usize) -> Result<Vec<DeadLetter>> {
+pub(crate) async fn read(conn: &mut Commands, key: &str, count: usize) -> Result<Vec<DeadLetter>> {
     let reply: Value = redis::cmd("XRANGE")
         .arg(key)
         .arg("-")

@@ -11,8 +11,10 @@ use dtask_core::infra::{
     DeadLetter, DeadLetters, DeliveryStream, QueueConsumer, QueueDepth, QueueDepths, QueueMessage, QueuePublisher,
 };
 use dtask_core::{Error, Result};
+use dtask_redis::connection::{Commands, cluster_node};
 use futures::StreamExt;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClient;
 use redis::{AsyncConnectionConfig, RedisResult};
 
 use crate::config::RedisStreamsConfig;
@@ -25,8 +27,8 @@ use crate::stats::{Counter, Counters, RedisStreamsStats};
 /// What every handle, stream and acker of one queue set shares.
 pub(crate) struct Shared {
     pub(crate) config: RedisStreamsConfig,
-    client: redis::Client,
-    manager: ConnectionManager,
+    client: Client,
+    manager: Commands,
     /// Stream keys whose consumer group is known to exist.
     groups: Mutex<HashSet<String>>,
     counters: Counters,
@@ -35,7 +37,7 @@ pub(crate) struct Shared {
 impl Shared {
     /// A handle on the shared, self-reconnecting connection, for one
     /// request: each call counts a round trip.
-    pub(crate) fn conn(&self) -> ConnectionManager {
+    pub(crate) fn conn(&self) -> Commands {
         self.count(Counter::RoundTrips, 1);
         self.manager.clone()
     }
@@ -76,14 +78,22 @@ impl Shared {
 
     /// A connection of its own for blocking reads, so that they never
     /// stall the commands on the shared one.
-    pub(crate) async fn reader_connection(&self) -> RedisResult<MultiplexedConnection> {
+    pub(crate) async fn reader_connection(&self) -> RedisResult<Commands> {
+        let response_timeout = self.config.read_block() + self.config.response_timeout;
+        let client = match &self.client {
+            Client::Server(client) => client,
+            Client::Cluster(nodes) => {
+                // Its own cluster connection: a blocked read holds the
+                // connection to its node.
+                let cluster = cluster_client(nodes, self.config.connect_timeout, response_timeout)?;
+                self.count(Counter::RoundTrips, 1);
+                return Ok(Commands::Cluster(cluster.get_async_connection().await?));
+            }
+        };
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(self.config.connect_timeout))
-            .set_response_timeout(Some(self.config.read_block() + self.config.response_timeout));
-        let mut conn = self
-            .client
-            .get_multiplexed_async_connection_with_config(&config)
-            .await?;
+            .set_response_timeout(Some(response_timeout));
+        let mut conn = client.get_multiplexed_async_connection_with_config(&config).await?;
         // Named, so that `CLIENT LIST` tells which consumer blocks where.
         let name: String = format!("dtask-streams-reader:{}", self.config.consumer)
             .chars()
@@ -95,8 +105,23 @@ impl Shared {
             .arg(name)
             .query_async::<()>(&mut conn)
             .await?;
-        Ok(conn)
+        Ok(Commands::Multiplexed(conn))
     }
+}
+
+/// Where the queue's Redis is: one server, or a Redis Cluster's nodes.
+enum Client {
+    Server(redis::Client),
+    /// The nodes' URLs for the client (`redis://`).
+    Cluster(Vec<String>),
+}
+
+/// A client of the Redis Cluster with `nodes`.
+fn cluster_client(nodes: &[String], connect: Duration, response: Duration) -> RedisResult<ClusterClient> {
+    ClusterClient::builder(nodes.iter().map(String::as_str))
+        .connection_timeout(connect)
+        .response_timeout(response)
+        .build()
 }
 
 /// The first pause of a publish that found its queue full.
@@ -148,6 +173,9 @@ impl RedisStreamsQueue {
     /// "Redis is not reachable at {url}" (password redacted) when Redis
     /// does not answer in time or refuses the connection.
     pub async fn connect(config: RedisStreamsConfig) -> Result<Self> {
+        if let Some(node) = cluster_node(&config.url) {
+            return Self::connect_cluster(config, node).await;
+        }
         let url = config.redacted_url();
         let client =
             redis::Client::open(config.url.as_str()).map_err(|e| Error::invalid("redis url", format!("{url}: {e}")))?;
@@ -180,7 +208,45 @@ impl RedisStreamsQueue {
             .set_response_timeout(Some(config.response_timeout))
             .set_max_delay(std::time::Duration::from_secs(5));
         let manager = ConnectionManager::new_lazy_with_config(client.clone(), manager_config).map_err(backend)?;
-        Ok(Self {
+        Ok(Self::with(config, Client::Server(client), Commands::Server(manager)))
+    }
+
+    /// Connects to the Redis Cluster that `node` (a `redis://` URL) is a
+    /// node of, within the connect timeout.
+    async fn connect_cluster(config: RedisStreamsConfig, node: String) -> Result<Self> {
+        let url = config.redacted_url();
+        let timeout = config.connect_timeout;
+        let nodes = vec![node];
+        let cluster = cluster_client(&nodes, timeout, config.response_timeout)
+            .map_err(|e| Error::invalid("redis url", format!("{url}: {e}")))?;
+        let unreachable = |source: dtask_core::BoxError| {
+            Error::backend(
+                BACKEND,
+                Unreachable {
+                    url: url.clone(),
+                    source,
+                },
+            )
+        };
+        let connecting = async {
+            let mut connection = cluster.get_async_connection().await?;
+            redis::cmd("PING").query_async::<()>(&mut connection).await?;
+            Ok::<_, redis::RedisError>(connection)
+        };
+        let connection = match tokio::time::timeout(timeout, connecting).await {
+            Ok(Ok(connection)) => connection,
+            Ok(Err(error)) => return Err(unreachable(Box::new(error))),
+            Err(_) => return Err(unreachable(Box::new(NoAnswer(timeout)))),
+        };
+        Ok(Self::with(
+            config,
+            Client::Cluster(nodes),
+            Commands::Cluster(connection),
+        ))
+    }
+
+    fn with(config: RedisStreamsConfig, client: Client, manager: Commands) -> Self {
+        Self {
             shared: Arc::new(Shared {
                 config,
                 client,
@@ -188,7 +254,7 @@ impl RedisStreamsQueue {
                 groups: Mutex::new(HashSet::new()),
                 counters: Counters::default(),
             }),
-        })
+        }
     }
 
     /// The configuration it was connected with.

@@ -10,7 +10,7 @@
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
+use dtask_redis::connection::Commands;
 use redis::{RedisResult, Script, Value};
 
 use crate::config::RedisStreamsConfig;
@@ -210,7 +210,7 @@ pub(crate) enum Settled {
 
 /// Settles entry `id` of `keys` as `settlement`, atomically.
 pub(crate) async fn settle(
-    conn: &mut ConnectionManager,
+    conn: &mut Commands,
     config: &RedisStreamsConfig,
     keys: &QueueKeys,
     id: &str,
@@ -256,7 +256,7 @@ pub(crate) struct Reclaimed {
 /// Claims up to `read_count` entries idle for longer than the visibility
 /// timeout, from `cursor` on.
 pub(crate) async fn reclaim(
-    conn: &mut ConnectionManager,
+    conn: &mut Commands,
     config: &RedisStreamsConfig,
     keys: &QueueKeys,
     cursor: &str,
@@ -314,7 +314,7 @@ fn parse_reclaimed(reply: Value) -> Reclaimed {
 /// [`max_backlog`](RedisStreamsConfig::max_backlog) entries; `false` when
 /// it was full and nothing was added.
 pub(crate) async fn publish(
-    conn: &mut ConnectionManager,
+    conn: &mut Commands,
     config: &RedisStreamsConfig,
     keys: &QueueKeys,
     fields: &[(&'static str, FieldValue<'_>)],
@@ -331,7 +331,7 @@ pub(crate) async fn publish(
 /// [`publish`] for each entry of `entries`, in one pipeline; says, for
 /// each, whether it was added (not refused as the stream is full).
 pub(crate) async fn publish_many(
-    conn: &mut ConnectionManager,
+    conn: &mut Commands,
     config: &RedisStreamsConfig,
     keys: &QueueKeys,
     entries: &[Vec<(&'static str, FieldValue<'_>)>],
@@ -355,7 +355,7 @@ pub(crate) async fn publish_many(
 /// Acks and deletes each of `ids` still pending on this consumer; returns
 /// those that are not (left untouched).
 pub(crate) async fn ack(
-    conn: &mut ConnectionManager,
+    conn: &mut Commands,
     config: &RedisStreamsConfig,
     keys: &QueueKeys,
     ids: &[&str],
@@ -368,7 +368,7 @@ pub(crate) async fn ack(
 /// Resets the idle time of `ids` where still pending on this consumer;
 /// returns those that are not.
 pub(crate) async fn renew(
-    conn: &mut ConnectionManager,
+    conn: &mut Commands,
     config: &RedisStreamsConfig,
     keys: &QueueKeys,
     ids: &[String],
@@ -381,7 +381,7 @@ pub(crate) async fn renew(
 /// Deletes the group's consumers that hold nothing and have been idle for
 /// `idle`; returns how many.
 pub(crate) async fn prune(
-    conn: &mut ConnectionManager,
+    conn: &mut Commands,
     config: &RedisStreamsConfig,
     keys: &QueueKeys,
     idle: Duration,

@@ -17,14 +17,15 @@ use crate::{RedisIdempotencyStore, RedisLock, RedisProgressTracker, RedisStateSt
 /// names independent servers for a RedLock quorum.
 ///
 /// A **Redis Cluster** is given by its nodes' URLs with the scheme
-/// `redis+cluster://` (`rediss+cluster://` with TLS): one node is enough,
-/// the client learns the others ([`cluster`](Self::cluster) takes
-/// several, tried in turn). Every key of a task, and a lock with its
+/// `redis+cluster://`: one node is enough for commands, the client learns
+/// the others ([`cluster`](Self::cluster) takes several, tried in turn),
+/// but progress pub/sub moves only among the URLs given: give every
+/// master's for it to survive the loss of any. Every key of a task, and a lock with its
 /// fence, share a hash tag, so each script touches one slot; the listing
 /// index lives in a slot of its own, written by a command of its own
 /// (see the crate's README). Progress streams subscribe on one node at a
 /// time (classic pub/sub reaches every node's subscribers) and move to
-/// the next node when theirs is lost.
+/// the next of the URLs given when theirs is lost.
 ///
 /// ```no_run
 /// # async fn demo() -> dtask_core::Result<()> {
@@ -169,6 +170,19 @@ impl RedisConfig {
             let mut nodes = vec![self.url.clone()];
             nodes.extend(self.cluster_nodes.iter().cloned());
             Connection::open_cluster(&nodes, timeouts).await?
+        } else if !self.cluster_nodes.is_empty() {
+            return Err(Error::invalid(
+                "redis url",
+                format!(
+                    "{}: a Redis Cluster's nodes are given as redis+cluster:// URLs",
+                    redact(&self.url)
+                ),
+            ));
+        } else if let Some(url) = self.lock_urls.iter().find(|url| Self::is_cluster_url(url)) {
+            return Err(Error::invalid(
+                "redis lock urls",
+                format!("{}: lock URLs are independent servers, not a cluster", redact(url)),
+            ));
         } else {
             Connection::open(&self.url, timeouts, Reconnect::Patient).await?
         };

@@ -1,12 +1,15 @@
 //! Connections: a connect that fails fast with the URL in the message,
-//! auto-reconnecting command connections, and the mapping of client errors
-//! into [`dtask_core::Error`].
+//! auto-reconnecting command connections (to one server or a Redis
+//! Cluster), and the mapping of client errors into [`dtask_core::Error`].
+//!
+//! [`Commands`] and [`cluster_node`] are public (as
+//! `dtask_redis::connection`) for the other Redis backends of dtask.
 
 use std::fmt;
 use std::time::Duration;
 
 use dtask_core::{Error, Result};
-use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
 use redis::{AsyncConnectionConfig, Client, Cmd, Pipeline, RedisError, RedisFuture, Value};
@@ -107,33 +110,59 @@ pub(crate) fn client(url: &str) -> Result<Client> {
     Client::open(url).map_err(|e| Error::invalid("redis url", format!("{}: {e}", redact(url))))
 }
 
-/// The scheme that marks a Redis Cluster node's URL (`rediss+cluster://`
-/// with TLS): `redis+cluster://host:port`.
+/// What ends the scheme of a Redis Cluster node's URL:
+/// `redis+cluster://host:port`.
 const CLUSTER_SCHEME: &str = "+cluster://";
 
-/// The URL of a Redis Cluster's node, for the client: `redis+cluster://h:p`
-/// is `redis://h:p`; `None` for a standalone server's URL.
-pub(crate) fn cluster_node(url: &str) -> Option<String> {
+/// The URL the client takes for a Redis Cluster node's URL:
+/// `redis+cluster://h:p` is `redis://h:p`; `None` for a standalone
+/// server's URL.
+///
+/// ```
+/// use dtask_redis::connection::cluster_node;
+///
+/// assert_eq!(cluster_node("redis+cluster://10.0.0.1:7001").as_deref(), Some("redis://10.0.0.1:7001"));
+/// assert_eq!(cluster_node("redis://10.0.0.1:6379"), None);
+/// ```
+pub fn cluster_node(url: &str) -> Option<String> {
     let (scheme, rest) = url.split_once(CLUSTER_SCHEME)?;
+    // Only in the scheme: `redis://a/?x=+cluster://` is no cluster.
+    if scheme.contains([':', '/', '?', '#', '@']) {
+        return None;
+    }
     Some(format!("{scheme}://{rest}"))
 }
 
 /// A command connection: to one server, or to a Redis Cluster (commands go
-/// to the node serving their keys' slot). Both reconnect by themselves and
-/// pipeline concurrent commands; clones share the connection.
+/// to the node serving their keys' slot). All pipeline concurrent
+/// commands; clones share the connection.
 #[derive(Clone)]
-pub(crate) enum Commands {
-    /// One server.
+#[non_exhaustive]
+pub enum Commands {
+    /// One server, reconnecting by itself.
     Server(ConnectionManager),
-    /// A Redis Cluster.
+    /// One server, on a connection that stays lost once lost (for blocking
+    /// reads, whose owner opens another).
+    Multiplexed(MultiplexedConnection),
+    /// A Redis Cluster, reconnecting to its nodes by itself.
     Cluster(ClusterConnection),
 }
 
 impl Commands {
     /// Whether this goes to a Redis Cluster, which refuses a script or a
     /// pipeline whose keys span several slots.
-    pub(crate) fn is_cluster(&self) -> bool {
+    pub fn is_cluster(&self) -> bool {
         matches!(self, Self::Cluster(_))
+    }
+}
+
+impl fmt::Debug for Commands {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Server(_) => "Commands::Server",
+            Self::Multiplexed(_) => "Commands::Multiplexed",
+            Self::Cluster(_) => "Commands::Cluster",
+        })
     }
 }
 
@@ -141,6 +170,7 @@ impl ConnectionLike for Commands {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {
             Self::Server(connection) => connection.req_packed_command(cmd),
+            Self::Multiplexed(connection) => connection.req_packed_command(cmd),
             Self::Cluster(connection) => connection.req_packed_command(cmd),
         }
     }
@@ -153,6 +183,7 @@ impl ConnectionLike for Commands {
     ) -> RedisFuture<'a, Vec<Value>> {
         match self {
             Self::Server(connection) => connection.req_packed_commands(pipeline, offset, count),
+            Self::Multiplexed(connection) => connection.req_packed_commands(pipeline, offset, count),
             Self::Cluster(connection) => connection.req_packed_commands(pipeline, offset, count),
         }
     }
@@ -160,6 +191,7 @@ impl ConnectionLike for Commands {
     fn get_db(&self) -> i64 {
         match self {
             Self::Server(connection) => connection.get_db(),
+            Self::Multiplexed(connection) => connection.get_db(),
             Self::Cluster(connection) => connection.get_db(),
         }
     }
@@ -172,6 +204,8 @@ impl ConnectionLike for Commands {
 pub(crate) struct PubSubNodes {
     /// Each node's client and redacted URL; one for a standalone server.
     pub(crate) nodes: Vec<(Client, String)>,
+    /// Whether they are a Redis Cluster's.
+    pub(crate) cluster: bool,
 }
 
 /// One server or cluster: its (redacted) URL, its client(s) and an
@@ -241,6 +275,7 @@ impl Connection {
         Ok(Self {
             pubsub: PubSubNodes {
                 nodes: vec![(client, shown.clone())],
+                cluster: false,
             },
             url: shown,
             manager: Commands::Server(manager),
@@ -284,7 +319,7 @@ impl Connection {
         };
         let this = Self {
             url: shown,
-            pubsub: PubSubNodes { nodes },
+            pubsub: PubSubNodes { nodes, cluster: true },
             manager: Commands::Cluster(connection),
         };
         match tokio::time::timeout(timeouts.connect, this.ping()).await {
@@ -307,6 +342,7 @@ impl Connection {
             url: redact(url),
             pubsub: PubSubNodes {
                 nodes: vec![(client, redact(url))],
+                cluster: false,
             },
             manager: Commands::Server(manager),
         })

@@ -9,6 +9,12 @@ mod state;
 mod workers;
 
 pub use config::{RedisBackends, RedisConfig};
+
+/// The connection types the Redis backends share with the other Redis
+/// backends of dtask (the Redis Streams queue).
+pub mod connection {
+    pub use crate::conn::{Commands, cluster_node};
+}
 pub use idempotency::RedisIdempotencyStore;
 pub use lock::RedisLock;
 pub use progress::RedisProgressTracker;

@@ -39,7 +39,8 @@ return false
 /// tag).
 ///
 /// A save is one round trip (a script that compares the fencing token and
-/// writes), and `save_many` one for its whole batch (a pipeline); a load
+/// writes), and `save_many` one for its whole batch (a pipeline; on a
+/// Redis Cluster one save per state, sent at once); a load
 /// is one `HMGET`. Only encoded payloads can be stored: an
 /// in-memory payload is [`Error::Unsupported`] (configure a serializer).
 /// Snapshots may be given an expiry after their last save

@@ -2,16 +2,18 @@
 //! three-master Redis Cluster on loopback (`scripts/redis-cluster`, started
 //! here and stopped at the end): each script touches one slot, batches that
 //! span slots are split, progress streams and the cancellation feed follow
-//! pub/sub on one node. Then a master is killed under a progress stream
-//! and restarted (the node the streams' pub/sub connection is on): the
-//! streams go on, from another node, and the state it held is still there
-//! (the nodes write every command to disk before answering).
+//! pub/sub on one node. Then the master the streams' pub/sub connection is
+//! on is killed: the tasks on the other masters complete meanwhile and
+//! their streams, moved to another node, hear it; once it is restarted,
+//! its tasks complete too and the state it held is still there (the nodes
+//! write every command to disk before answering).
 //!
 //! The suites run one after the other in one test, on one cluster (which
 //! takes about 2 s to start).
 
-use std::path::PathBuf;
-use std::process::Command;
+#[path = "../../dtask/tests/support/scripted.rs"]
+mod scripted;
+
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -22,6 +24,7 @@ use dtask_core::task::{Mode, StepHost, TaskDefinition};
 use dtask_core::{EventKind, Format, Payload, TaskEvent, TaskId, TaskStatus};
 use dtask_redis::{RedisBackends, RedisConfig};
 use futures::StreamExt;
+use scripted::ScriptedCluster;
 use time::OffsetDateTime;
 
 static DEFINITION: TaskDefinition = TaskDefinition {
@@ -56,55 +59,11 @@ fn running() -> TaskProgress {
     after(&created, EventKind::Started { host: StepHost::Worker })
 }
 
-/// The cluster, stopped (and its data deleted) on drop.
-struct Cluster;
-
-impl Cluster {
-    fn try_run(args: &[&str]) -> Result<String, String> {
-        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/redis-cluster");
-        let output = Command::new(script)
-            .args(args)
-            .output()
-            .map_err(|e| format!("cannot run scripts/redis-cluster {args:?}: {e}"))?;
-        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-        if output.status.success() {
-            return Ok(stdout);
-        }
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        Err(format!("scripts/redis-cluster {args:?} failed: {stdout}{stderr}"))
-    }
-
-    async fn run(args: &'static [&'static str]) -> String {
-        tokio::task::spawn_blocking(move || Self::try_run(args))
-            .await
-            .expect("the script ran")
-            .unwrap_or_else(|error| panic!("{error}"))
-    }
-
-    /// Starts the three masters (the guard exists first, so that a failed
-    /// start is stopped too).
-    async fn start() -> Self {
-        let cluster = Self;
-        Self::run(&["start"]).await;
-        cluster
-    }
-
-    /// The nodes' URLs, as `redis+cluster://` URLs.
-    async fn urls() -> Vec<String> {
-        let urls = Self::run(&["urls"]).await;
-        urls.trim()
-            .split(',')
-            .map(|url| url.replacen("redis://", "redis+cluster://", 1))
-            .collect()
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        if let Err(error) = Self::try_run(&["stop"]) {
-            eprintln!("{error}");
-        }
-    }
+/// The nodes' URLs, as `redis+cluster://` URLs.
+fn cluster_urls(cluster: &ScriptedCluster) -> Vec<String> {
+    (cluster.urls().iter())
+        .map(|url| url.replacen("redis://", "redis+cluster://", 1))
+        .collect()
 }
 
 async fn connect(urls: &[String]) -> RedisBackends {
@@ -117,6 +76,19 @@ async fn connect(urls: &[String]) -> RedisBackends {
         .unwrap_or_else(|e| panic!("connecting to the Redis Cluster: {e}"))
 }
 
+/// Reads `stream` until it shows its task completed.
+async fn until_completed(stream: &mut dtask_core::infra::ProgressStream, task_id: TaskId) {
+    loop {
+        let next = tokio::time::timeout(Duration::from_secs(30), stream.next())
+            .await
+            .unwrap_or_else(|_| panic!("task {task_id}'s completion within 30 s"))
+            .expect("the stream goes on");
+        if next.status == TaskStatus::Completed {
+            return;
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_backends_pass_their_suites_on_a_cluster_and_ride_out_a_restarted_master() {
     // The reconnections' logs show with a failing test's output.
@@ -124,8 +96,8 @@ async fn the_backends_pass_their_suites_on_a_cluster_and_ride_out_a_restarted_ma
         .with_env_filter("dtask_redis=info")
         .with_test_writer()
         .try_init();
-    let cluster = Cluster::start().await;
-    let urls = Cluster::urls().await;
+    let cluster = ScriptedCluster::start("redis-cluster").await;
+    let urls = cluster_urls(&cluster);
     let backends = connect(&urls).await;
 
     conformance::progress::run_all(&backends.progress()).await;
@@ -159,26 +131,43 @@ async fn the_backends_pass_their_suites_on_a_cluster_and_ride_out_a_restarted_ma
         streams.push(tracker.stream(task.task_id).await.expect("a stream"));
     }
 
-    Cluster::run(&["kill", "1"]).await;
-    Cluster::run(&["start"]).await;
-
     for (task, stream) in tasks.iter().zip(&mut streams) {
         let first = stream.next().await.expect("the current snapshot");
         assert_eq!(first.revision, task.revision);
-        tracker
-            .complete(&after(task, EventKind::Completed))
-            .await
-            .expect("completed after the restart");
-        // Changes after the restart reach the stream (after a resync when
-        // its pub/sub node was the one restarted).
-        loop {
-            let next = tokio::time::timeout(Duration::from_secs(30), stream.next())
+    }
+
+    cluster.kill(1).await;
+    // While node 1 is down, the tasks on the other masters complete, and
+    // their streams, moved off node 1, hear it.
+    let completing = tasks.iter().map(|task| {
+        let tracker = tracker.clone();
+        async move {
+            let done = after(task, EventKind::Completed);
+            matches!(
+                tokio::time::timeout(Duration::from_secs(2), tracker.complete(&done)).await,
+                Ok(Ok(()))
+            )
+        }
+    });
+    let completed_while_down = futures::future::join_all(completing).await;
+    assert!(
+        completed_while_down.iter().any(|done| *done),
+        "no task lives on node 2 or 3"
+    );
+    for ((task, stream), done) in tasks.iter().zip(&mut streams).zip(&completed_while_down) {
+        if *done {
+            until_completed(stream, task.task_id).await;
+        }
+    }
+
+    cluster.run_blocking(&["start"]).await;
+    for ((task, stream), done) in tasks.iter().zip(&mut streams).zip(&completed_while_down) {
+        if !*done {
+            tracker
+                .complete(&after(task, EventKind::Completed))
                 .await
-                .expect("the change within 30 s")
-                .expect("the stream goes on");
-            if next.status == TaskStatus::Completed {
-                break;
-            }
+                .expect("completed after the restart");
+            until_completed(stream, task.task_id).await;
         }
         let kept = state
             .load(task.task_id)

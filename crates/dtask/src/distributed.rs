@@ -87,7 +87,8 @@ pub struct DistributedOptions {
     /// the first Redis URL unless set).
     pub streams: Option<RedisStreamsConfig>,
     /// Redis: the first URL holds progress, state and idempotency keys; all
-    /// of them form the lock's RedLock quorum.
+    /// of them form the lock's RedLock quorum. With `redis+cluster://`
+    /// URLs, a Redis Cluster holds them all.
     pub redis: RedisConfig,
     /// The first Redis URL (Redis Streams' default).
     redis_url: String,
@@ -170,8 +171,7 @@ impl DistributedOptions {
     }
 
     /// The Redis URLs: several for a RedLock quorum, or the nodes of a
-    /// Redis Cluster (`redis+cluster://host:port`; the Redis Streams
-    /// queue does not run on a cluster yet).
+    /// Redis Cluster (`redis+cluster://host:port`).
     #[must_use]
     pub fn redis_urls<I, S>(mut self, urls: I) -> Self
     where

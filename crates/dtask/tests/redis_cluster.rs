@@ -1,13 +1,13 @@
-//! A three-master Redis Cluster on loopback (`scripts/redis-cluster`,
-//! started and stopped by this test) keeps the tasks' state, progress and
-//! locks; the queue is the machine's RabbitMQ. While tasks are in the
-//! middle of a step, the master holding the first of them is killed with
-//! SIGKILL and restarted (its append-only file keeps all it acknowledged).
-//! Every task still completes with its full response, and no step whose
-//! end was saved before the kill runs again.
+//! Everything on a three-master Redis Cluster on loopback
+//! (`scripts/redis-cluster`, started and stopped by this test): the queue
+//! (Redis Streams), the tasks' state, progress and locks. While tasks are
+//! in the middle of a step, the master holding the queue's stream is
+//! killed with SIGKILL and restarted (its append-only file keeps all it
+//! acknowledged). Every task still completes with its full response, and
+//! no step whose end was saved before the kill runs again.
 //!
-//! Needs Redis installed (the cluster's nodes run beside the machine's own)
-//! and RabbitMQ on 127.0.0.1:5672. Starting the cluster takes about 2 s.
+//! Needs Redis installed (the cluster's nodes run beside the machine's
+//! own). Starting the cluster takes about 2 s.
 
 #![cfg(feature = "distributed")]
 
@@ -18,8 +18,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clusters::{Floor, ScriptedCluster, ShipParcel, parcels};
-use dtask::distributed::dtask_amqp::{AmqpConfig, AmqpQueue};
 use dtask::distributed::dtask_redis::RedisConfig;
+use dtask::distributed::dtask_redis_streams::{RedisStreamsConfig, RedisStreamsQueue};
 use dtask::infra::{Infrastructure, NamespacedQueue};
 use dtask::memory::MemoryObjectStore;
 use dtask::prelude::*;
@@ -62,17 +62,19 @@ async fn a_killed_and_restarted_master_loses_no_task() {
         .map(|url| url.replacen("redis://", "redis+cluster://", 1))
         .collect();
     let prefix = format!("{}:", unique("dtask-redis-cluster"));
-    let redis = RedisConfig::cluster(nodes)
+    let redis = RedisConfig::cluster(nodes.iter().cloned())
         .expect("three nodes")
         .with_key_prefix(&prefix)
         .connect()
         .await
         .expect("the cluster answers");
-    let amqp = AmqpQueue::connect(AmqpConfig::new("amqp://guest:guest@127.0.0.1:5672/%2f"))
+    let streams_config = RedisStreamsConfig::new(nodes[0].clone()).with_key_prefix(format!("{prefix}queue:"));
+    let streams = RedisStreamsQueue::connect(streams_config.clone())
         .await
-        .expect("RabbitMQ on 127.0.0.1:5672 (the test's queue)");
+        .expect("the cluster answers");
     let namespace = unique("redis-cluster");
-    let queue = NamespacedQueue::new(&namespace, amqp.clone());
+    let queue_name = format!("{namespace}.parcels");
+    let queue = NamespacedQueue::new(&namespace, streams.clone());
     let infrastructure = Infrastructure {
         storage: Arc::new(MemoryObjectStore::new()),
         publisher: Arc::new(queue.clone()),
@@ -100,6 +102,8 @@ async fn a_killed_and_restarted_master_loses_no_task() {
         .infrastructure(infrastructure)
         .register(ShipParcel { floor: floor.clone() })
         .lock_ttl(Duration::from_secs(10))
+        // Every running task is held in Pack when the master is killed.
+        .worker_concurrency(HELD)
         .build()
         .unwrap();
 
@@ -110,9 +114,9 @@ async fn a_killed_and_restarted_master_loses_no_task() {
     tokio::time::timeout(PATIENCE, floor.until_arrived(HELD))
         .await
         .expect("tasks reach Pack");
-    // The master holding the first task's state (and more tasks' keys).
-    let first_state = format!("{prefix}state:{{{}}}", handles[0].id());
-    let victim = master_of(&cluster, &first_state);
+    // The master holding the queue's stream, with the entries out for
+    // delivery (and some tasks' keys).
+    let victim = master_of(&cluster, &streams_config.stream_key(&queue_name));
     cluster.kill(victim).await;
     cluster.run_blocking(&["start"]).await;
     open.send_replace(true);
@@ -125,8 +129,8 @@ async fn a_killed_and_restarted_master_loses_no_task() {
         assert_eq!(outcome.progress.status, TaskStatus::Completed, "{:?}", outcome.progress);
         let receipt = outcome.response.expect("a completed task's response");
         assert_eq!(receipt.stamps, ["pick", "pick+pack", "pick+pack+post"]);
-        // Pick's end was saved before the kill (every task had at least
-        // reached Pack, or had not started); it never runs again.
+        // Pick's end was saved before the kill (the worker runs HELD tasks
+        // at a time, all held in Pack then); it never runs again.
         let picks = floor.runs("pick", &parcel.label);
         assert_eq!(picks, 1, "pick of {} ran {picks} times", parcel.label);
     }
@@ -138,10 +142,8 @@ async fn a_killed_and_restarted_master_loses_no_task() {
 
     worker.shutdown().await;
     api.shutdown().await;
-    amqp.delete(&format!("{namespace}.parcels"))
-        .await
-        .expect("delete the queue");
+    streams.delete_queue(&queue_name).await.expect("delete the queue");
     // Every connection closed before the nodes stop.
-    drop((worker, api, redis, amqp));
+    drop((worker, api, redis, streams));
     drop(cluster);
 }

@@ -118,7 +118,7 @@ impl Shared {
     async fn resubscribe(&self) -> Result<PubSubStream> {
         let nodes = &self.nodes.nodes;
         let (client, url) = &nodes[self.node.load(Ordering::Relaxed) % nodes.len()];
-        let (mut sink, stream) = open(client, url, self.timeouts).await?.split();
+        let (mut sink, stream) = open(client, url, self.nodes.cluster, self.timeouts).await?.split();
         let mut slot = self.sink.lock().await;
         let channels: Vec<String> = self.routes().keys().cloned().collect();
         if !channels.is_empty() {
@@ -129,9 +129,27 @@ impl Shared {
     }
 }
 
-async fn open(client: &redis::Client, url: &str, timeouts: Timeouts) -> Result<PubSub> {
-    match tokio::time::timeout(timeouts.connect, client.get_async_pubsub()).await {
-        Ok(Ok(pubsub)) => Ok(pubsub),
+/// A pub/sub connection to the node of `client`. A cluster's node must
+/// first say that the cluster is ok: one just restarted answers before its
+/// links to the other nodes are up, and what they publish meanwhile would
+/// not reach it (nor would a resync tell of it).
+async fn open(client: &redis::Client, url: &str, cluster: bool, timeouts: Timeouts) -> Result<PubSub> {
+    let opening = async {
+        if cluster {
+            let mut connection = client.get_multiplexed_async_connection().await?;
+            let info: String = redis::cmd("CLUSTER").arg("INFO").query_async(&mut connection).await?;
+            if !info.contains("cluster_state:ok") {
+                return Ok(None);
+            }
+        }
+        client.get_async_pubsub().await.map(Some)
+    };
+    match tokio::time::timeout(timeouts.connect, opening).await {
+        Ok(Ok(Some(pubsub))) => Ok(pubsub),
+        Ok(Ok(None)) => Err(Error::backend(
+            crate::conn::BACKEND,
+            format!("the Redis Cluster node at {url} does not say cluster_state:ok yet"),
+        )),
         Ok(Err(error)) => Err(unreachable(url, Some(error), timeouts.connect)),
         Err(_) => Err(unreachable(url, None, timeouts.connect)),
     }
@@ -179,7 +197,7 @@ impl Hub {
         let mut opened = None;
         let mut failure = None;
         for (index, (client, url)) in nodes.nodes.iter().enumerate() {
-            match open(client, url, timeouts).await {
+            match open(client, url, nodes.cluster, timeouts).await {
                 Ok(pubsub) => {
                     opened = Some((index, pubsub));
                     break;

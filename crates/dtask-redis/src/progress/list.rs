@@ -3,7 +3,8 @@
 //! Without filters a page costs two round trips (the range with the
 //! total, then the snapshots). Filtering by status, name or submitter
 //! reads the small `status`, `name` and `submitter` fields of every indexed
-//! task, 500 at a time in one pipeline, then the page's snapshots: its cost
+//! task, 500 at a time in one pipeline (on a Redis Cluster, 500 commands
+//! sent at once), then the page's snapshots: its cost
 //! grows with the index, which the progress expiry keeps bounded.
 
 use std::collections::HashSet;
@@ -83,16 +84,37 @@ async fn fields<T: FromRedisValue>(reader: &Reader, ids: &[String], fields: &[&s
 
 /// Drops tasks whose hash has vanished without expiring (deleted, or
 /// evicted by the server's memory policy) from the index.
+///
+/// On a Redis Cluster an `init` indexes its task before it creates the
+/// hash, so a task found without its hash may be one being created: after
+/// dropping them, those whose hash exists now are indexed again.
 async fn forget(reader: &Reader, ids: &[&str]) -> Result<()> {
     if ids.is_empty() {
         return Ok(());
     }
+    let mut connection = reader.connection.manager.clone();
     redis::cmd("ZREM")
         .arg(reader.keys.index())
         .arg(ids)
-        .query_async::<()>(&mut reader.connection.manager.clone())
+        .query_async::<()>(&mut connection)
         .await
-        .map_err(redis_error)
+        .map_err(redis_error)?;
+    if !connection.is_cluster() {
+        return Ok(());
+    }
+    let recheck = ids.iter().map(|id| async move {
+        let created: Option<i64> = redis::cmd("HGET")
+            .arg(reader.keys.task(id))
+            .arg("created")
+            .query_async(&mut reader.connection.manager.clone())
+            .await
+            .map_err(redis_error)?;
+        match created {
+            Some(created) => super::index_task(reader, id, created).await,
+            None => Ok(()),
+        }
+    });
+    futures::future::try_join_all(recheck).await.map(drop)
 }
 
 async fn unfiltered(reader: &Reader, query: &ProgressQuery) -> Result<ProgressPage> {

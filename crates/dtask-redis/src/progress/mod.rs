@@ -108,9 +108,14 @@ struct Inner {
 /// A [`ProgressTracker`] on Redis: one hash per task, snapshots published
 /// on the task's channel, an index sorted by creation time.
 ///
-/// `init`, `update`, `complete`, `get` and `request_cancellation` are one
-/// round trip each (a script, sent as `EVALSHA`, or an `HMGET`), and
-/// `init_many` and `update_many` one for their whole batch (a pipeline). Writes
+/// On a standalone server, `init`, `update`, `complete`, `get` and
+/// `request_cancellation` are one round trip each (a script, sent as
+/// `EVALSHA`, or an `HMGET`), and `init_many` and `update_many` one for
+/// their whole batch (a pipeline). On a Redis Cluster, where the listing
+/// index lives in another slot than the task, `init` is three (index,
+/// script, index again), a terminal `update` or `complete` two (the
+/// script, then the expiry set), and a batch one command per item, sent at
+/// once. Writes
 /// compare revisions in the script: a stale update is ignored, and once a
 /// terminal snapshot is stored the task's snapshot is final. Ended tasks
 /// expire after the progress expiry (24 hours unless configured) and are
@@ -126,9 +131,10 @@ struct Inner {
 /// [`RedisBackends`](crate::RedisBackends).
 ///
 /// # Cancel safety
-/// Each write is one script, applied whole or not at all: a call dropped
-/// before its answer may or may not have been applied. A stream's `next()`
-/// is cancel safe.
+/// Each write is one script, applied whole or not at all (on a cluster,
+/// with the index entries around it, which the next listing puts right):
+/// a call dropped before its answer may or may not have been applied. A
+/// stream's `next()` is cancel safe.
 #[derive(Clone)]
 pub struct RedisProgressTracker {
     inner: Arc<Inner>,
@@ -191,24 +197,19 @@ impl RedisProgressTracker {
     }
 
     /// On a Redis Cluster, lists the ended task just stored in the expiry
-    /// set, which the script could not reach. A failure only delays the
-    /// task's removal from the index: a listing that meets its expired
-    /// hash drops it then.
+    /// set, which the script could not reach (due on the server's clock,
+    /// as on a standalone server). A failure only delays the task's
+    /// removal from the index: a listing that meets its expired hash
+    /// drops it then.
     async fn list_expiry(&self, progress: &TaskProgress) {
-        let Some(expiry) = self
-            .inner
-            .expiry
-            .filter(|_| self.on_cluster() && progress.is_terminal())
-        else {
+        if !self.on_cluster() || !progress.is_terminal() || self.inner.expiry.is_none() {
             return;
-        };
-        let at = time::OffsetDateTime::now_utc() + expiry;
-        let at_ms = at.unix_timestamp_nanos().div_euclid(1_000_000);
-        let listed = redis::cmd("ZADD")
-            .arg(self.keys().expiring())
-            .arg(i64::try_from(at_ms).unwrap_or(i64::MAX))
+        }
+        let listed = scripts::LIST_EXPIRY
+            .key(self.keys().expiring())
+            .arg(self.expiry_ms())
             .arg(progress.task_id.to_string())
-            .query_async::<()>(&mut self.manager())
+            .invoke_async::<i64>(&mut self.manager())
             .await;
         if let Err(error) = listed {
             let task_id = progress.task_id;
@@ -216,21 +217,17 @@ impl RedisProgressTracker {
         }
     }
 
-    /// On a Redis Cluster, indexes `progress`'s task before its hash is
-    /// created (the script cannot reach the index): a task is never
-    /// without its index entry, and an entry whose hash was never created
-    /// is dropped by the next listing that meets it.
-    async fn index_first(&self, progress: &TaskProgress) -> Result<()> {
+    /// On a Redis Cluster, indexes `progress`'s task (`ZADD NX`: a task
+    /// indexed already keeps its entry), which the script cannot do there.
+    /// `init` does it before creating the hash, so that a task is never
+    /// without its entry, and again after, in case a listing dropped the
+    /// entry as vanished in between; a listing in turn re-indexes a task
+    /// it dropped whose hash exists (see `list::forget`).
+    async fn index(&self, progress: &TaskProgress) -> Result<()> {
         if !self.on_cluster() {
             return Ok(());
         }
-        redis::cmd("ZADD")
-            .arg(self.keys().index())
-            .arg(created_ms(progress))
-            .arg(progress.task_id.to_string())
-            .query_async::<()>(&mut self.manager())
-            .await
-            .map_err(redis_error)
+        index_task(&self.inner.reader, &progress.task_id.to_string(), created_ms(progress)).await
     }
 
     /// The `UPDATE` script's invocation storing `progress`.
@@ -300,6 +297,20 @@ impl RedisProgressTracker {
     }
 }
 
+/// Indexes task `id`, created at `created_ms`, unless it is indexed
+/// (`ZADD NX`): for a Redis Cluster, where the index is written apart from
+/// the task's hash.
+async fn index_task(reader: &Reader, id: &str, created_ms: i64) -> Result<()> {
+    redis::cmd("ZADD")
+        .arg(reader.keys.index())
+        .arg("NX")
+        .arg(created_ms)
+        .arg(id)
+        .query_async::<()>(&mut reader.connection.manager.clone())
+        .await
+        .map_err(redis_error)
+}
+
 /// When `progress`'s task was created, in ms since 1970 (its index score).
 fn created_ms(progress: &TaskProgress) -> i64 {
     let ms = progress.created_at.unix_timestamp_nanos().div_euclid(1_000_000);
@@ -338,11 +349,12 @@ impl fmt::Debug for RedisProgressTracker {
 impl ProgressTracker for RedisProgressTracker {
     async fn init(&self, progress: &TaskProgress) -> Result<()> {
         let invocation = self.init_invocation(progress)?;
-        self.index_first(progress).await?;
+        self.index(progress).await?;
         let created: i64 = invocation
             .invoke_async(&mut self.manager())
             .await
             .map_err(redis_error)?;
+        self.index(progress).await?;
         if created == 1 {
             self.list_expiry(progress).await;
         }

@@ -134,3 +134,19 @@ return { redis.call('ZCARD', KEYS[1]), ids }
 ",
     )
 });
+
+/// On a Redis Cluster, lists an ended task in the expiry set (which the
+/// task's own scripts cannot reach there), due when its hash expires: the
+/// server's time plus the expiry.
+///
+/// `KEYS`: expiring. `ARGV`: expiry ms, task id.
+pub(crate) static LIST_EXPIRY: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r"
+local now = redis.call('TIME')
+local at = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) + tonumber(ARGV[1])
+redis.call('ZADD', KEYS[1], string.format('%.0f', at), ARGV[2])
+return 1
+",
+    )
+});
