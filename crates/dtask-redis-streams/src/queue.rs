@@ -2,8 +2,8 @@
 
 use std::collections::HashSet;
 use std::fmt;
+use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
-
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -116,6 +116,22 @@ enum Client {
     Cluster(Vec<String>),
 }
 
+/// What `connecting` gives, or "Redis is not reachable at `url`" when it
+/// fails or takes longer than `timeout`.
+async fn within_connect_timeout<T>(
+    url: &str,
+    timeout: Duration,
+    connecting: impl Future<Output = RedisResult<T>>,
+) -> Result<T> {
+    let source: dtask_core::BoxError = match tokio::time::timeout(timeout, connecting).await {
+        Ok(Ok(connected)) => return Ok(connected),
+        Ok(Err(error)) => Box::new(error),
+        Err(_) => Box::new(NoAnswer(timeout)),
+    };
+    let url = url.to_owned();
+    Err(Error::backend(BACKEND, Unreachable { url, source }))
+}
+
 /// A client of the Redis Cluster with `nodes`.
 fn cluster_client(nodes: &[String], connect: Duration, response: Duration) -> RedisResult<ClusterClient> {
     ClusterClient::builder(nodes.iter().map(String::as_str))
@@ -165,8 +181,10 @@ pub struct RedisStreamsQueue {
 }
 
 impl RedisStreamsQueue {
-    /// Connects to the Redis at `config.url` and checks that it answers
-    /// (`PING`), within [`connect_timeout`](RedisStreamsConfig::connect_timeout).
+    /// Connects to the Redis at `config.url` (or, for a
+    /// `redis+cluster://` URL, to the Redis Cluster that node belongs to)
+    /// and checks that it answers (`PING`), within
+    /// [`connect_timeout`](RedisStreamsConfig::connect_timeout).
     ///
     /// # Errors
     /// [`Error::Invalid`] for a malformed URL; [`Error::Backend`] saying
@@ -189,20 +207,7 @@ impl RedisStreamsQueue {
                 .await?;
             redis::cmd("PING").query_async::<()>(&mut conn).await
         };
-        let unreachable = |source: dtask_core::BoxError| {
-            Error::backend(
-                BACKEND,
-                Unreachable {
-                    url: url.clone(),
-                    source,
-                },
-            )
-        };
-        match tokio::time::timeout(timeout, probe).await {
-            Ok(Ok(())) => {}
-            Ok(Err(error)) => return Err(unreachable(Box::new(error))),
-            Err(_) => return Err(unreachable(Box::new(NoAnswer(timeout)))),
-        }
+        within_connect_timeout(&url, timeout, probe).await?;
         let manager_config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(timeout))
             .set_response_timeout(Some(config.response_timeout))
@@ -219,25 +224,12 @@ impl RedisStreamsQueue {
         let nodes = vec![node];
         let cluster = cluster_client(&nodes, timeout, config.response_timeout)
             .map_err(|e| Error::invalid("redis url", format!("{url}: {e}")))?;
-        let unreachable = |source: dtask_core::BoxError| {
-            Error::backend(
-                BACKEND,
-                Unreachable {
-                    url: url.clone(),
-                    source,
-                },
-            )
-        };
         let connecting = async {
             let mut connection = cluster.get_async_connection().await?;
             redis::cmd("PING").query_async::<()>(&mut connection).await?;
-            Ok::<_, redis::RedisError>(connection)
+            Ok(connection)
         };
-        let connection = match tokio::time::timeout(timeout, connecting).await {
-            Ok(Ok(connection)) => connection,
-            Ok(Err(error)) => return Err(unreachable(Box::new(error))),
-            Err(_) => return Err(unreachable(Box::new(NoAnswer(timeout)))),
-        };
+        let connection = within_connect_timeout(&url, timeout, connecting).await?;
         Ok(Self::with(
             config,
             Client::Cluster(nodes),

@@ -13,6 +13,7 @@
 
 #[path = "../../dtask/tests/support/scripted.rs"]
 mod scripted;
+mod support;
 
 use std::time::Duration;
 
@@ -20,42 +21,16 @@ use bytes::Bytes;
 use dtask_core::conformance;
 use dtask_core::infra::{ProgressTracker, SagaStateStore, StoredState};
 use dtask_core::progress::TaskProgress;
-use dtask_core::task::{Mode, StepHost, TaskDefinition};
-use dtask_core::{EventKind, Format, Payload, TaskEvent, TaskId, TaskStatus};
+use dtask_core::task::StepHost;
+use dtask_core::{EventKind, Format, Payload, TaskId, TaskStatus};
 use dtask_redis::{RedisBackends, RedisConfig};
 use futures::StreamExt;
 use scripted::ScriptedCluster;
-use time::OffsetDateTime;
-
-static DEFINITION: TaskDefinition = TaskDefinition {
-    name: "Clustered",
-    queue: "dtask-redis-cluster-tests",
-    max_retries: 0,
-    timeout: Duration::from_secs(60),
-    mode: Mode::Distributed,
-    format: Format::Json,
-    cancellable: true,
-    required_roles: &[],
-    encrypt_messages: false,
-    version: 1,
-    steps: &[],
-    groups: &[],
-    depends_on: &[],
-};
-
-fn after(progress: &TaskProgress, kind: EventKind) -> TaskProgress {
-    let mut next = progress.clone();
-    next.apply(&TaskEvent {
-        task_id: progress.task_id,
-        at: OffsetDateTime::now_utc(),
-        kind,
-    });
-    next
-}
+use support::{after, new_task};
 
 /// A task that started running on a worker.
 fn running() -> TaskProgress {
-    let created = TaskProgress::new(TaskId::new(), &DEFINITION, OffsetDateTime::now_utc());
+    let created = new_task();
     after(&created, EventKind::Started { host: StepHost::Worker })
 }
 

@@ -6,45 +6,14 @@ mod support;
 
 use std::time::Duration;
 
+use dtask_core::EventKind;
 use dtask_core::conformance::PATIENCE;
 use dtask_core::infra::{ProgressQuery, ProgressTracker};
 use dtask_core::progress::TaskProgress;
-use dtask_core::task::{Mode, StepHost, TaskDefinition};
-use dtask_core::{EventKind, Format, TaskEvent, TaskId};
+use dtask_core::task::StepHost;
 use futures::StreamExt;
-use time::OffsetDateTime;
 
-use support::{TcpProxy, config, config_at, connect, delete_prefix, raw, unique_prefix};
-
-static DEFINITION: TaskDefinition = TaskDefinition {
-    name: "StreamsTest",
-    queue: "dtask-redis-tests",
-    max_retries: 0,
-    timeout: Duration::from_secs(60),
-    mode: Mode::Distributed,
-    format: Format::Json,
-    cancellable: true,
-    required_roles: &[],
-    encrypt_messages: false,
-    version: 1,
-    steps: &[],
-    groups: &[],
-    depends_on: &[],
-};
-
-fn new_task() -> TaskProgress {
-    TaskProgress::new(TaskId::new(), &DEFINITION, OffsetDateTime::now_utc())
-}
-
-fn after(progress: &TaskProgress, kind: EventKind) -> TaskProgress {
-    let mut next = progress.clone();
-    next.apply(&TaskEvent {
-        task_id: progress.task_id,
-        at: OffsetDateTime::now_utc(),
-        kind,
-    });
-    next
-}
+use support::{TcpProxy, after, config, config_at, connect, delete_prefix, new_task, raw, unique_prefix};
 
 fn started(progress: &TaskProgress) -> TaskProgress {
     after(progress, EventKind::Started { host: StepHost::Worker })

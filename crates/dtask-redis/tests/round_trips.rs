@@ -10,40 +10,12 @@ use dtask_core::conformance::PATIENCE;
 use dtask_core::infra::{
     DistributedLock, IdempotencyStore, ProgressQuery, ProgressTracker, SagaStateStore, StoredState,
 };
-use dtask_core::progress::TaskProgress;
-use dtask_core::task::{Mode, StepHost, TaskDefinition};
-use dtask_core::{Codec, EventKind, Format, TaskEvent, TaskId};
+use dtask_core::task::StepHost;
+use dtask_core::{Codec, EventKind, TaskId};
 use futures::StreamExt;
 use redis::Value;
-use time::OffsetDateTime;
 
-use support::{config, connect, delete_prefix, require_redis, unique_prefix, url};
-
-static DEFINITION: TaskDefinition = TaskDefinition {
-    name: "RoundTrips",
-    queue: "dtask-redis-tests",
-    max_retries: 0,
-    timeout: Duration::from_secs(60),
-    mode: Mode::Distributed,
-    format: Format::Json,
-    cancellable: true,
-    required_roles: &[],
-    encrypt_messages: false,
-    version: 1,
-    steps: &[],
-    groups: &[],
-    depends_on: &[],
-};
-
-fn after(progress: &TaskProgress, kind: EventKind) -> TaskProgress {
-    let mut next = progress.clone();
-    next.apply(&TaskEvent {
-        task_id: progress.task_id,
-        at: OffsetDateTime::now_utc(),
-        kind,
-    });
-    next
-}
+use support::{after, config, connect, delete_prefix, new_task, require_redis, unique_prefix, url};
 
 /// Counts the commands naming `prefix` that the server runs.
 struct Watch {
@@ -106,7 +78,7 @@ async fn each_operation_costs_what_the_readme_says() {
     let mut watch = Watch::start(&prefix).await;
 
     // Load every script once, so that no count includes a SCRIPT LOAD.
-    let warm = TaskProgress::new(TaskId::new(), &DEFINITION, OffsetDateTime::now_utc());
+    let warm = new_task();
     tracker.init(&warm).await.unwrap();
     tracker
         .update(&after(&warm, EventKind::Started { host: StepHost::Worker }))
@@ -135,7 +107,7 @@ async fn each_operation_costs_what_the_readme_says() {
     idempotency.finish("warm", "x").await.unwrap();
     watch.count().await;
 
-    let progress = TaskProgress::new(TaskId::new(), &DEFINITION, OffsetDateTime::now_utc());
+    let progress = new_task();
     let id = progress.task_id;
     tracker.init(&progress).await.unwrap();
     assert_eq!(watch.count().await, 1, "init");

@@ -101,18 +101,8 @@ async fn a_killed_node_loses_no_task_and_runs_no_step_twice() {
     };
 
     let (floor, open) = Floor::closed();
-    let api = Host::builder()
-        .mode(Mode::Distributed)
-        .infrastructure(infrastructure(&api_queue))
-        .register(ShipParcel { floor: floor.clone() })
-        .run_workers(false)
-        .build()
-        .unwrap();
-    let worker = Host::builder()
-        .mode(Mode::Distributed)
-        .infrastructure(infrastructure(&worker_queue))
-        .register(ShipParcel { floor: floor.clone() })
-        .lock_ttl(Duration::from_secs(5))
+    let api = clusters::api(infrastructure(&api_queue), &floor);
+    let worker = clusters::worker(infrastructure(&worker_queue), &floor, Duration::from_secs(5))
         .build()
         .unwrap();
 
@@ -144,15 +134,7 @@ async fn a_killed_node_loses_no_task_and_runs_no_step_twice() {
     }
     open.send_replace(true);
 
-    for handle in &handles {
-        let outcome = tokio::time::timeout(PATIENCE, handle.wait())
-            .await
-            .unwrap_or_else(|_| panic!("task {} ends", handle.id()))
-            .expect("its outcome");
-        assert_eq!(outcome.progress.status, TaskStatus::Completed, "{:?}", outcome.progress);
-        let receipt = outcome.response.expect("a completed task's response");
-        assert_eq!(receipt.stamps, ["pick", "pick+pack", "pick+pack+post"]);
-    }
+    clusters::all_delivered(&handles, PATIENCE).await;
     for parcel in parcels(0, BEFORE + AFTER) {
         for step in ["pick", "pack", "post"] {
             let runs = floor.runs(step, &parcel.label);

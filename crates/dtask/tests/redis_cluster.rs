@@ -90,18 +90,8 @@ async fn a_killed_and_restarted_master_loses_no_task() {
     };
 
     let (floor, open) = Floor::closed();
-    let api = Host::builder()
-        .mode(Mode::Distributed)
-        .infrastructure(infrastructure.clone())
-        .register(ShipParcel { floor: floor.clone() })
-        .run_workers(false)
-        .build()
-        .unwrap();
-    let worker = Host::builder()
-        .mode(Mode::Distributed)
-        .infrastructure(infrastructure)
-        .register(ShipParcel { floor: floor.clone() })
-        .lock_ttl(Duration::from_secs(10))
+    let api = clusters::api(infrastructure.clone(), &floor);
+    let worker = clusters::worker(infrastructure, &floor, Duration::from_secs(10))
         // Every running task is held in Pack when the master is killed.
         .worker_concurrency(HELD)
         .build()
@@ -121,14 +111,8 @@ async fn a_killed_and_restarted_master_loses_no_task() {
     cluster.run_blocking(&["start"]).await;
     open.send_replace(true);
 
-    for (handle, parcel) in handles.iter().zip(parcels(0, TASKS)) {
-        let outcome = tokio::time::timeout(PATIENCE, handle.wait())
-            .await
-            .unwrap_or_else(|_| panic!("task {} ends", handle.id()))
-            .expect("its outcome");
-        assert_eq!(outcome.progress.status, TaskStatus::Completed, "{:?}", outcome.progress);
-        let receipt = outcome.response.expect("a completed task's response");
-        assert_eq!(receipt.stamps, ["pick", "pick+pack", "pick+pack+post"]);
+    clusters::all_delivered(&handles, PATIENCE).await;
+    for parcel in parcels(0, TASKS) {
         // Pick's end was saved before the kill (the worker runs HELD tasks
         // at a time, all held in Pack then); it never runs again.
         let picks = floor.runs("pick", &parcel.label);

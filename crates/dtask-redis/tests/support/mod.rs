@@ -9,7 +9,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use dtask_core::progress::TaskProgress;
+use dtask_core::task::{Mode, TaskDefinition};
+use dtask_core::{EventKind, Format, TaskEvent, TaskId};
 use dtask_redis::{RedisBackends, RedisConfig};
+use time::OffsetDateTime;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
@@ -169,4 +173,37 @@ async fn accept(listener: TcpListener, links: Arc<Mutex<Vec<JoinHandle<()>>>>, p
         });
         links.lock().unwrap().push(link);
     }
+}
+
+/// A step-less task for the progress tests.
+pub static DEFINITION: TaskDefinition = TaskDefinition {
+    name: "RedisTest",
+    queue: "dtask-redis-tests",
+    max_retries: 0,
+    timeout: Duration::from_secs(60),
+    mode: Mode::Distributed,
+    format: Format::Json,
+    cancellable: true,
+    required_roles: &[],
+    encrypt_messages: false,
+    version: 1,
+    steps: &[],
+    groups: &[],
+    depends_on: &[],
+};
+
+/// A new task's first snapshot.
+pub fn new_task() -> TaskProgress {
+    TaskProgress::new(TaskId::new(), &DEFINITION, OffsetDateTime::now_utc())
+}
+
+/// `progress` after `kind` happened.
+pub fn after(progress: &TaskProgress, kind: EventKind) -> TaskProgress {
+    let mut next = progress.clone();
+    next.apply(&TaskEvent {
+        task_id: progress.task_id,
+        at: OffsetDateTime::now_utc(),
+        kind,
+    });
+    next
 }

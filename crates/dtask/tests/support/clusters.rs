@@ -8,6 +8,11 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+use std::time::Duration;
+
+use dtask::TaskHandle;
+use dtask::host::HostBuilder;
+use dtask::infra::Infrastructure;
 use dtask::prelude::*;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, watch};
@@ -15,6 +20,41 @@ use tokio::sync::{Notify, watch};
 #[path = "scripted.rs"]
 mod scripted;
 pub use scripted::ScriptedCluster;
+
+/// An API host (it runs no worker) on `infrastructure`.
+pub fn api(infrastructure: Infrastructure, floor: &Floor) -> Host {
+    Host::builder()
+        .mode(Mode::Distributed)
+        .infrastructure(infrastructure)
+        .register(ShipParcel { floor: floor.clone() })
+        .run_workers(false)
+        .build()
+        .unwrap()
+}
+
+/// A worker host on `infrastructure`, its locks lasting `lock_ttl`, ready
+/// for more settings.
+pub fn worker(infrastructure: Infrastructure, floor: &Floor, lock_ttl: Duration) -> HostBuilder {
+    Host::builder()
+        .mode(Mode::Distributed)
+        .infrastructure(infrastructure)
+        .register(ShipParcel { floor: floor.clone() })
+        .lock_ttl(lock_ttl)
+}
+
+/// Waits (`patience` each) for every task of `handles` to complete with
+/// the full receipt.
+pub async fn all_delivered(handles: &[TaskHandle<ShipParcel>], patience: Duration) {
+    for handle in handles {
+        let outcome = tokio::time::timeout(patience, handle.wait())
+            .await
+            .unwrap_or_else(|_| panic!("task {} ends", handle.id()))
+            .expect("its outcome");
+        assert_eq!(outcome.progress.status, TaskStatus::Completed, "{:?}", outcome.progress);
+        let receipt = outcome.response.expect("a completed task's response");
+        assert_eq!(receipt.stamps, ["pick", "pick+pack", "pick+pack+post"]);
+    }
+}
 
 /// Parcels `from..to`.
 pub fn parcels(from: usize, to: usize) -> Vec<Parcel> {
