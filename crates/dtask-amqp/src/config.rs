@@ -134,6 +134,16 @@ impl AmqpConfig {
         std::iter::once(self.url.as_str()).chain(self.failover_urls.iter().map(String::as_str))
     }
 
+    /// The URL of node `node` of [`urls`](Self::urls) (counted modulo
+    /// their number).
+    pub(crate) fn node_url(&self, node: usize) -> &str {
+        let nodes = 1 + self.failover_urls.len();
+        match node % nodes {
+            0 => &self.url,
+            n => &self.failover_urls[n - 1],
+        }
+    }
+
     /// Sets [`prefetch`](Self::prefetch) (at least 1 is used).
     #[must_use]
     pub fn with_prefetch(mut self, prefetch: u16) -> Self {

@@ -36,8 +36,7 @@ impl Session {
     /// channel.
     pub(crate) async fn open(config: &AmqpConfig, node: usize, generation: u64) -> lapin::Result<Self> {
         let properties = ConnectionProperties::default().with_connection_name(config.connection_name.clone().into());
-        let url = config.urls().nth(node).unwrap_or(&config.url);
-        let connection = Connection::connect(url, properties).await?;
+        let connection = Connection::connect(config.node_url(node), properties).await?;
         let publisher = publisher_channel(&connection).await?;
         Ok(Self {
             generation,

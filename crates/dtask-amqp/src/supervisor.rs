@@ -46,7 +46,7 @@ pub(crate) struct Shared {
 impl Shared {
     /// The URL of `node` of [`AmqpConfig::urls`], password redacted.
     fn node_url(&self, node: usize) -> String {
-        redact_url(self.config.urls().nth(node).unwrap_or(&self.config.url))
+        redact_url(self.config.node_url(node))
     }
 }
 
@@ -97,7 +97,7 @@ impl Supervisor {
                 }
             };
             if nodes > 1 {
-                let node = redact_url(config.urls().nth(node).unwrap_or(&config.url));
+                let node = redact_url(config.node_url(node));
                 tracing::warn!(%node, %error, "cannot connect to this RabbitMQ node");
             }
             failure = Some(error);

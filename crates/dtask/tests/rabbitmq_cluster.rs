@@ -17,7 +17,7 @@ mod clusters;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clusters::{Floor, ScriptedCluster, ShipParcel, parcels};
+use clusters::{Floor, ScriptedCluster, parcels};
 use dtask::distributed::dtask_amqp::{AmqpConfig, AmqpQueue};
 use dtask::distributed::dtask_redis::RedisConfig;
 use dtask::infra::{Infrastructure, NamespacedQueue};
@@ -106,10 +106,7 @@ async fn a_killed_node_loses_no_task_and_runs_no_step_twice() {
         .build()
         .unwrap();
 
-    let mut handles = Vec::new();
-    for submitted in api.submit_many::<ShipParcel>(parcels(0, BEFORE)).await.unwrap() {
-        handles.push(submitted.expect("submitted before the kill"));
-    }
+    let mut handles = clusters::submit(&api, parcels(0, BEFORE), PATIENCE).await;
     // Tasks are inside Pack, their Pick saved, their messages unacked.
     tokio::time::timeout(PATIENCE, floor.until_arrived(HELD))
         .await
@@ -125,13 +122,7 @@ async fn a_killed_node_loses_no_task_and_runs_no_step_twice() {
 
     cluster.kill(1).await;
     // Submitted through the surviving nodes: the API reconnects to node 2.
-    let after = tokio::time::timeout(PATIENCE, api.submit_many::<ShipParcel>(parcels(BEFORE, BEFORE + AFTER)))
-        .await
-        .expect("submitting after the kill ends")
-        .unwrap();
-    for submitted in after {
-        handles.push(submitted.expect("submitted after the kill"));
-    }
+    handles.extend(clusters::submit(&api, parcels(BEFORE, BEFORE + AFTER), PATIENCE).await);
     open.send_replace(true);
 
     clusters::all_delivered(&handles, PATIENCE).await;

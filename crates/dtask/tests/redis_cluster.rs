@@ -17,7 +17,7 @@ mod clusters;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clusters::{Floor, ScriptedCluster, ShipParcel, parcels};
+use clusters::{Floor, ScriptedCluster, parcels};
 use dtask::distributed::dtask_redis::RedisConfig;
 use dtask::distributed::dtask_redis_streams::{RedisStreamsConfig, RedisStreamsQueue};
 use dtask::infra::{Infrastructure, NamespacedQueue};
@@ -97,10 +97,7 @@ async fn a_killed_and_restarted_master_loses_no_task() {
         .build()
         .unwrap();
 
-    let mut handles = Vec::new();
-    for submitted in api.submit_many::<ShipParcel>(parcels(0, TASKS)).await.unwrap() {
-        handles.push(submitted.expect("submitted"));
-    }
+    let handles = clusters::submit(&api, parcels(0, TASKS), PATIENCE).await;
     tokio::time::timeout(PATIENCE, floor.until_arrived(HELD))
         .await
         .expect("tasks reach Pack");

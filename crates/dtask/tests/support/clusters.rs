@@ -42,6 +42,16 @@ pub fn worker(infrastructure: Infrastructure, floor: &Floor, lock_ttl: Duration)
         .lock_ttl(lock_ttl)
 }
 
+/// Submits one task per parcel of `parcels` (`submit_many`), within
+/// `patience`; every one must be accepted.
+pub async fn submit(api: &Host, parcels: Vec<Parcel>, patience: Duration) -> Vec<TaskHandle<ShipParcel>> {
+    let submitted = tokio::time::timeout(patience, api.submit_many::<ShipParcel>(parcels))
+        .await
+        .expect("submitting ends")
+        .expect("ShipParcel is registered");
+    submitted.into_iter().map(|task| task.expect("submitted")).collect()
+}
+
 /// Waits (`patience` each) for every task of `handles` to complete with
 /// the full receipt.
 pub async fn all_delivered(handles: &[TaskHandle<ShipParcel>], patience: Duration) {
