@@ -79,6 +79,7 @@ fn api_host(queue: NamespacedQueue<AmqpQueue>) -> Host {
         workers: None,
         depths: None,
         cancellations: None,
+        settlement: None,
     };
     Host::builder()
         .mode(Mode::Distributed)

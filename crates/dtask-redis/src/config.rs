@@ -8,7 +8,9 @@ use dtask_core::{Error, Result};
 use futures::future::join_all;
 
 use crate::conn::{Connection, Reconnect, Timeouts, cluster_node, redact};
-use crate::{RedisIdempotencyStore, RedisLock, RedisProgressTracker, RedisStateStore, RedisWorkerRegistry};
+use crate::{
+    RedisIdempotencyStore, RedisLock, RedisProgressTracker, RedisSettlement, RedisStateStore, RedisWorkerRegistry,
+};
 
 /// How to reach Redis and how to use it.
 ///
@@ -315,6 +317,14 @@ impl RedisBackends {
     /// The saga state store.
     pub fn state(&self) -> RedisStateStore {
         self.state.clone()
+    }
+
+    /// The state store and the progress tracker as one
+    /// [`StateWithProgress`](dtask_core::infra::StateWithProgress): a
+    /// settlement's save and progress write in one script, for
+    /// [`Infrastructure::settlement`](dtask_core::infra::Infrastructure::settlement).
+    pub fn settlement(&self) -> RedisSettlement {
+        RedisSettlement::new(self.state.clone(), self.progress.clone())
     }
 
     /// The idempotency key store.

@@ -5,6 +5,7 @@ mod conn;
 mod idempotency;
 mod lock;
 mod progress;
+mod settle;
 mod state;
 mod workers;
 
@@ -18,5 +19,6 @@ pub mod connection {
 pub use idempotency::RedisIdempotencyStore;
 pub use lock::RedisLock;
 pub use progress::RedisProgressTracker;
+pub use settle::RedisSettlement;
 pub use state::RedisStateStore;
 pub use workers::RedisWorkerRegistry;

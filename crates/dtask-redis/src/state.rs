@@ -9,28 +9,34 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use dtask_core::infra::{SagaStateStore, StoredState};
 use dtask_core::{Error, Format, Payload, Result, TaskId};
-use redis::Script;
+use redis::{Script, ScriptInvocation};
 
-use crate::conn::{Connection, millis, redis_error, script_pipeline};
+use crate::conn::{Commands, Connection, millis, redis_error, script_pipeline};
 
-/// Replaces the snapshot unless a larger fencing token wrote before.
-///
-/// `KEYS[1]` the hash; `ARGV[1]` the fence (decimal), `ARGV[2]` the
-/// format, `ARGV[3]` the bytes, `ARGV[4]` the expiry in ms (0: none).
-/// Returns nil when saved, the stored fence when refused. Fences are
-/// compared as decimal strings (longer is larger), so every `u64` is exact.
-static SAVE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"
-local current = redis.call('HGET', KEYS[1], 'fence')
-if current and (#current > #ARGV[1] or (#current == #ARGV[1] and current > ARGV[1])) then
-  return current
+/// The Lua function `save(hash, fence, format, bytes, ms)`: replaces the
+/// snapshot unless a larger fencing token wrote before, and gives the hash
+/// an expiry of `ms` (0: none). Returns false when saved, the stored fence
+/// when refused. Fences are compared as decimal strings (longer is
+/// larger), so every `u64` is exact.
+pub(crate) const SAVE_FUNCTION: &str = r"
+local function save(hash, fence, format, bytes, ms)
+  local current = redis.call('HGET', hash, 'fence')
+  if current and (#current > #fence or (#current == #fence and current > fence)) then
+    return current
+  end
+  redis.call('HSET', hash, 'fence', fence, 'format', format, 'bytes', bytes)
+  if ms ~= '0' then redis.call('PEXPIRE', hash, ms) end
+  return false
 end
-redis.call('HSET', KEYS[1], 'fence', ARGV[1], 'format', ARGV[2], 'bytes', ARGV[3])
-if ARGV[4] ~= '0' then redis.call('PEXPIRE', KEYS[1], ARGV[4]) end
-return false
-",
-    )
+";
+
+/// Saves a snapshot: `KEYS[1]` the hash; `ARGV` as [`SAVE_FUNCTION`]'s
+/// arguments after it. Returns nil when saved, the stored fence when
+/// refused.
+static SAVE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        "{SAVE_FUNCTION}return save(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4])"
+    ))
 });
 
 /// A [`SagaStateStore`] keeping each task's latest snapshot in the hash
@@ -73,6 +79,11 @@ impl RedisStateStore {
         format!("{}state:{{{task_id}}}", self.prefix)
     }
 
+    /// The command connection, shared with the other backends.
+    pub(crate) fn commands(&self) -> Commands {
+        self.connection.manager.clone()
+    }
+
     /// Sends `PING`.
     ///
     /// # Errors
@@ -107,15 +118,28 @@ fn parse_format(name: &str) -> Result<Format> {
 
 impl RedisStateStore {
     /// The `SAVE` script's invocation saving `state` as `task_id`'s.
-    fn save_invocation(&self, task_id: TaskId, state: &StoredState) -> Result<redis::ScriptInvocation<'static>> {
+    fn save_invocation(&self, task_id: TaskId, state: &StoredState) -> Result<ScriptInvocation<'static>> {
+        let mut invocation = SAVE.prepare_invoke();
+        self.add_save(&mut invocation, task_id, state)?;
+        Ok(invocation)
+    }
+
+    /// Adds the key and the arguments of [`SAVE_FUNCTION`] saving `state`
+    /// as `task_id`'s to `invocation`.
+    pub(crate) fn add_save(
+        &self,
+        invocation: &mut ScriptInvocation<'static>,
+        task_id: TaskId,
+        state: &StoredState,
+    ) -> Result<()> {
         let (format, bytes) = state.payload.encoded()?;
-        let mut invocation = SAVE.key(self.key(task_id));
         invocation
+            .key(self.key(task_id))
             .arg(state.fence)
             .arg(format_name(format)?)
             .arg(&bytes[..])
             .arg(self.expiry.map_or(0, millis));
-        Ok(invocation)
+        Ok(())
     }
 }
 
@@ -124,10 +148,15 @@ impl RedisStateStore {
 fn saved(state: &StoredState, refused: Option<String>) -> Result<()> {
     match refused {
         None => Ok(()),
-        Some(current) => Err(Error::Fenced {
-            presented: state.fence,
-            current: current.parse().unwrap_or(u64::MAX),
-        }),
+        Some(current) => Err(fenced(state, &current)),
+    }
+}
+
+/// The error of a save of `state` refused for the `current` stored fence.
+pub(crate) fn fenced(state: &StoredState, current: &str) -> Error {
+    Error::Fenced {
+        presented: state.fence,
+        current: current.parse().unwrap_or(u64::MAX),
     }
 }
 

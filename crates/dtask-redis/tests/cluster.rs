@@ -78,6 +78,13 @@ async fn the_backends_pass_their_suites_on_a_cluster_and_ride_out_a_restarted_ma
     conformance::progress::run_all(&backends.progress()).await;
     conformance::progress::run_feed(&backends.progress(), &backends.progress()).await;
     conformance::state::run_all(&backends.state()).await;
+    let (settlement, state, progress) = (backends.settlement(), backends.state(), backends.progress());
+    conformance::settlement::run_all(conformance::settlement::Joined {
+        settlement: &settlement,
+        state: &state,
+        progress: &progress,
+    })
+    .await;
     conformance::lock::run_all(&backends.lock()).await;
     conformance::idempotency::run_all(&backends.idempotency()).await;
     conformance::workers::run_all(&backends.workers()).await;

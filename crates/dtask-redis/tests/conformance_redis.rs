@@ -56,6 +56,20 @@ async fn state_conformance() {
 }
 
 #[tokio::test]
+async fn settlement_conformance() {
+    let prefix = unique_prefix();
+    let backends = connect(&config(&prefix)).await;
+    let (settlement, state, progress) = (backends.settlement(), backends.state(), backends.progress());
+    conformance::settlement::run_all(conformance::settlement::Joined {
+        settlement: &settlement,
+        state: &state,
+        progress: &progress,
+    })
+    .await;
+    delete_prefix(0, &prefix).await;
+}
+
+#[tokio::test]
 async fn worker_registry_conformance() {
     let prefix = unique_prefix();
     let backends = connect(&config(&prefix)).await;

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use dtask_core::conformance::PATIENCE;
 use dtask_core::infra::{
-    DistributedLock, IdempotencyStore, ProgressQuery, ProgressTracker, SagaStateStore, StoredState,
+    DistributedLock, IdempotencyStore, ProgressQuery, ProgressTracker, ProgressWrite, SagaStateStore,
+    StateWithProgress, StoredState,
 };
 use dtask_core::task::StepHost;
 use dtask_core::{Codec, EventKind, TaskId};
@@ -69,11 +70,12 @@ impl Watch {
 async fn each_operation_costs_what_the_readme_says() {
     let prefix = unique_prefix();
     let backends = connect(&config(&prefix)).await;
-    let (tracker, state, idempotency, lock) = (
+    let (tracker, state, idempotency, lock, settlement) = (
         backends.progress(),
         backends.state(),
         backends.idempotency(),
         backends.lock(),
+        backends.settlement(),
     );
     let mut watch = Watch::start(&prefix).await;
 
@@ -105,6 +107,17 @@ async fn each_operation_costs_what_the_readme_says() {
         .await
         .unwrap();
     idempotency.finish("warm", "x").await.unwrap();
+    let settled = after(&warm, EventKind::Completed);
+    (settlement.save_with_progress(
+        warm.task_id,
+        StoredState {
+            fence: 1,
+            payload: payload.clone(),
+        },
+        &settled,
+    ))
+    .await
+    .unwrap();
     watch.count().await;
 
     let progress = new_task();
@@ -126,6 +139,24 @@ async fn each_operation_costs_what_the_readme_says() {
     tracker.list(&ProgressQuery::default()).await.unwrap();
     // Two round trips: the range script, then one pipeline of an HMGET per task.
     assert_eq!(watch.count().await, 1 + 2, "list");
+
+    let settling = new_task();
+    tracker.init(&settling).await.unwrap();
+    watch.count().await;
+    let settled = after(&settling, EventKind::Started { host: StepHost::Worker });
+    let state_now = StoredState {
+        fence: 1,
+        payload: payload.clone(),
+    };
+    let written = (settlement.save_with_progress(settling.task_id, state_now, &settled))
+        .await
+        .unwrap();
+    assert_eq!(written, ProgressWrite::Stored);
+    assert_eq!(
+        watch.count().await,
+        1,
+        "a settlement: the state saved and the progress shown at once"
+    );
 
     let task = TaskId::new();
     state.save(task, StoredState { fence: 1, payload }).await.unwrap();

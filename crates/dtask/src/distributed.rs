@@ -22,7 +22,8 @@ use std::sync::Arc;
 
 use dtask_amqp::{AmqpConfig, AmqpQueue};
 use dtask_core::infra::{
-    CancellationFeed, DistributedLock, IdempotencyStore, ProgressTracker, SagaStateStore, WorkerRegistry,
+    CancellationFeed, DistributedLock, IdempotencyStore, ProgressTracker, SagaStateStore, StateWithProgress,
+    WorkerRegistry,
 };
 use dtask_core::infra::{DeadLetters, NamespacedQueue, QueueConsumer, QueueDepths, QueuePublisher};
 use dtask_core::{Error, Infrastructure};
@@ -255,6 +256,7 @@ impl DistributedOptions {
             workers: Some(stores.workers),
             depths: Some(depths),
             cancellations: stores.cancellations,
+            settlement: stores.settlement,
         })
     }
 
@@ -336,6 +338,7 @@ struct Stores {
     lock: Arc<dyn DistributedLock>,
     progress: Arc<dyn ProgressTracker>,
     cancellations: Option<Arc<dyn CancellationFeed>>,
+    settlement: Option<Arc<dyn StateWithProgress>>,
     state: Arc<dyn SagaStateStore>,
     idempotency: Arc<dyn IdempotencyStore>,
     workers: Arc<dyn WorkerRegistry>,
@@ -347,6 +350,7 @@ impl Stores {
             lock: Arc::new(backends.lock()),
             progress: Arc::new(backends.progress()),
             cancellations: None,
+            settlement: None,
             state: Arc::new(backends.state()),
             idempotency: Arc::new(backends.idempotency()),
             workers: Arc::new(backends.workers()),
@@ -362,6 +366,7 @@ impl Stores {
             lock: Arc::new(redis.lock()),
             progress: Arc::new(redis.progress()),
             cancellations: Some(Arc::new(redis.progress())),
+            settlement: Some(Arc::new(redis.settlement())),
             state: Arc::new(redis.state()),
             idempotency: Arc::new(redis.idempotency()),
             workers: Arc::new(redis.workers()),

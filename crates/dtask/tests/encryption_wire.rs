@@ -261,6 +261,7 @@ async fn sealed_end_to_end(broker: Broker) {
         workers: None,
         depths: None,
         cancellations: Some(Arc::new(redis.progress())),
+        settlement: Some(Arc::new(redis.settlement())),
     };
     let host = |keys: &[&str], run_workers: bool| {
         Host::builder()

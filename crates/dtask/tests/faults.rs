@@ -8,6 +8,12 @@
 //! unsaved state (an [`AuditedTracker`] checks every write against the
 //! state read through a connection the faults do not touch).
 //!
+//! The `fused_` cases do the same where the worker settles with Redis's
+//! `StateWithProgress` (a state saved and its progress shown by one
+//! script): cut before that script, and cut after it ran but before its
+//! answer came back; a [`StreamAudit`] follows what the task's progress
+//! showed, since those writes happen inside Redis.
+//!
 //! Needs Redis on 127.0.0.1:6379 and RabbitMQ on 127.0.0.1:5672.
 
 #![cfg(feature = "distributed")]
@@ -23,11 +29,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use audit::{AuditedTracker, Tripwire, When};
+use audit::{AuditedTracker, StreamAudit, Tripwire, When};
 use dtask::distributed::dtask_amqp::{AmqpConfig, AmqpQueue};
 use dtask::distributed::dtask_redis::{RedisBackends, RedisConfig};
 use dtask::distributed::dtask_redis_streams::{RedisStreamsConfig, RedisStreamsQueue};
-use dtask::infra::{DeadLetters, Infrastructure, NamespacedQueue, ProgressTracker, SagaStateStore};
+use dtask::infra::{DeadLetters, Infrastructure, NamespacedQueue, ProgressTracker, SagaStateStore, StateWithProgress};
 use dtask::memory::MemoryObjectStore;
 use dtask::prelude::*;
 use proxy::FaultProxy;
@@ -77,6 +83,18 @@ enum Broker {
     RedisStreams,
 }
 
+/// How the worker saves, and where its fault waits: its state store
+/// (each settlement then saves, then writes progress through the audited
+/// tracker), or Redis's [`StateWithProgress`] (a settlement saved and
+/// shown by one script; a [`StreamAudit`] checks what it shows).
+enum Saving {
+    Plain(Wrap<dyn SagaStateStore>),
+    Fused(Wrap<dyn StateWithProgress>),
+}
+
+/// Wraps the worker's store (with a tripwire that acts on the proxy).
+type Wrap<S> = Box<dyn FnOnce(Arc<S>, &Arc<FaultProxy>) -> Arc<S>>;
+
 /// An API host on direct connections, and a worker host whose Redis (lock
 /// and saga state) goes through `redis_proxy` and whose queue goes
 /// through `queue_proxy` when there is one. The worker's progress writes
@@ -92,13 +110,28 @@ struct Rig {
     amqp: Option<AmqpQueue>,
     streams: Option<RedisStreamsQueue>,
     dead_letters: Arc<dyn DeadLetters>,
+    /// The progress and the state as read directly.
+    direct: (Arc<dyn ProgressTracker>, Arc<dyn SagaStateStore>),
 }
 
 impl Rig {
     async fn new(
         broker: Broker,
-        worker_state: impl FnOnce(Arc<dyn SagaStateStore>, &Arc<FaultProxy>) -> Arc<dyn SagaStateStore>,
+        worker_state: impl FnOnce(Arc<dyn SagaStateStore>, &Arc<FaultProxy>) -> Arc<dyn SagaStateStore> + 'static,
     ) -> Self {
+        Self::build(broker, Saving::Plain(Box::new(worker_state))).await
+    }
+
+    /// A rig whose worker settles with Redis's [`StateWithProgress`],
+    /// wrapped by `settlement`.
+    async fn fused(
+        broker: Broker,
+        settlement: impl FnOnce(Arc<dyn StateWithProgress>, &Arc<FaultProxy>) -> Arc<dyn StateWithProgress> + 'static,
+    ) -> Self {
+        Self::build(broker, Saving::Fused(Box::new(settlement))).await
+    }
+
+    async fn build(broker: Broker, saving: Saving) -> Self {
         // The workers' logs, shown with a failing test's output.
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
@@ -156,6 +189,14 @@ impl Rig {
         let direct_state: Arc<dyn SagaStateStore> = Arc::new(direct.state());
         let progress: Arc<dyn ProgressTracker> = Arc::new(direct.progress());
         let audit = AuditedTracker::<PlaceOrder>::new(Arc::clone(&progress), Arc::clone(&direct_state));
+        let direct_views = (Arc::clone(&progress), Arc::clone(&direct_state));
+        let (worker_state, settlement) = match saving {
+            Saving::Plain(wrap) => (wrap(Arc::new(proxied.state()), &redis_proxy), None),
+            Saving::Fused(wrap) => (
+                Arc::new(proxied.state()) as Arc<dyn SagaStateStore>,
+                Some(wrap(Arc::new(proxied.settlement()), &redis_proxy)),
+            ),
+        };
         let storage = Arc::new(MemoryObjectStore::new());
         let api_infra = Infrastructure {
             storage: storage.clone(),
@@ -169,6 +210,7 @@ impl Rig {
             workers: None,
             depths: None,
             cancellations: None,
+            settlement: None,
         };
         let worker_infra = Infrastructure {
             storage,
@@ -176,13 +218,14 @@ impl Rig {
             consumer: worker_queue.consumer,
             lock: Arc::new(proxied.lock()),
             progress: Arc::new(audit.clone()),
-            state: worker_state(Arc::new(proxied.state()), &redis_proxy),
+            state: worker_state,
             idempotency: Arc::new(direct.idempotency()),
             dead_letters: Some(worker_queue.dead_letters),
             workers: None,
             depths: None,
             // Through the proxy: a cut connection is a gap in the feed.
             cancellations: Some(Arc::new(proxied.progress())),
+            settlement,
         };
         let api = Host::builder()
             .mode(Mode::Distributed)
@@ -212,10 +255,17 @@ impl Rig {
             amqp: amqp_handle,
             streams: streams_handle,
             dead_letters: api_queue.dead_letters,
+            direct: direct_views,
         }
     }
 
     async fn run(&self, item: &str) -> (TaskId, TaskProgress, Option<support::OrderResponse>) {
+        self.run_audited(item).await.0
+    }
+
+    /// Runs an order of `item` to its end, with a [`StreamAudit`] of what
+    /// its progress showed (from the submission on).
+    async fn run_audited(&self, item: &str) -> ((TaskId, TaskProgress, Option<support::OrderResponse>), StreamAudit) {
         let handle = self
             .api
             .submit::<PlaceOrder>(OrderRequest {
@@ -224,11 +274,12 @@ impl Rig {
             })
             .await
             .expect("the API side submits on its direct connections");
+        let audit = StreamAudit::follow::<PlaceOrder>(&self.direct.0, &self.direct.1, handle.id()).await;
         let outcome = tokio::time::timeout(PATIENCE, handle.wait())
             .await
             .expect("the task ends")
             .unwrap();
-        (handle.id(), outcome.progress, outcome.response)
+        ((handle.id(), outcome.progress, outcome.response), audit)
     }
 
     fn queue_name(&self) -> String {
@@ -334,6 +385,57 @@ async fn redis_cut_at_a_mid_run_save_runs_again_only_the_step_whose_end_was_not_
         "Charge's end was not saved: it runs again"
     );
     assert_eq!(rig.journal.count("run Ship"), 1);
+    rig.audit.assert_clean();
+    assert_eq!(rig.cleanup().await, 0, "a message was left behind or dead-lettered");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fused_settlement_cut_before_the_final_one_hands_the_task_back_and_it_completes_without_rerunning_a_step() {
+    let rig = Rig::fused(Broker::RabbitMq { proxied: false }, |settlement, proxy| {
+        Arc::new(Tripwire::<PlaceOrder, _>::new(
+            settlement,
+            When::Before,
+            is_terminal,
+            proxy.cut_for(LOCK_TTL * 3),
+        ))
+    })
+    .await;
+    let ((_, progress, response), shown) = rig.run_audited("rug").await;
+    assert_order_completed(&progress, response, "rug");
+    assert_eq!(rig.redis_proxy.cuts(), 1, "the tripwire fired");
+    for step in ["run Reserve", "run Charge", "run Ship"] {
+        assert_eq!(rig.journal.count(step), 1, "{step} ran again though its end was saved");
+    }
+    shown.assert_clean().await;
+    rig.audit.assert_clean();
+    assert_eq!(rig.cleanup().await, 0, "a message was left behind or dead-lettered");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fused_settlement_applied_but_its_answer_lost_is_saved_again_and_the_task_completes_once() {
+    let rig = Rig::fused(Broker::RabbitMq { proxied: false }, |settlement, proxy| {
+        let proxy = Arc::clone(proxy);
+        Arc::new(Tripwire::<PlaceOrder, _>::new(
+            settlement,
+            When::Before,
+            is_terminal,
+            move || {
+                // The final settlement's script (its status argument, as RESP
+                // sends it) reaches Redis; its answer never comes back.
+                proxy.cut_after_request_with(b"$9\r\ncompleted\r\n", Duration::from_millis(300));
+            },
+        ))
+    })
+    .await;
+    let ((id, progress, response), shown) = rig.run_audited("lamp").await;
+    assert_order_completed(&progress, response, "lamp");
+    assert_eq!(rig.redis_proxy.cuts(), 1, "the final settlement's answer was lost");
+    for step in ["run Reserve", "run Charge", "run Ship"] {
+        assert_eq!(rig.journal.count(step), 1, "{step} ran again though its end was saved");
+    }
+    shown.assert_clean().await;
+    let stored = rig.direct.0.get(id).await.unwrap().expect("the task's progress");
+    assert_eq!(stored.status, TaskStatus::Completed, "{stored:?}");
     rig.audit.assert_clean();
     assert_eq!(rig.cleanup().await, 0, "a message was left behind or dead-lettered");
 }

@@ -16,7 +16,7 @@ mod support;
 
 #[path = "support/audit.rs"]
 mod audit;
-// The AMQP trigger of the proxy is not used here.
+// The proxy's AMQP and lost-answer triggers are not used here.
 #[allow(dead_code)]
 #[path = "support/proxy.rs"]
 mod proxy;
@@ -109,6 +109,7 @@ impl Rig {
                 workers: None,
                 depths: None,
                 cancellations: None,
+                settlement: None,
             })
             .register(PlaceOrder::default())
             .run_workers(false)
@@ -129,6 +130,7 @@ impl Rig {
                 workers: None,
                 depths: None,
                 cancellations: None,
+                settlement: None,
             })
             .register(PlaceOrder {
                 journal: journal.clone(),

@@ -97,6 +97,7 @@ async fn a_killed_node_loses_no_task_and_runs_no_step_twice() {
             workers: None,
             depths: None,
             cancellations: None,
+            settlement: Some(Arc::new(redis.settlement())),
         }
     };
 

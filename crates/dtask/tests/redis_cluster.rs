@@ -87,6 +87,7 @@ async fn a_killed_and_restarted_master_loses_no_task() {
         workers: None,
         depths: None,
         cancellations: Some(Arc::new(redis.progress())),
+        settlement: Some(Arc::new(redis.settlement())),
     };
 
     let (floor, open) = Floor::closed();

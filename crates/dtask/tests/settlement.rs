@@ -135,6 +135,7 @@ impl Rig {
             workers: None,
             depths: None,
             cancellations: Some(feed),
+            settlement: None,
         };
         let api = Host::builder()
             .mode(Mode::Distributed)

@@ -36,6 +36,7 @@
 //! | [`lock`] | [`DistributedLock`](crate::infra::DistributedLock) |
 //! | [`progress`] | [`ProgressTracker`](crate::infra::ProgressTracker) |
 //! | [`state`] | [`SagaStateStore`](crate::infra::SagaStateStore) |
+//! | [`settlement`] | [`StateWithProgress`](crate::infra::StateWithProgress) |
 //! | [`workers`] | [`WorkerRegistry`](crate::infra::WorkerRegistry) |
 //! | [`serializer`] | [`SagaStateSerializer`](crate::codec::SagaStateSerializer) |
 
@@ -47,6 +48,7 @@ pub mod lock;
 pub mod progress;
 pub mod queue;
 pub mod serializer;
+pub mod settlement;
 pub mod state;
 pub mod storage;
 pub mod workers;

@@ -199,14 +199,14 @@ fn now() -> OffsetDateTime {
 }
 
 /// A new pending task named `name`, at revision 0.
-fn new_task(name: &str) -> TaskProgress {
+pub(super) fn new_task(name: &str) -> TaskProgress {
     let mut progress = TaskProgress::new(TaskId::new(), &DEFINITION, now());
     progress.task_name = name.to_owned();
     progress
 }
 
 /// `progress` after one more event (one more revision).
-fn after(progress: &TaskProgress, kind: EventKind) -> TaskProgress {
+pub(super) fn after(progress: &TaskProgress, kind: EventKind) -> TaskProgress {
     let mut next = progress.clone();
     let event = TaskEvent {
         task_id: progress.task_id,
@@ -217,19 +217,19 @@ fn after(progress: &TaskProgress, kind: EventKind) -> TaskProgress {
     next
 }
 
-fn started(progress: &TaskProgress) -> TaskProgress {
+pub(super) fn started(progress: &TaskProgress) -> TaskProgress {
     after(progress, EventKind::Started { host: StepHost::Worker })
 }
 
-fn completed(progress: &TaskProgress) -> TaskProgress {
+pub(super) fn completed(progress: &TaskProgress) -> TaskProgress {
     after(progress, EventKind::Completed)
 }
 
-async fn init(tracker: &dyn ProgressTracker, progress: &TaskProgress) {
+pub(super) async fn init(tracker: &dyn ProgressTracker, progress: &TaskProgress) {
     tracker.init(progress).await.expect("init failed");
 }
 
-async fn update(tracker: &dyn ProgressTracker, progress: &TaskProgress) {
+pub(super) async fn update(tracker: &dyn ProgressTracker, progress: &TaskProgress) {
     tracker.update(progress).await.expect("update failed");
 }
 
@@ -237,17 +237,17 @@ async fn complete(tracker: &dyn ProgressTracker, progress: &TaskProgress) {
     tracker.complete(progress).await.expect("complete failed");
 }
 
-async fn get(tracker: &dyn ProgressTracker, task_id: TaskId) -> TaskProgress {
+pub(super) async fn get(tracker: &dyn ProgressTracker, task_id: TaskId) -> TaskProgress {
     let got = tracker.get(task_id).await.expect("get failed");
     got.unwrap_or_else(|| panic!("task {task_id} is unknown"))
 }
 
-async fn stream(tracker: &dyn ProgressTracker, task_id: TaskId) -> ProgressStream {
+pub(super) async fn stream(tracker: &dyn ProgressTracker, task_id: TaskId) -> ProgressStream {
     tracker.stream(task_id).await.expect("stream failed")
 }
 
 /// Everything `stream` yields until it ends.
-async fn collect(stream: ProgressStream, what: &str) -> Vec<TaskProgress> {
+pub(super) async fn collect(stream: ProgressStream, what: &str) -> Vec<TaskProgress> {
     within(&format!("{what}: the stream did not end"), stream.collect()).await
 }
 

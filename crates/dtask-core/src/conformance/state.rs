@@ -54,7 +54,7 @@ pub async fn save_many_answers_each(store: &dyn SagaStateStore) {
 }
 
 /// A snapshot written by fencing token `fence`, holding `step`.
-fn state(fence: u64, step: &str) -> StoredState {
+pub(super) fn state(fence: u64, step: &str) -> StoredState {
     let body = serde_json::json!({ "step": step, "note": "état ✓", "big": u64::MAX });
     let payload = Codec::new(Format::Json).encode(&body).expect("encoding a test payload");
     StoredState { fence, payload }
@@ -66,20 +66,20 @@ async fn save(store: &dyn SagaStateStore, task_id: TaskId, state: StoredState) {
         .unwrap_or_else(|e| panic!("save of {task_id}: {e}"));
 }
 
-async fn load(store: &dyn SagaStateStore, task_id: TaskId) -> Option<StoredState> {
+pub(super) async fn load(store: &dyn SagaStateStore, task_id: TaskId) -> Option<StoredState> {
     within("load", store.load(task_id))
         .await
         .unwrap_or_else(|e| panic!("load of {task_id}: {e}"))
 }
 
-async fn delete(store: &dyn SagaStateStore, task_id: TaskId) {
+pub(super) async fn delete(store: &dyn SagaStateStore, task_id: TaskId) {
     within("delete", store.delete(task_id))
         .await
         .unwrap_or_else(|e| panic!("delete of {task_id}: {e}"));
 }
 
 /// Asserts that `stored` is `expected`: same fence, same encoded payload.
-fn assert_same(stored: Option<StoredState>, expected: &StoredState, what: &str) {
+pub(super) fn assert_same(stored: Option<StoredState>, expected: &StoredState, what: &str) {
     let stored = stored.unwrap_or_else(|| panic!("{what}: nothing stored"));
     assert_eq!(stored.fence, expected.fence, "{what}: fence");
     let got = payload_bytes(&stored.payload, what);

@@ -21,7 +21,7 @@ use crate::event::TaskEvent;
 use crate::format::Format;
 use crate::infra::{
     CancellationFeed, DeadLetters, DistributedLock, IdempotencyStore, Infrastructure, ObjectStore, ProgressTracker,
-    QueueConsumer, QueueDepths, QueuePublisher, SagaStateStore, TaskHistory, WorkerRegistry,
+    QueueConsumer, QueueDepths, QueuePublisher, SagaStateStore, StateWithProgress, TaskHistory, WorkerRegistry,
 };
 use crate::kernel::{
     Dependent, Dependents, EventListener, HistorySettings, HistoryWriter, KernelSettings, Metrics, Runtime,
@@ -73,6 +73,7 @@ pub struct HostBuilder {
     workers: Option<Arc<dyn WorkerRegistry>>,
     depths: Option<Arc<dyn QueueDepths>>,
     cancellations: Option<Arc<dyn CancellationFeed>>,
+    settlement: Option<Arc<dyn StateWithProgress>>,
     listeners: Vec<EventListener>,
     interceptor: Option<Arc<dyn StepInterceptor>>,
     tasks: Vec<PendingTask>,
@@ -113,6 +114,7 @@ impl Default for HostBuilder {
             workers: None,
             depths: None,
             cancellations: None,
+            settlement: None,
             listeners: Vec::new(),
             interceptor: None,
             tasks: Vec::new(),
@@ -253,6 +255,7 @@ impl HostBuilder {
         self.workers = infra.workers;
         self.depths = infra.depths;
         self.cancellations = infra.cancellations;
+        self.settlement = infra.settlement;
         self
     }
 
@@ -324,11 +327,13 @@ impl HostBuilder {
     }
 
     /// Overrides the progress tracker (and drops the cancellation feed of
-    /// the one it replaces; see [`progress_with_feed`](Self::progress_with_feed)).
+    /// the one it replaces, see [`progress_with_feed`](Self::progress_with_feed),
+    /// and the infrastructure's [`settlement`](Infrastructure::settlement)).
     #[must_use]
     pub fn progress(mut self, progress: impl ProgressTracker) -> Self {
         self.progress = Some(Arc::new(progress));
         self.cancellations = None;
+        self.settlement = None;
         self
     }
 
@@ -338,13 +343,16 @@ impl HostBuilder {
     pub fn progress_with_feed<P: ProgressTracker + CancellationFeed + Clone>(mut self, progress: P) -> Self {
         self.progress = Some(Arc::new(progress.clone()));
         self.cancellations = Some(Arc::new(progress));
+        self.settlement = None;
         self
     }
 
-    /// Overrides the saga state store.
+    /// Overrides the saga state store (and drops the infrastructure's
+    /// [`settlement`](Infrastructure::settlement)).
     #[must_use]
     pub fn state_store(mut self, state: impl SagaStateStore) -> Self {
         self.state = Some(Arc::new(state));
+        self.settlement = None;
         self
     }
 
@@ -629,6 +637,10 @@ impl HostBuilder {
             },
             depths,
             cancellations,
+            // Given with the very store and tracker it joins, or not at all.
+            settlement: (self.state.is_some() && self.progress.is_some())
+                .then(|| self.settlement.clone())
+                .flatten(),
         })
     }
 

@@ -176,6 +176,7 @@ pub(super) fn shared() -> Shared {
         workers: None,
         depths: None,
         cancellations: None,
+        settlement: None,
     };
     Shared { infra, queue, lock }
 }

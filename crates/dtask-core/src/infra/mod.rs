@@ -15,8 +15,10 @@
 //!
 //! Beside them, [`IdempotencyStore`] keeps the idempotency keys of
 //! submissions ([`MemoryIdempotencyStore`](crate::memory::MemoryIdempotencyStore)),
-//! a queue backend that keeps dead letters implements [`DeadLetters`], and
-//! workers announce themselves in a [`WorkerRegistry`].
+//! a queue backend that keeps dead letters implements [`DeadLetters`],
+//! workers announce themselves in a [`WorkerRegistry`], and a backend that
+//! keeps both the state and the progress may save and show a settlement at
+//! once ([`StateWithProgress`]).
 //! [`Infrastructure`] holds one of each, the set a host runs on.
 
 mod history;
@@ -27,6 +29,7 @@ mod progress;
 mod queue;
 mod redact;
 mod services;
+mod settle;
 mod state;
 mod storage;
 mod workers;
@@ -45,6 +48,7 @@ pub use queue::{
 };
 pub use redact::redact_url;
 pub use services::{CHECK_TIMEOUT, Infrastructure, ServiceCheck};
+pub use settle::{ProgressWrite, StateWithProgress};
 pub use state::{SagaStateStore, StoredState};
 pub use storage::{
     ByteStream, GetResult, ObjectMeta, ObjectStore, ObjectStoreExt, clamp_range, stream_bytes, validate_bucket,

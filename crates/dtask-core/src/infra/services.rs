@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use super::{
     CancellationFeed, DeadLetters, DistributedLock, IdempotencyStore, ObjectStore, ProgressTracker, QueueConsumer,
-    QueueDepths, QueuePublisher, SagaStateStore, WorkerRegistry,
+    QueueDepths, QueuePublisher, SagaStateStore, StateWithProgress, WorkerRegistry,
 };
 
 /// The services a host runs on: the object store, both ends of the queue,
@@ -43,6 +43,11 @@ pub struct Infrastructure {
     /// offers one: a worker then follows its tasks' cancellations with one
     /// subscription, not a progress stream per task.
     pub cancellations: Option<Arc<dyn CancellationFeed>>,
+    /// The state store and the progress tracker as one, when the backend
+    /// that keeps both can save a settlement and show it in one atomic step
+    /// (one round trip instead of two). Only for `state` and `progress` of
+    /// this same backend: a host given another store or tracker drops it.
+    pub settlement: Option<Arc<dyn StateWithProgress>>,
 }
 
 /// How one service answered [`Infrastructure::check`].

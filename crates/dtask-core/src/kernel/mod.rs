@@ -189,11 +189,16 @@ impl<'r, T: Task> SagaRun<'r, T> {
 
     /// The saga state now.
     pub(crate) fn snapshot(&self) -> SagaSnapshot<T> {
+        self.snapshot_with(self.recorder.snapshot())
+    }
+
+    /// The saga state now, holding `progress`.
+    fn snapshot_with(&self, progress: TaskProgress) -> SagaSnapshot<T> {
         SagaSnapshot {
             schema_version: crate::codec::SCHEMA_VERSION,
             request: Arc::clone(&self.request),
             data: self.data.clone(),
-            progress: self.recorder.snapshot(),
+            progress,
             response: self.response.clone(),
             deadline: self.deadline,
         }
@@ -213,9 +218,22 @@ impl<'r, T: Task> SagaRun<'r, T> {
     /// then comes back until the broker's delivery limit dead-letters it.)
     pub(crate) async fn save(&self) -> Result<Payload, Halted> {
         let state = self.state_to_save()?;
+        let payload = state.payload.clone();
+        self.store(state, |state| self.rt.infra.state.save(self.task_id, state))
+            .await?;
+        Ok(payload)
+    }
+
+    /// Saves `state` with `write` (the state store's save, or a
+    /// settlement's save with its progress), as [`SagaRun::save`]
+    /// describes, and tells the store when the task ended.
+    async fn store<R, F>(&self, state: StoredState, write: impl Fn(StoredState) -> F) -> Result<R, Halted>
+    where
+        F: Future<Output = crate::Result<R>>,
+    {
         let saved = retry::with_backoff(
             self.rt.settings.lock_ttl,
-            || self.rt.infra.state.save(self.task_id, state.clone()),
+            || write(state.clone()),
             // A fenced write will never pass; an interrupted run stops.
             |error| {
                 !matches!(error, crate::Error::Fenced { .. }) && self.control.reason() != Some(StopReason::Interrupted)
@@ -226,8 +244,8 @@ impl<'r, T: Task> SagaRun<'r, T> {
             },
         )
         .await;
-        match saved {
-            Ok(()) => {}
+        let written = match saved {
+            Ok(written) => written,
             Err(error @ crate::Error::Fenced { .. }) => {
                 tracing::warn!(
                     task_id = %self.task_id, %error,
@@ -239,14 +257,14 @@ impl<'r, T: Task> SagaRun<'r, T> {
                 tracing::error!(task_id = %self.task_id, %error, "cannot save the saga state; stopping unrecorded");
                 return Err(self.halt(error));
             }
-        }
+        };
         if self.recorder.with(TaskProgress::is_terminal)
             && let Err(error) = self.rt.infra.state.ended(self.task_id).await
         {
             // Only the store's retention is at stake: the state is saved.
             tracing::warn!(task_id = %self.task_id, %error, "could not mark the saga state ended");
         }
-        Ok(state.payload)
+        Ok(written)
     }
 
     /// The saga state now, encoded and fenced as [`SagaRun::save`] saves it
@@ -255,7 +273,11 @@ impl<'r, T: Task> SagaRun<'r, T> {
     /// # Errors
     /// [`Halted`] when the state cannot be encoded.
     pub(crate) fn state_to_save(&self) -> Result<StoredState, Halted> {
-        match self.rt.encode(self.snapshot()) {
+        self.encode_state(self.snapshot())
+    }
+
+    fn encode_state(&self, snapshot: SagaSnapshot<T>) -> Result<StoredState, Halted> {
+        match self.rt.encode(snapshot) {
             Ok(payload) => Ok(StoredState {
                 fence: self.fence,
                 payload,
@@ -290,6 +312,19 @@ impl<'r, T: Task> SagaRun<'r, T> {
     /// [`Halted`] when the state could not be saved; nothing is written.
     async fn settle(&self, kind: EventKind) -> Result<(), Halted> {
         self.recorder.begin_settlement(kind);
+        if let Some(settlement) = &self.rt.infra.settlement
+            && let Some(progress) = self.recorder.sole_settlement()
+        {
+            // One atomic step: the state holds exactly the progress shown.
+            let state = self.encode_state(self.snapshot_with(progress.clone()))?;
+            let written = self
+                .store(state, |state| {
+                    settlement.save_with_progress(self.task_id, state, &progress)
+                })
+                .await?;
+            self.recorder.settled_showing(&progress, written).await;
+            return Ok(());
+        }
         self.save().await?;
         self.recorder.settled(true).await;
         Ok(())

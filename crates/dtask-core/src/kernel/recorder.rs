@@ -19,6 +19,7 @@ use super::history::{Before, RunHistory};
 use crate::event::{EventKind, TaskEvent};
 use crate::history::{AuditEntry, HistoryRecord};
 use crate::id::TaskId;
+use crate::infra::ProgressWrite;
 use crate::progress::TaskProgress;
 
 pub(crate) struct Recorder<'r> {
@@ -146,6 +147,30 @@ impl<'r> Recorder<'r> {
         }
     }
 
+    /// The snapshot a settlement just begun saves and shows in one atomic
+    /// step ([`StateWithProgress`](crate::infra::StateWithProgress)), when
+    /// it is the only one waiting for its save (others would have their
+    /// changes shown before they are saved) and the run has not halted.
+    pub(crate) fn sole_settlement(&self) -> Option<TaskProgress> {
+        let sole = !self.halted.load(Ordering::Acquire) && self.unsaved.load(Ordering::Acquire) == 1;
+        sole.then(|| self.snapshot())
+    }
+
+    /// The settlement begun with [`Recorder::sole_settlement`] is saved
+    /// and `shown` written with it: writes may go on, and changes made
+    /// since are written now.
+    pub(crate) async fn settled_showing(&self, shown: &TaskProgress, written: ProgressWrite) {
+        self.unsaved.fetch_sub(1, Ordering::AcqRel);
+        if written == ProgressWrite::UnknownTask {
+            // As a failed tracker write: the state is saved, the next write
+            // carries every change.
+            tracing::warn!(task_id = %self.task_id, "could not write progress: the tracker does not know the task");
+        }
+        self.written.fetch_max(shown.revision, Ordering::AcqRel);
+        self.keep_row(shown.clone());
+        self.flush().await;
+    }
+
     /// Stops every write for good: the run could not save its state.
     pub(crate) fn halt(&self) {
         self.halted.store(true, Ordering::Release);
@@ -201,11 +226,16 @@ impl<'r> Recorder<'r> {
         }
         let snapshot = self.snapshot();
         self.written.fetch_max(snapshot.revision, Ordering::AcqRel);
+        self.keep_row(snapshot.clone());
+        Some(snapshot)
+    }
+
+    /// Pushes the task's history row as `written` to the tracker.
+    fn keep_row(&self, written: TaskProgress) {
         if let (Some(run), Some(writer)) = (&self.history, &self.rt.history) {
             // The row shows saved progress only, as the tracker does.
-            writer.push(HistoryRecord::Task(run.row(snapshot.clone())));
+            writer.push(HistoryRecord::Task(run.row(written)));
         }
-        Some(snapshot)
     }
 
     pub(crate) fn snapshot(&self) -> TaskProgress {

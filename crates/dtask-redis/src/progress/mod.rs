@@ -8,7 +8,7 @@
 mod follow;
 mod hub;
 mod list;
-mod scripts;
+pub(crate) mod scripts;
 
 use std::fmt;
 use std::sync::Arc;
@@ -201,7 +201,7 @@ impl RedisProgressTracker {
     /// as on a standalone server). A failure only delays the task's
     /// removal from the index: a listing that meets its expired hash
     /// drops it then.
-    async fn list_expiry(&self, progress: &TaskProgress) {
+    pub(crate) async fn list_expiry(&self, progress: &TaskProgress) {
         if !self.on_cluster() || !progress.is_terminal() || self.inner.expiry.is_none() {
             return;
         }
@@ -232,9 +232,18 @@ impl RedisProgressTracker {
 
     /// The `UPDATE` script's invocation storing `progress`.
     fn update_invocation(&self, progress: &TaskProgress) -> Result<ScriptInvocation<'static>> {
+        let mut invocation = scripts::UPDATE.prepare_invoke();
+        self.add_update(&mut invocation, progress)?;
+        Ok(invocation)
+    }
+
+    /// Adds the keys (the task's hash, and the expiry set but on a Redis
+    /// Cluster) and the arguments of the Lua function `update` storing
+    /// `progress` to `invocation` (see [`scripts::PRELUDE`]).
+    pub(crate) fn add_update(&self, invocation: &mut ScriptInvocation<'static>, progress: &TaskProgress) -> Result<()> {
         let snapshot = serde_json::to_vec(progress).map_err(codec_error)?;
         let keys = self.keys();
-        let mut invocation = scripts::UPDATE.key(keys.task(progress.task_id));
+        invocation.key(keys.task(progress.task_id));
         if !self.on_cluster() {
             invocation.key(keys.expiring());
         }
@@ -246,7 +255,7 @@ impl RedisProgressTracker {
             .arg(self.expiry_ms())
             .arg(progress.task_id.to_string())
             .arg(flag(progress.cancel_requested));
-        Ok(invocation)
+        Ok(())
     }
 
     /// The `INIT` script's invocation recording `progress` first.

@@ -17,8 +17,9 @@ use std::sync::LazyLock;
 
 use redis::Script;
 
-/// Helpers every script starts with.
-const PRELUDE: &str = r#"
+/// Helpers every script starts with (and the state store's settlement
+/// script, which writes progress as `UPDATE` does: `update`).
+pub(crate) const PRELUDE: &str = r#"
 local function mark_cancelled(snapshot)
   local marked = string.gsub(snapshot, '"cancelRequested":false', '"cancelRequested":true', 1)
   return marked
@@ -29,6 +30,22 @@ local function expire(hash, expiring, ms, id)
   local now = redis.call('TIME')
   local at = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) + tonumber(ms)
   redis.call('ZADD', expiring, string.format('%.0f', at), id)
+end
+-- Stores a newer snapshot and publishes it; see `UPDATE`.
+local function update(hash, expiring, snapshot, revision, status, done, ms, id, cancel)
+  local stored = redis.call('HMGET', hash, 'revision', 'done', 'cancel')
+  if not stored[1] then return 0 end
+  if stored[2] == '1' then return 1 end
+  if done ~= '1' and tonumber(revision) <= tonumber(stored[1]) then return 1 end
+  if stored[3] == '1' then
+    cancel = '1'
+    snapshot = mark_cancelled(snapshot)
+  end
+  redis.call('HSET', hash, 'snapshot', snapshot, 'revision', revision, 'status', status, 'done', done,
+    'cancel', cancel)
+  if done == '1' and ms ~= '0' then expire(hash, expiring, ms, id) end
+  redis.call('PUBLISH', hash, snapshot)
+  return 2
 end
 "#;
 
@@ -68,25 +85,7 @@ return 1
 /// the snapshot's cancel flag. Returns 0 for an unknown task, 1 when
 /// ignored, 2 when stored.
 pub(crate) static UPDATE: LazyLock<Script> = LazyLock::new(|| {
-    script(
-        r"
-local stored = redis.call('HMGET', KEYS[1], 'revision', 'done', 'cancel')
-if not stored[1] then return 0 end
-if stored[2] == '1' then return 1 end
-if ARGV[4] ~= '1' and tonumber(ARGV[2]) <= tonumber(stored[1]) then return 1 end
-local snapshot = ARGV[1]
-local cancel = ARGV[7]
-if stored[3] == '1' then
-  cancel = '1'
-  snapshot = mark_cancelled(snapshot)
-end
-redis.call('HSET', KEYS[1], 'snapshot', snapshot, 'revision', ARGV[2], 'status', ARGV[3], 'done', ARGV[4],
-  'cancel', cancel)
-if ARGV[4] == '1' and ARGV[5] ~= '0' then expire(KEYS[1], KEYS[2], ARGV[5], ARGV[6]) end
-redis.call('PUBLISH', KEYS[1], snapshot)
-return 2
-",
-    )
+    script("return update(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7])")
 });
 
 /// Sets the cancellation flag of a running task and publishes its

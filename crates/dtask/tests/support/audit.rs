@@ -4,14 +4,17 @@
 //! state store runs a fault (cutting a connection, failing) at the exact
 //! save it is told to.
 
-#![allow(unreachable_pub)]
+#![allow(dead_code, unreachable_pub)]
 
 use std::fmt;
 use std::marker::PhantomData;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use dtask::infra::{ProgressPage, ProgressQuery, ProgressStream, ProgressTracker, SagaStateStore, StoredState};
+use dtask::infra::{
+    ProgressPage, ProgressQuery, ProgressStream, ProgressTracker, ProgressWrite, SagaStateStore, StateWithProgress,
+    StoredState,
+};
 use dtask::{SagaSnapshot, StepStatus, Task, TaskId, TaskProgress};
 
 /// A progress tracker that, before each write, reads the task's saved state
@@ -169,19 +172,19 @@ pub enum When {
 type Matcher = Box<dyn Fn(&TaskProgress) -> bool + Send + Sync>;
 type Action = Box<dyn Fn() + Send + Sync>;
 
-/// A state store that runs `action` once, before or after the first save
-/// whose saga state `matches`.
-pub struct Tripwire<T> {
-    inner: Arc<dyn SagaStateStore>,
+/// A state store (or a [`StateWithProgress`]) that runs `action` once,
+/// before or after the first save whose saga state `matches`.
+pub struct Tripwire<T, S: ?Sized = dyn SagaStateStore> {
+    inner: Arc<S>,
     matches: Matcher,
     when: When,
     action: Mutex<Option<Action>>,
     task: PhantomData<fn() -> T>,
 }
 
-impl<T: Task> Tripwire<T> {
+impl<T: Task, S: ?Sized> Tripwire<T, S> {
     pub fn new(
-        inner: Arc<dyn SagaStateStore>,
+        inner: Arc<S>,
         when: When,
         matches: impl Fn(&TaskProgress) -> bool + Send + Sync + 'static,
         action: impl Fn() + Send + Sync + 'static,
@@ -210,7 +213,7 @@ impl<T: Task> Tripwire<T> {
     }
 }
 
-impl<T> fmt::Debug for Tripwire<T> {
+impl<T, S: ?Sized> fmt::Debug for Tripwire<T, S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Tripwire")
             .field("when", &self.when)
@@ -219,7 +222,7 @@ impl<T> fmt::Debug for Tripwire<T> {
 }
 
 #[async_trait]
-impl<T: Task> SagaStateStore for Tripwire<T> {
+impl<T: Task, S: SagaStateStore + ?Sized> SagaStateStore for Tripwire<T, S> {
     async fn save(&self, task_id: TaskId, state: StoredState) -> dtask::Result<()> {
         self.fire_if(&state, When::Before);
         self.inner.save(task_id, state.clone()).await?;
@@ -237,5 +240,65 @@ impl<T: Task> SagaStateStore for Tripwire<T> {
 
     async fn ended(&self, task_id: TaskId) -> dtask::Result<()> {
         self.inner.ended(task_id).await
+    }
+}
+
+#[async_trait]
+impl<T: Task, S: StateWithProgress + ?Sized> StateWithProgress for Tripwire<T, S> {
+    async fn save_with_progress(
+        &self,
+        task_id: TaskId,
+        state: StoredState,
+        progress: &TaskProgress,
+    ) -> dtask::Result<ProgressWrite> {
+        self.fire_if(&state, When::Before);
+        let written = self.inner.save_with_progress(task_id, state.clone(), progress).await?;
+        self.fire_if(&state, When::After);
+        Ok(written)
+    }
+}
+
+/// Follows one task's progress stream (on a path no fault touches) and
+/// checks each snapshot it shows as [`AuditedTracker`] checks each write:
+/// for the writes that happen inside a backend, where no tracker sees them
+/// ([`StateWithProgress`]).
+pub struct StreamAudit {
+    follower: tokio::task::JoinHandle<()>,
+    checked: Arc<Mutex<u64>>,
+    violations: Arc<Mutex<Vec<String>>>,
+}
+
+impl StreamAudit {
+    /// Follows `task_id` until its stream ends.
+    pub async fn follow<T: Task>(
+        progress: &Arc<dyn ProgressTracker>,
+        state: &Arc<dyn SagaStateStore>,
+        task_id: TaskId,
+    ) -> Self {
+        let audit = AuditedTracker::<T>::new(Arc::clone(progress), Arc::clone(state));
+        let mut stream = progress.stream(task_id).await.expect("following the task's progress");
+        let (checked, violations) = (Arc::clone(&audit.writes), Arc::clone(&audit.violations));
+        let follower = tokio::spawn(async move {
+            while let Some(shown) = futures::StreamExt::next(&mut stream).await {
+                audit.audit(&shown).await;
+            }
+        });
+        Self {
+            follower,
+            checked,
+            violations,
+        }
+    }
+
+    /// Waits for the stream's end, then asserts that it showed progress
+    /// and never an unsaved state.
+    pub async fn assert_clean(self) {
+        tokio::time::timeout(std::time::Duration::from_secs(30), self.follower)
+            .await
+            .expect("the task's stream ends")
+            .expect("the follower");
+        assert!(*self.checked.lock().unwrap() > 0, "the stream showed nothing");
+        let violations = self.violations.lock().unwrap().clone();
+        assert_eq!(violations, Vec::<String>::new(), "progress showed unsaved state");
     }
 }

@@ -445,5 +445,6 @@ pub fn shared_infrastructure() -> dtask::Infrastructure {
         workers: None,
         depths: None,
         cancellations: None,
+        settlement: None,
     }
 }

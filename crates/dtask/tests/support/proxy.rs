@@ -2,13 +2,15 @@
 //! it forwards bytes both ways until told to cut every connection (and
 //! refuse new ones until restored), and can cut at an exact moment of an
 //! AMQP 0-9-1 conversation: right after the broker confirms a publish,
-//! before the client's next frame reaches the broker.
+//! before the client's next frame reaches the broker; or drop the answer
+//! to a request it recognises.
 
 #![allow(unreachable_pub)]
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -31,6 +33,9 @@ struct Shared {
     cut_after_confirm: AtomicBool,
     /// How many cuts happened (by hand or by a trigger).
     cuts: AtomicU64,
+    /// Set by [`FaultProxy::cut_after_request_with`]: the bytes a request
+    /// holds, and how long the outage after it lasts.
+    cut_after_request: Mutex<Option<(Vec<u8>, Duration)>>,
 }
 
 impl FaultProxy {
@@ -43,6 +48,7 @@ impl FaultProxy {
             cut: watch::channel(false).0,
             cut_after_confirm: AtomicBool::new(false),
             cuts: AtomicU64::new(0),
+            cut_after_request: Mutex::new(None),
         });
         let accept = tokio::spawn(accept_loop(listener, Arc::clone(&shared)));
         Self { addr, shared, accept }
@@ -92,6 +98,15 @@ impl FaultProxy {
     pub fn cut_after_next_confirm(&self) {
         self.shared.cut_after_confirm.store(true, Ordering::SeqCst);
     }
+
+    /// Arms a one-shot trigger: the next bytes from a client that hold
+    /// `pattern` (read in one piece) reach the server, but its answer does
+    /// not reach the client: the proxy stops forwarding answers and cuts
+    /// every connection, then restores after `outage`. The client sees a
+    /// request that may or may not have been applied (it was).
+    pub fn cut_after_request_with(&self, pattern: &[u8], outage: Duration) {
+        *self.shared.cut_after_request.lock().unwrap() = Some((pattern.to_vec(), outage));
+    }
 }
 
 impl Drop for FaultProxy {
@@ -102,6 +117,20 @@ impl Drop for FaultProxy {
 }
 
 impl Shared {
+    /// Whether `request` trips the armed [`FaultProxy::cut_after_request_with`]
+    /// trigger (disarming it): the outage to cut for.
+    fn request_trips(&self, request: &[u8]) -> Option<Duration> {
+        let mut armed = self.cut_after_request.lock().unwrap();
+        let holds = armed
+            .as_ref()
+            .is_some_and(|(pattern, _)| request.windows(pattern.len()).any(|w| w == pattern.as_slice()));
+        if holds {
+            armed.take().map(|(_, outage)| outage)
+        } else {
+            None
+        }
+    }
+
     fn cut_now(&self) {
         self.cuts.fetch_add(1, Ordering::SeqCst);
         self.cut.send_replace(true);
@@ -134,8 +163,11 @@ async fn connection(client: TcpStream, server: TcpStream, shared: Arc<Shared>) {
     // Set before a confirmation reaches the client: nothing more goes to
     // the broker.
     let frozen = Arc::new(AtomicBool::new(false));
+    // Set once a request went to the server whose answer must be lost: the
+    // outage that follows.
+    let deaf: Arc<Mutex<Option<Duration>>> = Arc::default();
     let upstream = {
-        let frozen = Arc::clone(&frozen);
+        let (frozen, deaf, shared) = (Arc::clone(&frozen), Arc::clone(&deaf), Arc::clone(&shared));
         async move {
             let mut buf = vec![0u8; 64 * 1024];
             loop {
@@ -143,6 +175,9 @@ async fn connection(client: TcpStream, server: TcpStream, shared: Arc<Shared>) {
                     Ok(0) | Err(_) => return,
                     Ok(n) => n,
                 };
+                if let Some(outage) = shared.request_trips(&buf[..n]) {
+                    *deaf.lock().unwrap() = Some(outage);
+                }
                 if frozen.load(Ordering::SeqCst) || to_server.write_all(&buf[..n]).await.is_err() {
                     return;
                 }
@@ -161,6 +196,17 @@ async fn connection(client: TcpStream, server: TcpStream, shared: Arc<Shared>) {
                     Ok(n) => n,
                 };
                 let chunk = &buf[..n];
+                let lost = deaf.lock().unwrap().take();
+                if let Some(outage) = lost {
+                    // The answer goes nowhere, and the connection with it.
+                    shared.cut_now();
+                    let shared = Arc::clone(&shared);
+                    tokio::spawn(async move {
+                        tokio::time::sleep(outage).await;
+                        shared.cut.send_replace(false);
+                    });
+                    return;
+                }
                 let confirms = frames.feed(chunk);
                 if let Some(&end) = confirms.first()
                     && shared.cut_after_confirm.swap(false, Ordering::SeqCst)
