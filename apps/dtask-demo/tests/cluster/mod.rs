@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub(crate) mod scenario;
+
 use std::io::{BufRead, BufReader};
 use std::net::TcpStream;
 use std::path::PathBuf;
@@ -314,17 +316,26 @@ impl Cluster {
             .expect("the S3 server")
     }
 
+    /// The value of `key` set with [`env`](Self::env), if any.
+    fn setting(&self, key: &str) -> Option<&str> {
+        (self.env.iter().rev())
+            .find(|(set, _)| set == key)
+            .map(|(_, value)| value.as_str())
+    }
+
     /// Deletes the run's queues (with their dead-letter queues or streams)
-    /// from the shared broker.
+    /// from the broker (the one `DTASK_AMQP_URL` names, when set).
     pub(crate) async fn remove_queue(&self) {
         use dtask::distributed::dtask_amqp::{AmqpConfig, AmqpQueue};
         use dtask::distributed::dtask_redis_streams::{RedisStreamsConfig, RedisStreamsQueue};
         let queues = ["file-processing", "video-processing"].map(|name| format!("{}.{name}", self.namespace));
         match self.broker {
             Broker::RabbitMq => {
-                let amqp = AmqpQueue::connect(AmqpConfig::new("amqp://guest:guest@127.0.0.1:5672/%2f"))
-                    .await
-                    .expect("RabbitMQ");
+                let urls = self
+                    .setting("DTASK_AMQP_URL")
+                    .unwrap_or("amqp://guest:guest@127.0.0.1:5672/%2f");
+                let config = AmqpConfig::cluster(urls.split(',')).expect("a RabbitMQ URL");
+                let amqp = AmqpQueue::connect(config).await.expect("RabbitMQ");
                 for queue in &queues {
                     amqp.delete(queue).await.expect("the test queue is deleted");
                 }
