@@ -80,6 +80,7 @@ fn api_host(queue: NamespacedQueue<AmqpQueue>) -> Host {
         depths: None,
         cancellations: None,
         settlement: None,
+        lock_with_state: None,
     };
     Host::builder()
         .mode(Mode::Distributed)

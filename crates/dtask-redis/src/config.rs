@@ -9,7 +9,8 @@ use futures::future::join_all;
 
 use crate::conn::{Connection, Reconnect, Timeouts, cluster_node, redact};
 use crate::{
-    RedisIdempotencyStore, RedisLock, RedisProgressTracker, RedisSettlement, RedisStateStore, RedisWorkerRegistry,
+    RedisIdempotencyStore, RedisLock, RedisLockWithState, RedisProgressTracker, RedisSettlement, RedisStateStore,
+    RedisWorkerRegistry,
 };
 
 /// How to reach Redis and how to use it.
@@ -198,6 +199,7 @@ impl RedisConfig {
             RedisProgressTracker::connect(main.clone(), prefix.clone(), self.progress_expiry, timeouts).await?;
         Ok(RedisBackends {
             lock: RedisLock::new(lock_instances, prefix.clone(), self.lock_instance_timeout),
+            lock_on_main: self.lock_urls.is_empty() && !main.manager.is_cluster(),
             progress,
             state: RedisStateStore::new(main.clone(), prefix.clone(), self.state_expiry),
             idempotency: RedisIdempotencyStore::new(main.clone(), prefix.clone()),
@@ -267,6 +269,9 @@ impl fmt::Debug for RedisConfig {
 #[derive(Debug, Clone)]
 pub struct RedisBackends {
     lock: RedisLock,
+    /// Whether the lock is the main server alone (no quorum of other
+    /// servers, no cluster): a lock and a state can then be one script.
+    lock_on_main: bool,
     progress: RedisProgressTracker,
     state: RedisStateStore,
     idempotency: RedisIdempotencyStore,
@@ -325,6 +330,17 @@ impl RedisBackends {
     /// [`Infrastructure::settlement`](dtask_core::infra::Infrastructure::settlement).
     pub fn settlement(&self) -> RedisSettlement {
         RedisSettlement::new(self.state.clone(), self.progress.clone())
+    }
+
+    /// The lock and the state store as one
+    /// [`LockWithState`](dtask_core::infra::LockWithState) (a task's lock
+    /// taken and its state read in one script), for
+    /// [`Infrastructure::lock_with_state`](dtask_core::infra::Infrastructure::lock_with_state);
+    /// `None` when the lock is a quorum of other servers or the backends
+    /// are on a Redis Cluster.
+    pub fn lock_with_state(&self) -> Option<RedisLockWithState> {
+        self.lock_on_main
+            .then(|| RedisLockWithState::new(self.lock.clone(), self.state.clone()))
     }
 
     /// The idempotency key store.

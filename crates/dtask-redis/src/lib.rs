@@ -17,7 +17,7 @@ pub mod connection {
     pub use crate::conn::{Commands, cluster_node};
 }
 pub use idempotency::RedisIdempotencyStore;
-pub use lock::RedisLock;
+pub use lock::{RedisLock, RedisLockWithState};
 pub use progress::RedisProgressTracker;
 pub use settle::RedisSettlement;
 pub use state::RedisStateStore;

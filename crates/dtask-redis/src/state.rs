@@ -75,7 +75,7 @@ impl RedisStateStore {
         }
     }
 
-    fn key(&self, task_id: TaskId) -> String {
+    pub(crate) fn key(&self, task_id: TaskId) -> String {
         format!("{}state:{{{task_id}}}", self.prefix)
     }
 
@@ -109,6 +109,26 @@ fn format_name(format: Format) -> Result<String> {
         Ok(serde_json::Value::String(name)) => Ok(name),
         _ => Err(Error::invalid("format", format!("{format} has no storable name"))),
     }
+}
+
+/// The state a hash's `fence`, `format` and `bytes` fields hold; `None`
+/// when there is none.
+///
+/// # Errors
+/// [`Error::Invalid`] for a format this version does not know.
+pub(crate) fn stored(
+    fence: Option<u64>,
+    format: Option<String>,
+    bytes: Option<Vec<u8>>,
+) -> Result<Option<StoredState>> {
+    let (Some(fence), Some(format), Some(bytes)) = (fence, format, bytes) else {
+        return Ok(None);
+    };
+    let payload = Payload::Encoded {
+        format: parse_format(&format)?,
+        bytes: Bytes::from(bytes),
+    };
+    Ok(Some(StoredState { fence, payload }))
 }
 
 fn parse_format(name: &str) -> Result<Format> {
@@ -213,14 +233,7 @@ impl SagaStateStore for RedisStateStore {
             .query_async(&mut conn)
             .await
             .map_err(redis_error)?;
-        let (Some(fence), Some(format), Some(bytes)) = (fence, format, bytes) else {
-            return Ok(None);
-        };
-        let payload = Payload::Encoded {
-            format: parse_format(&format)?,
-            bytes: Bytes::from(bytes),
-        };
-        Ok(Some(StoredState { fence, payload }))
+        stored(fence, format, bytes)
     }
 
     async fn delete(&self, task_id: TaskId) -> Result<()> {

@@ -78,6 +78,8 @@ async fn the_backends_pass_their_suites_on_a_cluster_and_ride_out_a_restarted_ma
     conformance::progress::run_all(&backends.progress()).await;
     conformance::progress::run_feed(&backends.progress(), &backends.progress()).await;
     conformance::state::run_all(&backends.state()).await;
+    // A lock and a state live in different slots: no script takes both.
+    assert!(backends.lock_with_state().is_none());
     let (settlement, state, progress) = (backends.settlement(), backends.state(), backends.progress());
     conformance::settlement::run_all(conformance::settlement::Joined {
         settlement: &settlement,

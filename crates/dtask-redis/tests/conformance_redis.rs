@@ -70,6 +70,29 @@ async fn settlement_conformance() {
 }
 
 #[tokio::test]
+async fn lock_with_state_conformance() {
+    let prefix = unique_prefix();
+    let backends = connect(&config(&prefix)).await;
+    let take = backends
+        .lock_with_state()
+        .expect("one server keeps the locks and the states");
+    let (lock, state) = (backends.lock(), backends.state());
+    conformance::lock_with_state::run_all(conformance::lock_with_state::Joined {
+        take: &take,
+        lock: &lock,
+        state: &state,
+    })
+    .await;
+    delete_prefix(0, &prefix).await;
+}
+
+#[tokio::test]
+async fn no_lock_with_state_when_the_lock_is_a_quorum_of_other_servers() {
+    let backends = connect(&config(&unique_prefix()).with_lock_urls([url(1), url(2), url(3)])).await;
+    assert!(backends.lock_with_state().is_none());
+}
+
+#[tokio::test]
 async fn worker_registry_conformance() {
     let prefix = unique_prefix();
     let backends = connect(&config(&prefix)).await;

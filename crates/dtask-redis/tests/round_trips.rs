@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use dtask_core::conformance::PATIENCE;
 use dtask_core::infra::{
-    DistributedLock, IdempotencyStore, ProgressQuery, ProgressTracker, ProgressWrite, SagaStateStore,
+    DistributedLock, IdempotencyStore, LockWithState, ProgressQuery, ProgressTracker, ProgressWrite, SagaStateStore,
     StateWithProgress, StoredState,
 };
 use dtask_core::task::StepHost;
@@ -77,6 +77,9 @@ async fn each_operation_costs_what_the_readme_says() {
         backends.lock(),
         backends.settlement(),
     );
+    let take = backends
+        .lock_with_state()
+        .expect("one server keeps the locks and the states");
     let mut watch = Watch::start(&prefix).await;
 
     // Load every script once, so that no count includes a SCRIPT LOAD.
@@ -107,6 +110,8 @@ async fn each_operation_costs_what_the_readme_says() {
         .await
         .unwrap();
     idempotency.finish("warm", "x").await.unwrap();
+    let warm_take = take.try_acquire_loading("warm-take", Duration::from_secs(5), TaskId::new());
+    warm_take.await.unwrap().unwrap().guard.release().await.unwrap();
     let settled = after(&warm, EventKind::Completed);
     (settlement.save_with_progress(
         warm.task_id,
@@ -157,6 +162,15 @@ async fn each_operation_costs_what_the_readme_says() {
         1,
         "a settlement: the state saved and the progress shown at once"
     );
+    let taken = take
+        .try_acquire_loading("take", Duration::from_secs(5), settling.task_id)
+        .await
+        .unwrap()
+        .expect("a free lock");
+    assert_eq!(watch.count().await, 1, "a lock taken and the state read at once");
+    assert!(taken.state.unwrap().is_some(), "the state saved just before");
+    taken.guard.release().await.unwrap();
+    watch.count().await;
 
     let task = TaskId::new();
     state.save(task, StoredState { fence: 1, payload }).await.unwrap();

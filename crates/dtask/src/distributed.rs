@@ -22,8 +22,8 @@ use std::sync::Arc;
 
 use dtask_amqp::{AmqpConfig, AmqpQueue};
 use dtask_core::infra::{
-    CancellationFeed, DistributedLock, IdempotencyStore, ProgressTracker, SagaStateStore, StateWithProgress,
-    WorkerRegistry,
+    CancellationFeed, DistributedLock, IdempotencyStore, LockWithState, ProgressTracker, SagaStateStore,
+    StateWithProgress, WorkerRegistry,
 };
 use dtask_core::infra::{DeadLetters, NamespacedQueue, QueueConsumer, QueueDepths, QueuePublisher};
 use dtask_core::{Error, Infrastructure};
@@ -257,6 +257,7 @@ impl DistributedOptions {
             depths: Some(depths),
             cancellations: stores.cancellations,
             settlement: stores.settlement,
+            lock_with_state: stores.lock_with_state,
         })
     }
 
@@ -339,6 +340,7 @@ struct Stores {
     progress: Arc<dyn ProgressTracker>,
     cancellations: Option<Arc<dyn CancellationFeed>>,
     settlement: Option<Arc<dyn StateWithProgress>>,
+    lock_with_state: Option<Arc<dyn LockWithState>>,
     state: Arc<dyn SagaStateStore>,
     idempotency: Arc<dyn IdempotencyStore>,
     workers: Arc<dyn WorkerRegistry>,
@@ -351,6 +353,7 @@ impl Stores {
             progress: Arc::new(backends.progress()),
             cancellations: None,
             settlement: None,
+            lock_with_state: None,
             state: Arc::new(backends.state()),
             idempotency: Arc::new(backends.idempotency()),
             workers: Arc::new(backends.workers()),
@@ -367,6 +370,9 @@ impl Stores {
             progress: Arc::new(redis.progress()),
             cancellations: Some(Arc::new(redis.progress())),
             settlement: Some(Arc::new(redis.settlement())),
+            lock_with_state: redis
+                .lock_with_state()
+                .map(|take| Arc::new(take) as Arc<dyn LockWithState>),
             state: Arc::new(redis.state()),
             idempotency: Arc::new(redis.idempotency()),
             workers: Arc::new(redis.workers()),

@@ -262,6 +262,7 @@ async fn sealed_end_to_end(broker: Broker) {
         depths: None,
         cancellations: Some(Arc::new(redis.progress())),
         settlement: Some(Arc::new(redis.settlement())),
+        lock_with_state: redis.lock_with_state().map(|take| Arc::new(take) as _),
     };
     let host = |keys: &[&str], run_workers: bool| {
         Host::builder()

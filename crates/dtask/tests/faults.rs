@@ -211,6 +211,7 @@ impl Rig {
             depths: None,
             cancellations: None,
             settlement: None,
+            lock_with_state: None,
         };
         let worker_infra = Infrastructure {
             storage,
@@ -226,6 +227,7 @@ impl Rig {
             // Through the proxy: a cut connection is a gap in the feed.
             cancellations: Some(Arc::new(proxied.progress())),
             settlement,
+            lock_with_state: None,
         };
         let api = Host::builder()
             .mode(Mode::Distributed)

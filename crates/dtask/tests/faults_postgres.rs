@@ -110,6 +110,7 @@ impl Rig {
                 depths: None,
                 cancellations: None,
                 settlement: None,
+                lock_with_state: None,
             })
             .register(PlaceOrder::default())
             .run_workers(false)
@@ -131,6 +132,7 @@ impl Rig {
                 depths: None,
                 cancellations: None,
                 settlement: None,
+                lock_with_state: None,
             })
             .register(PlaceOrder {
                 journal: journal.clone(),

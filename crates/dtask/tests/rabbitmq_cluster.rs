@@ -98,6 +98,7 @@ async fn a_killed_node_loses_no_task_and_runs_no_step_twice() {
             depths: None,
             cancellations: None,
             settlement: Some(Arc::new(redis.settlement())),
+            lock_with_state: redis.lock_with_state().map(|take| Arc::new(take) as _),
         }
     };
 

@@ -88,6 +88,7 @@ async fn a_killed_and_restarted_master_loses_no_task() {
         depths: None,
         cancellations: Some(Arc::new(redis.progress())),
         settlement: Some(Arc::new(redis.settlement())),
+        lock_with_state: redis.lock_with_state().map(|take| Arc::new(take) as _),
     };
 
     let (floor, open) = Floor::closed();

@@ -136,6 +136,7 @@ impl Rig {
             depths: None,
             cancellations: Some(feed),
             settlement: None,
+            lock_with_state: None,
         };
         let api = Host::builder()
             .mode(Mode::Distributed)

@@ -14,7 +14,7 @@ use crate::error::Error;
 use crate::infra::{DistributedLock, LockGuard};
 
 /// A time-to-live long enough never to elapse during a check.
-const LONG: Duration = Duration::from_secs(30);
+pub(super) const LONG: Duration = Duration::from_secs(30);
 
 /// Runs every check of this module against `lock`.
 pub async fn run_all(lock: &dyn DistributedLock) {
@@ -27,18 +27,18 @@ pub async fn run_all(lock: &dyn DistributedLock) {
     zero_ttl_is_invalid(lock).await;
 }
 
-fn resource() -> String {
+pub(super) fn resource() -> String {
     unique_name("dtask-conformance-lock")
 }
 
-async fn acquire(lock: &dyn DistributedLock, resource: &str, ttl: Duration) -> LockGuard {
+pub(super) async fn acquire(lock: &dyn DistributedLock, resource: &str, ttl: Duration) -> LockGuard {
     lock.try_acquire(resource, ttl)
         .await
         .unwrap_or_else(|e| panic!("try_acquire {resource}: {e}"))
         .unwrap_or_else(|| panic!("{resource} should be free"))
 }
 
-async fn assert_held(lock: &dyn DistributedLock, resource: &str, what: &str) {
+pub(super) async fn assert_held(lock: &dyn DistributedLock, resource: &str, what: &str) {
     let second = lock
         .try_acquire(resource, LONG)
         .await

@@ -34,6 +34,7 @@
 //! | [`depths`] | [`QueueDepths`](crate::infra::QueueDepths) |
 //! | [`history`] | [`TaskHistory`](crate::infra::TaskHistory) |
 //! | [`lock`] | [`DistributedLock`](crate::infra::DistributedLock) |
+//! | [`lock_with_state`] | [`LockWithState`](crate::infra::LockWithState) |
 //! | [`progress`] | [`ProgressTracker`](crate::infra::ProgressTracker) |
 //! | [`state`] | [`SagaStateStore`](crate::infra::SagaStateStore) |
 //! | [`settlement`] | [`StateWithProgress`](crate::infra::StateWithProgress) |
@@ -45,6 +46,7 @@ pub mod depths;
 pub mod history;
 pub mod idempotency;
 pub mod lock;
+pub mod lock_with_state;
 pub mod progress;
 pub mod queue;
 pub mod serializer;

@@ -20,8 +20,9 @@ use crate::error::{Error, Result};
 use crate::event::TaskEvent;
 use crate::format::Format;
 use crate::infra::{
-    CancellationFeed, DeadLetters, DistributedLock, IdempotencyStore, Infrastructure, ObjectStore, ProgressTracker,
-    QueueConsumer, QueueDepths, QueuePublisher, SagaStateStore, StateWithProgress, TaskHistory, WorkerRegistry,
+    CancellationFeed, DeadLetters, DistributedLock, IdempotencyStore, Infrastructure, LockWithState, ObjectStore,
+    ProgressTracker, QueueConsumer, QueueDepths, QueuePublisher, SagaStateStore, StateWithProgress, TaskHistory,
+    WorkerRegistry,
 };
 use crate::kernel::{
     Dependent, Dependents, EventListener, HistorySettings, HistoryWriter, KernelSettings, Metrics, Runtime,
@@ -74,6 +75,7 @@ pub struct HostBuilder {
     depths: Option<Arc<dyn QueueDepths>>,
     cancellations: Option<Arc<dyn CancellationFeed>>,
     settlement: Option<Arc<dyn StateWithProgress>>,
+    lock_with_state: Option<Arc<dyn LockWithState>>,
     listeners: Vec<EventListener>,
     interceptor: Option<Arc<dyn StepInterceptor>>,
     tasks: Vec<PendingTask>,
@@ -115,6 +117,7 @@ impl Default for HostBuilder {
             depths: None,
             cancellations: None,
             settlement: None,
+            lock_with_state: None,
             listeners: Vec::new(),
             interceptor: None,
             tasks: Vec::new(),
@@ -256,6 +259,7 @@ impl HostBuilder {
         self.depths = infra.depths;
         self.cancellations = infra.cancellations;
         self.settlement = infra.settlement;
+        self.lock_with_state = infra.lock_with_state;
         self
     }
 
@@ -319,10 +323,12 @@ impl HostBuilder {
         self
     }
 
-    /// Overrides the lock.
+    /// Overrides the lock (and drops the infrastructure's
+    /// [`lock_with_state`](Infrastructure::lock_with_state)).
     #[must_use]
     pub fn lock(mut self, lock: impl DistributedLock) -> Self {
         self.lock = Some(Arc::new(lock));
+        self.lock_with_state = None;
         self
     }
 
@@ -348,11 +354,13 @@ impl HostBuilder {
     }
 
     /// Overrides the saga state store (and drops the infrastructure's
-    /// [`settlement`](Infrastructure::settlement)).
+    /// [`settlement`](Infrastructure::settlement) and
+    /// [`lock_with_state`](Infrastructure::lock_with_state)).
     #[must_use]
     pub fn state_store(mut self, state: impl SagaStateStore) -> Self {
         self.state = Some(Arc::new(state));
         self.settlement = None;
+        self.lock_with_state = None;
         self
     }
 
@@ -640,6 +648,9 @@ impl HostBuilder {
             // Given with the very store and tracker it joins, or not at all.
             settlement: (self.state.is_some() && self.progress.is_some())
                 .then(|| self.settlement.clone())
+                .flatten(),
+            lock_with_state: (self.state.is_some() && self.lock.is_some())
+                .then(|| self.lock_with_state.clone())
                 .flatten(),
         })
     }

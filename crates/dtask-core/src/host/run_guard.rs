@@ -13,9 +13,10 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use crate::error::Result;
 use crate::history::AuditEntry;
 use crate::id::TaskId;
-use crate::infra::{Delivery, LockGuard, QueueMessage};
+use crate::infra::{Delivery, LockGuard, QueueMessage, StoredState, Taken};
 use crate::kernel::{ControlSlot, QueueMetrics, RunControl, Runtime};
 
 /// How a delivery ends.
@@ -46,6 +47,9 @@ pub(crate) struct RunGuard<'r> {
     task_id: TaskId,
     delivery: Option<Delivery>,
     lock: Option<LockGuard>,
+    /// The run's saved state, read with the lock when the infrastructure
+    /// takes both at once ([`LockWithState`]), until the run takes it.
+    preloaded: Option<Result<Option<StoredState>>>,
     slot: Option<ControlSlot<'r>>,
     /// The run's scratch directory on this host.
     scratch: PathBuf,
@@ -68,6 +72,7 @@ impl<'r> RunGuard<'r> {
             scratch: scratch_dir(rt, delivery.message()),
             delivery: Some(delivery),
             lock: None,
+            preloaded: None,
             slot: None,
             metrics,
         }
@@ -125,7 +130,7 @@ impl<'r> RunGuard<'r> {
             if self.rt.shutdown.is_cancelled() {
                 return false;
             }
-            match self.rt.infra.lock.try_acquire(&resource, ttl).await {
+            match self.try_acquire(&resource, ttl).await {
                 Ok(Some(guard)) => {
                     self.lock = Some(guard);
                     if let Some(metrics) = self.metrics {
@@ -149,6 +154,25 @@ impl<'r> RunGuard<'r> {
             }
             pause = (pause * 2).min(Duration::from_secs(1));
         }
+    }
+
+    /// Takes the lock once, reading the run's state with it where the
+    /// infrastructure does both at once.
+    async fn try_acquire(&mut self, resource: &str, ttl: Duration) -> Result<Option<LockGuard>> {
+        let Some(take) = &self.rt.infra.lock_with_state else {
+            return self.rt.infra.lock.try_acquire(resource, ttl).await;
+        };
+        let taken = take.try_acquire_loading(resource, ttl, self.task_id).await?;
+        Ok(taken.map(|Taken { guard, state }| {
+            self.preloaded = Some(state);
+            guard
+        }))
+    }
+
+    /// The run's saved state as read with its lock, once: `None` when the
+    /// lock was taken alone (the run loads its state itself).
+    pub(crate) fn take_preloaded(&mut self) -> Option<Result<Option<StoredState>>> {
+        self.preloaded.take()
     }
 
     /// The fencing token of the held lock (0 before [`RunGuard::lock`]).

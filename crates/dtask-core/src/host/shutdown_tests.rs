@@ -177,6 +177,7 @@ pub(super) fn shared() -> Shared {
         depths: None,
         cancellations: None,
         settlement: None,
+        lock_with_state: None,
     };
     Shared { infra, queue, lock }
 }

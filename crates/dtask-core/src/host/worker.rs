@@ -22,7 +22,7 @@ use super::run_guard::{RunGuard, Settlement};
 use crate::codec::SagaSnapshot;
 use crate::error::Error;
 use crate::id::TaskId;
-use crate::infra::Delivery;
+use crate::infra::{Delivery, StoredState};
 use crate::kernel::{AnyResponse, PhaseEnd, RunControl, Runtime, SagaRun, StopReason, retry};
 use crate::progress::{TaskProgress, TaskStatus};
 use crate::task::{StepHost, Task, TaskDefinition};
@@ -173,7 +173,7 @@ async fn run_delivery<T: Task>(rt: &Runtime, task: &T, guard: &mut RunGuard<'_>)
         tracing::debug!(%task_id, "shutting down before the task started; returning the message");
         return Settlement::HAND_BACK;
     }
-    let snapshot = match newest_snapshot(rt, task_id, handed_off).await {
+    let snapshot = match newest_snapshot(rt, task_id, handed_off, guard.take_preloaded()).await {
         Ok(snapshot) => snapshot,
         Err(settlement) => return settlement,
     };
@@ -351,7 +351,7 @@ async fn run_member_delivery<T: Task>(rt: &Runtime, task: &T, guard: &mut RunGua
     if !guard.lock().await {
         return Settlement::HAND_BACK;
     }
-    let snapshot = match newest_snapshot(rt, run_id, handed_off).await {
+    let snapshot = match newest_snapshot(rt, run_id, handed_off, guard.take_preloaded()).await {
         Ok(snapshot) => snapshot,
         Err(settlement) => return settlement,
     };
@@ -442,8 +442,8 @@ async fn watch_cancellation(rt: &Runtime, task_id: TaskId, control: &RunControl)
     std::future::pending::<()>().await;
 }
 
-/// The state to resume from: the stored snapshot when it is at least as
-/// new as the handed-off one.
+/// The state to resume from: the stored snapshot (`preloaded` with the
+/// lock, or loaded now) when it is at least as new as the handed-off one.
 ///
 /// # Errors
 /// How the delivery ends instead: handed back (after a pause) when the
@@ -454,17 +454,26 @@ async fn newest_snapshot<T: Task>(
     rt: &Runtime,
     task_id: TaskId,
     handed_off: SagaSnapshot<T>,
+    preloaded: Option<crate::Result<Option<StoredState>>>,
 ) -> Result<SagaSnapshot<T>, Settlement> {
-    let loaded = retry::with_backoff(
-        LOAD_BUDGET,
-        || rt.infra.state.load(task_id),
-        |_| !rt.shutdown.is_cancelled(),
-        |error, pause| {
-            let retry_in_ms = pause.as_millis() as u64;
-            tracing::warn!(%task_id, %error, retry_in_ms, "could not load the saga state; retrying");
-        },
-    )
-    .await;
+    let loaded = match preloaded {
+        Some(Ok(stored)) => Ok(stored),
+        preloaded => {
+            if let Some(Err(error)) = preloaded {
+                tracing::warn!(%task_id, %error, "could not read the saga state with the lock; loading it again");
+            }
+            retry::with_backoff(
+                LOAD_BUDGET,
+                || rt.infra.state.load(task_id),
+                |_| !rt.shutdown.is_cancelled(),
+                |error, pause| {
+                    let retry_in_ms = pause.as_millis() as u64;
+                    tracing::warn!(%task_id, %error, retry_in_ms, "could not load the saga state; retrying");
+                },
+            )
+            .await
+        }
+    };
     let stored = match loaded {
         Ok(Some(stored)) => stored,
         Ok(None) => return Ok(handed_off),

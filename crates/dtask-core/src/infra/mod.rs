@@ -18,7 +18,9 @@
 //! a queue backend that keeps dead letters implements [`DeadLetters`],
 //! workers announce themselves in a [`WorkerRegistry`], and a backend that
 //! keeps both the state and the progress may save and show a settlement at
-//! once ([`StateWithProgress`]).
+//! once ([`StateWithProgress`]), one that keeps both the locks and the
+//! states may take a task's lock and read its state at once
+//! ([`LockWithState`]).
 //! [`Infrastructure`] holds one of each, the set a host runs on.
 
 mod history;
@@ -32,6 +34,7 @@ mod services;
 mod settle;
 mod state;
 mod storage;
+mod take;
 mod workers;
 
 pub use history::TaskHistory;
@@ -54,4 +57,5 @@ pub use storage::{
     ByteStream, GetResult, ObjectMeta, ObjectStore, ObjectStoreExt, clamp_range, stream_bytes, validate_bucket,
     validate_location,
 };
+pub use take::{LockWithState, Taken};
 pub use workers::{WorkerInfo, WorkerRegistry};

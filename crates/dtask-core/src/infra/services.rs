@@ -4,8 +4,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::{
-    CancellationFeed, DeadLetters, DistributedLock, IdempotencyStore, ObjectStore, ProgressTracker, QueueConsumer,
-    QueueDepths, QueuePublisher, SagaStateStore, StateWithProgress, WorkerRegistry,
+    CancellationFeed, DeadLetters, DistributedLock, IdempotencyStore, LockWithState, ObjectStore, ProgressTracker,
+    QueueConsumer, QueueDepths, QueuePublisher, SagaStateStore, StateWithProgress, WorkerRegistry,
 };
 
 /// The services a host runs on: the object store, both ends of the queue,
@@ -48,6 +48,12 @@ pub struct Infrastructure {
     /// (one round trip instead of two). Only for `state` and `progress` of
     /// this same backend: a host given another store or tracker drops it.
     pub settlement: Option<Arc<dyn StateWithProgress>>,
+    /// The lock and the state store as one, when the backend that keeps
+    /// both can take a task's lock and read its state in one atomic step
+    /// (one round trip instead of two as a delivery starts). Only for
+    /// `lock` and `state` of this same backend: a host given another lock
+    /// or store drops it.
+    pub lock_with_state: Option<Arc<dyn LockWithState>>,
 }
 
 /// How one service answered [`Infrastructure::check`].

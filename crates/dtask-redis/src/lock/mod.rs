@@ -4,6 +4,7 @@
 mod lease;
 mod quorum;
 mod scripts;
+mod take;
 
 use std::fmt;
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use tokio::time::Instant;
 
 use self::lease::RedisLease;
 use self::quorum::{NoQuorum, fan_out};
+pub use self::take::RedisLockWithState;
 use crate::conn::{Connection, millis};
 
 /// How long a fence counter outlives the lease that last drew from it.

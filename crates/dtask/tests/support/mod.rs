@@ -446,5 +446,6 @@ pub fn shared_infrastructure() -> dtask::Infrastructure {
         depths: None,
         cancellations: None,
         settlement: None,
+        lock_with_state: None,
     }
 }
