@@ -10,9 +10,11 @@
 //!
 //! The `fused_` cases do the same where the worker settles with Redis's
 //! `StateWithProgress` (a state saved and its progress shown by one
-//! script): cut before that script, and cut after it ran but before its
-//! answer came back; a [`StreamAudit`] follows what the task's progress
-//! showed, since those writes happen inside Redis.
+//! script) and takes a redelivered task's lock and state with its
+//! `LockWithState` (one script too): cut before the final settlement, and
+//! cut after it ran but before its answer came back; a [`StreamAudit`]
+//! follows what the task's progress showed, since those writes happen
+//! inside Redis.
 //!
 //! Needs Redis on 127.0.0.1:6379 and RabbitMQ on 127.0.0.1:5672.
 
@@ -33,7 +35,9 @@ use audit::{AuditedTracker, StreamAudit, Tripwire, When};
 use dtask::distributed::dtask_amqp::{AmqpConfig, AmqpQueue};
 use dtask::distributed::dtask_redis::{RedisBackends, RedisConfig};
 use dtask::distributed::dtask_redis_streams::{RedisStreamsConfig, RedisStreamsQueue};
-use dtask::infra::{DeadLetters, Infrastructure, NamespacedQueue, ProgressTracker, SagaStateStore, StateWithProgress};
+use dtask::infra::{
+    DeadLetters, Infrastructure, LockWithState, NamespacedQueue, ProgressTracker, SagaStateStore, StateWithProgress,
+};
 use dtask::memory::MemoryObjectStore;
 use dtask::prelude::*;
 use proxy::FaultProxy;
@@ -190,11 +194,16 @@ impl Rig {
         let progress: Arc<dyn ProgressTracker> = Arc::new(direct.progress());
         let audit = AuditedTracker::<PlaceOrder>::new(Arc::clone(&progress), Arc::clone(&direct_state));
         let direct_views = (Arc::clone(&progress), Arc::clone(&direct_state));
-        let (worker_state, settlement) = match saving {
-            Saving::Plain(wrap) => (wrap(Arc::new(proxied.state()), &redis_proxy), None),
+        let (worker_state, settlement, lock_with_state) = match saving {
+            Saving::Plain(wrap) => (wrap(Arc::new(proxied.state()), &redis_proxy), None, None),
+            // Redis's two scripts that join a task's keys: a redelivery takes
+            // its lock and reads its state through the proxy at once too.
             Saving::Fused(wrap) => (
                 Arc::new(proxied.state()) as Arc<dyn SagaStateStore>,
                 Some(wrap(Arc::new(proxied.settlement()), &redis_proxy)),
+                proxied
+                    .lock_with_state()
+                    .map(|take| Arc::new(take) as Arc<dyn LockWithState>),
             ),
         };
         let storage = Arc::new(MemoryObjectStore::new());
@@ -227,7 +236,7 @@ impl Rig {
             // Through the proxy: a cut connection is a gap in the feed.
             cancellations: Some(Arc::new(proxied.progress())),
             settlement,
-            lock_with_state: None,
+            lock_with_state,
         };
         let api = Host::builder()
             .mode(Mode::Distributed)
@@ -431,7 +440,11 @@ async fn fused_settlement_applied_but_its_answer_lost_is_saved_again_and_the_tas
     .await;
     let ((id, progress, response), shown) = rig.run_audited("lamp").await;
     assert_order_completed(&progress, response, "lamp");
-    assert_eq!(rig.redis_proxy.cuts(), 1, "the final settlement's answer was lost");
+    // The script published the end before its answer reached the proxy.
+    tokio::time::timeout(PATIENCE, rig.redis_proxy.until_cuts(1))
+        .await
+        .expect("the final settlement's answer was lost");
+    assert_eq!(rig.redis_proxy.cuts(), 1);
     for step in ["run Reserve", "run Charge", "run Ship"] {
         assert_eq!(rig.journal.count(step), 1, "{step} ran again though its end was saved");
     }

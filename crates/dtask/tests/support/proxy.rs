@@ -8,7 +8,7 @@
 #![allow(unreachable_pub)]
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -32,7 +32,7 @@ struct Shared {
     /// that sees the confirmation.
     cut_after_confirm: AtomicBool,
     /// How many cuts happened (by hand or by a trigger).
-    cuts: AtomicU64,
+    cuts: watch::Sender<u64>,
     /// Set by [`FaultProxy::cut_after_request_with`]: the bytes a request
     /// holds, and how long the outage after it lasts.
     cut_after_request: Mutex<Option<(Vec<u8>, Duration)>>,
@@ -47,7 +47,7 @@ impl FaultProxy {
             target,
             cut: watch::channel(false).0,
             cut_after_confirm: AtomicBool::new(false),
-            cuts: AtomicU64::new(0),
+            cuts: watch::channel(0).0,
             cut_after_request: Mutex::new(None),
         });
         let accept = tokio::spawn(accept_loop(listener, Arc::clone(&shared)));
@@ -86,7 +86,15 @@ impl FaultProxy {
 
     /// How many times connections were cut.
     pub fn cuts(&self) -> u64 {
-        self.shared.cuts.load(Ordering::SeqCst)
+        *self.shared.cuts.borrow()
+    }
+
+    /// Waits until connections were cut `n` times (a trigger fires when
+    /// the bytes it waits for pass, which a test may learn of sooner by
+    /// another path).
+    pub async fn until_cuts(&self, n: u64) {
+        let mut cuts = self.shared.cuts.subscribe();
+        let _ = cuts.wait_for(|cuts| *cuts >= n).await;
     }
 
     /// Arms a one-shot trigger for an AMQP connection: when the broker
@@ -100,14 +108,19 @@ impl FaultProxy {
     }
 
     /// Arms a one-shot trigger: the next bytes from a client that hold
-    /// `pattern` (read in one piece) reach the server, but its answer does
-    /// not reach the client: the proxy stops forwarding answers and cuts
-    /// every connection, then restores after `outage`. The client sees a
-    /// request that may or may not have been applied (it was).
+    /// `pattern` (at most [`PATTERN_OVERLAP`] bytes long, found across
+    /// reads) reach the server, but its answer does not reach the client:
+    /// the proxy stops forwarding answers and cuts every connection, then
+    /// restores after `outage`. The client sees a request that may or may
+    /// not have been applied (it was).
     pub fn cut_after_request_with(&self, pattern: &[u8], outage: Duration) {
         *self.shared.cut_after_request.lock().unwrap() = Some((pattern.to_vec(), outage));
     }
 }
+
+/// The longest pattern [`FaultProxy::cut_after_request_with`] finds across
+/// two reads.
+const PATTERN_OVERLAP: usize = 256;
 
 impl Drop for FaultProxy {
     fn drop(&mut self) {
@@ -132,7 +145,7 @@ impl Shared {
     }
 
     fn cut_now(&self) {
-        self.cuts.fetch_add(1, Ordering::SeqCst);
+        self.cuts.send_modify(|cuts| *cuts += 1);
         self.cut.send_replace(true);
     }
 }
@@ -170,14 +183,19 @@ async fn connection(client: TcpStream, server: TcpStream, shared: Arc<Shared>) {
         let (frozen, deaf, shared) = (Arc::clone(&frozen), Arc::clone(&deaf), Arc::clone(&shared));
         async move {
             let mut buf = vec![0u8; 64 * 1024];
+            // The end of what came before, so that a pattern split between
+            // two reads is found.
+            let mut seen = Vec::new();
             loop {
                 let n = match from_client.read(&mut buf).await {
                     Ok(0) | Err(_) => return,
                     Ok(n) => n,
                 };
-                if let Some(outage) = shared.request_trips(&buf[..n]) {
+                seen.extend_from_slice(&buf[..n]);
+                if let Some(outage) = shared.request_trips(&seen) {
                     *deaf.lock().unwrap() = Some(outage);
                 }
+                seen.drain(..seen.len().saturating_sub(PATTERN_OVERLAP));
                 if frozen.load(Ordering::SeqCst) || to_server.write_all(&buf[..n]).await.is_err() {
                     return;
                 }
