@@ -47,11 +47,14 @@ async fn a_dead_consumer_s_message_comes_back_after_the_timeout() {
     queue.publish(&name, message()).await.unwrap();
     // A consumer in a runtime of its own takes the message, then its
     // runtime goes away with it: nothing settles or renews it any more.
+    // (It connects a pool of its own: a pool's connections belong to the
+    // runtime that opened them, and this one dies.)
     let dead = {
-        let (queue, name) = (queue.clone(), name.clone());
+        let name = name.clone();
         std::thread::spawn(move || {
             let runtime = tokio::runtime::Runtime::new().unwrap();
             let delivery = runtime.block_on(async {
+                let queue = crate::queue().await;
                 let mut stream = queue.consume(&name).await.unwrap();
                 stream.next().await.unwrap().unwrap()
             });

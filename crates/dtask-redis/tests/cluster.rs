@@ -80,13 +80,7 @@ async fn the_backends_pass_their_suites_on_a_cluster_and_ride_out_a_restarted_ma
     conformance::state::run_all(&backends.state()).await;
     // A lock and a state live in different slots: no script takes both.
     assert!(backends.lock_with_state().is_none());
-    let (settlement, state, progress) = (backends.settlement(), backends.state(), backends.progress());
-    conformance::settlement::run_all(conformance::settlement::Joined {
-        settlement: &settlement,
-        state: &state,
-        progress: &progress,
-    })
-    .await;
+    support::settlement_suite(&backends).await;
     conformance::lock::run_all(&backends.lock()).await;
     conformance::idempotency::run_all(&backends.idempotency()).await;
     conformance::workers::run_all(&backends.workers()).await;

@@ -59,13 +59,7 @@ async fn state_conformance() {
 async fn settlement_conformance() {
     let prefix = unique_prefix();
     let backends = connect(&config(&prefix)).await;
-    let (settlement, state, progress) = (backends.settlement(), backends.state(), backends.progress());
-    conformance::settlement::run_all(conformance::settlement::Joined {
-        settlement: &settlement,
-        state: &state,
-        progress: &progress,
-    })
-    .await;
+    support::settlement_suite(&backends).await;
     delete_prefix(0, &prefix).await;
 }
 

@@ -25,6 +25,18 @@ pub fn url(db: u8) -> String {
     format!("redis://{REDIS_ADDR}/{db}")
 }
 
+/// Runs the settlement conformance suite on `backends`' settlement, with
+/// the state store and the tracker it joins.
+pub async fn settlement_suite(backends: &RedisBackends) {
+    let (settlement, state, progress) = (backends.settlement(), backends.state(), backends.progress());
+    dtask_core::conformance::settlement::run_all(dtask_core::conformance::settlement::Joined {
+        settlement: &settlement,
+        state: &state,
+        progress: &progress,
+    })
+    .await;
+}
+
 /// Fails the test, naming the service, when Redis does not answer.
 pub async fn require_redis() {
     let connect = tokio::time::timeout(Duration::from_secs(3), TcpStream::connect(REDIS_ADDR)).await;
