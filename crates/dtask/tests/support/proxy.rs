@@ -196,7 +196,12 @@ async fn connection(client: TcpStream, server: TcpStream, shared: Arc<Shared>) {
                     *deaf.lock().unwrap() = Some(outage);
                 }
                 seen.drain(..seen.len().saturating_sub(PATTERN_OVERLAP));
-                if frozen.load(Ordering::SeqCst) || to_server.write_all(&buf[..n]).await.is_err() {
+                // Checked before each forward: a cut stops every byte
+                // after it at once, not when the pump is next polled.
+                if *shared.cut.borrow()
+                    || frozen.load(Ordering::SeqCst)
+                    || to_server.write_all(&buf[..n]).await.is_err()
+                {
                     return;
                 }
             }
@@ -214,6 +219,9 @@ async fn connection(client: TcpStream, server: TcpStream, shared: Arc<Shared>) {
                     Ok(n) => n,
                 };
                 let chunk = &buf[..n];
+                if *shared.cut.borrow() {
+                    return;
+                }
                 let lost = deaf.lock().unwrap().take();
                 if let Some(outage) = lost {
                     // The answer goes nowhere, and the connection with it.
