@@ -14,14 +14,12 @@
 #[path = "support/clusters.rs"]
 mod clusters;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use clusters::{Floor, ScriptedCluster, parcels};
 use dtask::distributed::dtask_amqp::{AmqpConfig, AmqpQueue};
 use dtask::distributed::dtask_redis::RedisConfig;
-use dtask::infra::{Infrastructure, NamespacedQueue};
-use dtask::memory::MemoryObjectStore;
+use dtask::infra::NamespacedQueue;
 use dtask::prelude::*;
 
 /// How long the test waits for what should happen.
@@ -83,24 +81,8 @@ async fn a_killed_node_loses_no_task_and_runs_no_step_twice() {
     let worker_queue = AmqpQueue::connect(amqp("cluster-worker"))
         .await
         .expect("the worker connects");
-    let infrastructure = |queue: &AmqpQueue| {
-        let queue = NamespacedQueue::new(&namespace, queue.clone());
-        Infrastructure {
-            storage: Arc::new(MemoryObjectStore::new()),
-            publisher: Arc::new(queue.clone()),
-            consumer: Arc::new(queue.clone()),
-            lock: Arc::new(redis.lock()),
-            progress: Arc::new(redis.progress()),
-            state: Arc::new(redis.state()),
-            idempotency: Arc::new(redis.idempotency()),
-            dead_letters: Some(Arc::new(queue)),
-            workers: None,
-            depths: None,
-            cancellations: None,
-            settlement: Some(Arc::new(redis.settlement())),
-            lock_with_state: redis.lock_with_state().map(|take| Arc::new(take) as _),
-        }
-    };
+    let infrastructure =
+        |queue: &AmqpQueue| clusters::infrastructure(&redis, NamespacedQueue::new(&namespace, queue.clone()));
 
     let (floor, open) = Floor::closed();
     let api = clusters::api(infrastructure(&api_queue), &floor);

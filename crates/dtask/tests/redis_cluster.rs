@@ -21,7 +21,6 @@ use clusters::{Floor, ScriptedCluster, parcels};
 use dtask::distributed::dtask_redis::RedisConfig;
 use dtask::distributed::dtask_redis_streams::{RedisStreamsConfig, RedisStreamsQueue};
 use dtask::infra::{Infrastructure, NamespacedQueue};
-use dtask::memory::MemoryObjectStore;
 use dtask::prelude::*;
 
 /// How long the test waits for what should happen.
@@ -76,19 +75,8 @@ async fn a_killed_and_restarted_master_loses_no_task() {
     let queue_name = format!("{namespace}.parcels");
     let queue = NamespacedQueue::new(&namespace, streams.clone());
     let infrastructure = Infrastructure {
-        storage: Arc::new(MemoryObjectStore::new()),
-        publisher: Arc::new(queue.clone()),
-        consumer: Arc::new(queue.clone()),
-        lock: Arc::new(redis.lock()),
-        progress: Arc::new(redis.progress()),
-        state: Arc::new(redis.state()),
-        idempotency: Arc::new(redis.idempotency()),
-        dead_letters: Some(Arc::new(queue)),
-        workers: None,
-        depths: None,
         cancellations: Some(Arc::new(redis.progress())),
-        settlement: Some(Arc::new(redis.settlement())),
-        lock_with_state: redis.lock_with_state().map(|take| Arc::new(take) as _),
+        ..clusters::infrastructure(&redis, queue)
     };
 
     let (floor, open) = Floor::closed();

@@ -11,8 +11,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use dtask::TaskHandle;
+use dtask::distributed::dtask_redis::RedisBackends;
 use dtask::host::HostBuilder;
-use dtask::infra::Infrastructure;
+use dtask::infra::{DeadLetters, Infrastructure, NamespacedQueue, QueueConsumer, QueuePublisher};
+use dtask::memory::MemoryObjectStore;
 use dtask::prelude::*;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, watch};
@@ -20,6 +22,30 @@ use tokio::sync::{Notify, watch};
 #[path = "scripted.rs"]
 mod scripted;
 pub use scripted::ScriptedCluster;
+
+/// The services of a cluster test: `queue` (namespaced), everything else
+/// on `redis` (with its two scripts that join a task's keys, where it
+/// offers them), files in memory; no cancellation feed.
+pub fn infrastructure<Q>(redis: &RedisBackends, queue: NamespacedQueue<Q>) -> Infrastructure
+where
+    Q: QueuePublisher + QueueConsumer + DeadLetters + Clone,
+{
+    Infrastructure {
+        storage: Arc::new(MemoryObjectStore::new()),
+        publisher: Arc::new(queue.clone()),
+        consumer: Arc::new(queue.clone()),
+        lock: Arc::new(redis.lock()),
+        progress: Arc::new(redis.progress()),
+        state: Arc::new(redis.state()),
+        idempotency: Arc::new(redis.idempotency()),
+        dead_letters: Some(Arc::new(queue)),
+        workers: None,
+        depths: None,
+        cancellations: None,
+        settlement: Some(Arc::new(redis.settlement())),
+        lock_with_state: redis.lock_with_state().map(|take| Arc::new(take) as _),
+    }
+}
 
 /// An API host (it runs no worker) on `infrastructure`.
 pub fn api(infrastructure: Infrastructure, floor: &Floor) -> Host {

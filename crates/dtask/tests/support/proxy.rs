@@ -59,13 +59,7 @@ impl FaultProxy {
         self.addr
     }
 
-    /// Closes every connection now and refuses new ones until
-    /// [`restore`](Self::restore).
-    pub fn cut(&self) {
-        self.shared.cut_now();
-    }
-
-    /// Accepts and forwards connections again.
+    /// Accepts and forwards connections again after a cut.
     pub fn restore(&self) {
         self.shared.cut.send_replace(false);
     }
@@ -73,15 +67,8 @@ impl FaultProxy {
     /// An action that cuts now and restores after `outage` (for a
     /// tripwire to fire).
     pub fn cut_for(self: &Arc<Self>, outage: std::time::Duration) -> impl Fn() + Send + Sync + 'static {
-        let proxy = Arc::clone(self);
-        move || {
-            proxy.cut();
-            let proxy = Arc::clone(&proxy);
-            tokio::spawn(async move {
-                tokio::time::sleep(outage).await;
-                proxy.restore();
-            });
-        }
+        let shared = Arc::clone(&self.shared);
+        move || Arc::clone(&shared).cut_for(outage)
     }
 
     /// How many times connections were cut.
@@ -147,6 +134,16 @@ impl Shared {
     fn cut_now(&self) {
         self.cuts.send_modify(|cuts| *cuts += 1);
         self.cut.send_replace(true);
+    }
+
+    /// Cuts now and restores after `outage` (the outage's length is what
+    /// a test asks for: nothing else ends it).
+    fn cut_for(self: Arc<Self>, outage: Duration) {
+        self.cut_now();
+        tokio::spawn(async move {
+            tokio::time::sleep(outage).await;
+            self.cut.send_replace(false);
+        });
     }
 }
 
@@ -225,12 +222,7 @@ async fn connection(client: TcpStream, server: TcpStream, shared: Arc<Shared>) {
                 let lost = deaf.lock().unwrap().take();
                 if let Some(outage) = lost {
                     // The answer goes nowhere, and the connection with it.
-                    shared.cut_now();
-                    let shared = Arc::clone(&shared);
-                    tokio::spawn(async move {
-                        tokio::time::sleep(outage).await;
-                        shared.cut.send_replace(false);
-                    });
+                    Arc::clone(&shared).cut_for(outage);
                     return;
                 }
                 let confirms = frames.feed(chunk);
