@@ -17,7 +17,7 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,37 +29,11 @@ use dtask_demo::client::ApiClient;
 use dtask_demo::server::ServerConfig;
 use futures::StreamExt;
 use support::Gate;
-
-fn e2e_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("e2e")
-}
-
-fn chromium() -> PathBuf {
-    std::env::var_os("CHROMIUM_PATH").map_or_else(|| PathBuf::from("/usr/bin/chromium"), PathBuf::from)
-}
-
-/// Fails with the command that installs what is missing.
-fn check_prerequisites() {
-    let node = std::process::Command::new("node").arg("--version").output();
-    assert!(
-        node.is_ok_and(|o| o.status.success()),
-        "node is missing: install Node.js 20 or newer (apt-get install -y nodejs npm)"
-    );
-    assert!(
-        e2e_dir().join("node_modules/playwright-core/package.json").exists(),
-        "playwright-core is not installed: run `npm ci --prefix {}`",
-        e2e_dir().display()
-    );
-    assert!(
-        chromium().exists(),
-        "no Chromium at {}: run `apt-get install -y chromium` (or set CHROMIUM_PATH)",
-        chromium().display()
-    );
-}
+use support::node::{check_prerequisites, run_node};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_uploads_shows_live_progress_downloads_and_cancels_in_chromium() {
-    check_prerequisites();
+    check_prerequisites(&["playwright-core"]);
     // A short hold on the archive step lets the page show the task running.
     let server = support::start(Some(Gate::Delay("CreateZipArchive", Duration::from_millis(1500)))).await;
     let hanging = support::start(Some(Gate::Hang("CreateZipArchive"))).await;
@@ -86,32 +60,9 @@ async fn the_dashboard_uploads_shows_live_progress_downloads_and_cancels_in_chro
     hanging.stop().await;
 }
 
-/// Runs the browser test `script` of `e2e/` with `env` (and Chromium's
-/// path); fails unless it passes. Returns its report.
-async fn run_node(script: &str, env: &[(&str, &str)]) -> String {
-    let run = tokio::process::Command::new("node")
-        .arg("--test")
-        .arg("--test-reporter=spec")
-        .arg(script)
-        .current_dir(e2e_dir())
-        .env("CHROMIUM_PATH", chromium())
-        .envs(env.iter().copied())
-        .kill_on_drop(true)
-        .output();
-    let output = tokio::time::timeout(Duration::from_secs(240), run)
-        .await
-        .expect("the browser test ends within 4 minutes")
-        .expect("node runs");
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    println!("{stdout}\n{stderr}");
-    assert!(output.status.success(), "the browser test failed:\n{stdout}\n{stderr}");
-    stdout
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_operations_dashboard_shows_tasks_timelines_workers_and_retries_a_dead_letter_in_chromium() {
-    check_prerequisites();
+    check_prerequisites(&["playwright-core"]);
     let history = Arc::new(MemoryTaskHistory::new());
     let config = ServerConfig {
         history: Some((history.clone(), HistorySettings::default())),

@@ -1,5 +1,6 @@
 //! What an API can be tuned with: upload and traffic limits, allowed
-//! browser origins, webhooks, idempotency and SSE keep-alive.
+//! browser origins, webhooks, idempotency, and the keep-alives of SSE and
+//! the SignalR hub.
 
 use std::time::Duration;
 
@@ -75,6 +76,14 @@ pub struct ApiConfig {
     /// How often an idle SSE stream sends a keep-alive comment (default
     /// 15 s).
     pub sse_keep_alive: Duration,
+    /// How often the SignalR hub pings each connection (default 15 s, as
+    /// ASP.NET's `KeepAliveInterval`; clients' server timeout is twice
+    /// that).
+    pub hub_keep_alive: Duration,
+    /// How long a SignalR client may send nothing before the hub closes
+    /// its connection (default 30 s, as ASP.NET's `ClientTimeoutInterval`;
+    /// clients ping every 15 s).
+    pub hub_client_timeout: Duration,
 }
 
 impl Default for ApiConfig {
@@ -87,6 +96,8 @@ impl Default for ApiConfig {
             expose_internal_errors: false,
             idempotency_ttl: Duration::from_secs(24 * 60 * 60),
             sse_keep_alive: Duration::from_secs(15),
+            hub_keep_alive: Duration::from_secs(15),
+            hub_client_timeout: Duration::from_secs(30),
         }
     }
 }

@@ -7,6 +7,7 @@ mod dashboard;
 mod exposition;
 mod extract;
 mod follow;
+mod hub;
 mod introspect;
 mod observe;
 mod openapi;
@@ -149,6 +150,7 @@ impl TaskApiBuilder {
                 traffic.max_subscribers,
             )),
             webhooks: webhook::Webhooks::new(&self.config.webhooks),
+            hub: hub::Negotiated::default(),
             host: self.host,
             registry: self.registry,
             config: self.config,

@@ -20,7 +20,9 @@ pub(crate) struct AppState {
     pub(crate) auth: Arc<Authenticator>,
     /// The webhook sender; `None` when no secret is configured.
     pub(crate) webhooks: Option<Webhooks>,
-    /// The live SSE and WebSocket subscribers, bounded.
+    /// The SignalR connections negotiated and not connected yet.
+    pub(crate) hub: crate::hub::Negotiated,
+    /// The live SSE, WebSocket and SignalR subscribers, bounded.
     pub(crate) subscribers: Arc<Subscribers>,
     /// Renders `GET /metrics`, when the API serves metrics.
     pub(crate) metrics: Option<crate::exposition::MetricsRender>,

@@ -159,6 +159,8 @@ async fn every_operation_of_the_document_is_scoped_to_its_owner_and_the_operator
         "listDeadLetters",
         "listWorkers",
         "listQueues",
+        "negotiateTaskHub",
+        "connectTaskHub",
         "getOpenApi",
         "healthz",
         "readyz",
@@ -208,7 +210,14 @@ fn expect(id: &str, path: &str, who: Who, answer: &Answer) {
             let detail = answer.body["detail"].as_str().unwrap();
             assert!(detail.contains("`uploader` or `admin`"), "{context}");
         }
-        "listTasks" => assert_eq!(answer.status, 200, "{context}"),
+        "listTasks" | "negotiateTaskHub" => assert_eq!(answer.status, 200, "{context}"),
+        // Plain requests: the hub speaks WebSockets only (its scoping is
+        // `http_signalr`'s).
+        "connectTaskHub" => assert_eq!(
+            (answer.status, answer.kind.as_str()),
+            (400, "websockets-only"),
+            "{context}"
+        ),
         // Submissions: anything but an authorization refusal (a zip
         // without files is refused for that).
         _ => assert_ne!(answer.status, 403, "{context}"),

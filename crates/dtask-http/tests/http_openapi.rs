@@ -203,6 +203,15 @@ fn calls(server: &TestServer, path: &str, method: &str, zip: &str, echo: &str) -
             Call::Http(Box::new(http(method, &with_id(UNKNOWN)))),
             Call::Http(Box::new(http(method, &with_id("x")))),
         ],
+        ("post", "/hubs/tasks/negotiate") => vec![
+            Call::Http(Box::new(http(method, "/hubs/tasks/negotiate?negotiateVersion=1"))),
+            Call::Http(Box::new(http(method, path))),
+            Call::Http(Box::new(http(method, "/hubs/tasks/negotiate?negotiateVersion=-1"))),
+        ],
+        ("get", "/hubs/tasks") => vec![
+            Call::WebSocket(format!("ws://{}{path}", server.addr)),
+            Call::Http(Box::new(http(method, path))),
+        ],
         ("get", "/api/dead-letters") => vec![
             Call::Http(Box::new(http(method, "/api/dead-letters?limit=5"))),
             Call::Http(Box::new(http(method, "/api/dead-letters?limit=0"))),

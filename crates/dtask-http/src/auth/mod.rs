@@ -131,6 +131,12 @@ impl Authenticator {
             })
             .filter(|credentials| !credentials.is_empty())
             .ok_or_else(|| Refusal::Invalid("the Authorization header is not `Bearer <credentials>`".into()))?;
+        self.bearer(credentials)
+    }
+
+    /// The principal bearer credentials prove: a JWT when they have the
+    /// form of one and JWTs are accepted, otherwise an API key.
+    fn bearer(&self, credentials: &str) -> Result<Principal, Refusal> {
         match &self.jwt {
             Some(jwt) if looks_like_jwt(credentials) => jwt.verify(credentials).map_err(Refusal::Invalid),
             _ => self.api_key(credentials),
@@ -180,8 +186,40 @@ impl Refusal {
 
 /// The middleware of the routes that take credentials: authenticates the
 /// request and hands its principal on, or answers `401`.
-pub(crate) async fn require(State(auth): State<Arc<Authenticator>>, mut request: Request, next: Next) -> Response {
-    match auth.authenticate(request.headers()) {
+pub(crate) async fn require(State(auth): State<Arc<Authenticator>>, request: Request, next: Next) -> Response {
+    let verdict = auth.authenticate(request.headers());
+    admit(verdict, request, next).await
+}
+
+/// [`require`], also taking the credentials from the `access_token` query
+/// parameter when no header carries them: SignalR clients in browsers
+/// send them so, since a browser cannot set a WebSocket's headers. Only
+/// for the SignalR hub's WebSocket: a query lands in more logs than a
+/// header does.
+pub(crate) async fn require_or_query_token(
+    State(auth): State<Arc<Authenticator>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    #[derive(serde::Deserialize)]
+    struct AccessToken {
+        access_token: Option<String>,
+    }
+    let verdict = match auth.authenticate(request.headers()) {
+        Err(Refusal::Missing) => match axum::extract::Query::<AccessToken>::try_from_uri(request.uri()) {
+            Ok(axum::extract::Query(AccessToken {
+                access_token: Some(token),
+            })) if !token.is_empty() => auth.bearer(&token),
+            _ => Err(Refusal::Missing),
+        },
+        verdict => verdict,
+    };
+    admit(verdict, request, next).await
+}
+
+/// Hands the principal of an authenticated request on, or answers `401`.
+async fn admit(verdict: Result<Principal, Refusal>, mut request: Request, next: Next) -> Response {
+    match verdict {
         Ok(principal) => {
             request.extensions_mut().insert(principal);
             next.run(request).await

@@ -6,6 +6,7 @@
 //! format, and every error each route answers.
 
 mod history_schemas;
+mod hub;
 mod schemas;
 
 use serde_json::{Map, Value, json};
@@ -43,6 +44,8 @@ pub(crate) fn document(state: &AppState) -> Value {
     paths.insert("/api/dead-letters".into(), json!({ "get": dead_letters() }));
     paths.insert("/api/workers".into(), json!({ "get": workers() }));
     paths.insert("/api/queues".into(), json!({ "get": queues() }));
+    paths.insert("/hubs/tasks/negotiate".into(), json!({ "post": hub::negotiate() }));
+    paths.insert("/hubs/tasks".into(), json!({ "get": hub::connect() }));
     paths.insert("/api/openapi.json".into(), json!({ "get": openapi() }));
     paths.insert("/healthz".into(), json!({ "get": healthz() }));
     paths.insert("/readyz".into(), json!({ "get": readyz() }));
@@ -71,7 +74,7 @@ pub(crate) fn document(state: &AppState) -> Value {
             "title": "dtask",
             "version": env!("CARGO_PKG_VERSION"),
             "description": format!(
-                "Submit declared tasks, follow their progress (polling, Server-Sent Events, WebSocket or a signed webhook), \
+                "Submit declared tasks, follow their progress (polling, Server-Sent Events, WebSocket, the SignalR hub at `/hubs/tasks` or a signed webhook), \
                  fetch their results and files, cancel them. Every error is `application/problem+json` (RFC 9457); \
                  unknown routes answer 404 and wrong methods 405 in that format. Tasks served: {}.",
                 if tasks.is_empty() { "none".to_owned() } else { tasks.join(", ") }
@@ -103,6 +106,10 @@ fn secure(paths: &mut Map<String, Value>, state: &AppState) {
             if OPEN_PATHS.contains(&path.as_str()) {
                 operation["security"] = json!([]);
                 continue;
+            }
+            if path == crate::hub::HUB_PATH {
+                operation["security"] =
+                    json!([{ "bearerAuth": [] }, { "apiKeyHeader": [] }, { "accessTokenQuery": [] }]);
             }
             let responses = &mut operation["responses"];
             responses["401"] = problem(
@@ -169,6 +176,12 @@ fn security_schemes() -> Value {
             "in": "header",
             "name": "X-Api-Key",
             "description": "An API key."
+        },
+        "accessTokenQuery": {
+            "type": "apiKey",
+            "in": "query",
+            "name": "access_token",
+            "description": "A JWT or an API key in the query, on the SignalR hub's WebSocket only (browsers cannot set its headers)."
         }
     })
 }
@@ -189,7 +202,7 @@ fn parameters(webhooks: bool) -> Value {
         },
         "Listening": {
             "name": "listening", "in": "query", "required": false,
-            "description": "How the client will follow the task (also a form field).",
+            "description": "How the client will follow the task (also a form field): `polling` (`GET /api/tasks/{id}`), `sse` (`/api/tasks/{id}/stream`), `websocket` (`/api/tasks/{id}/ws`), `signalr` (the hub at `/hubs/tasks`: `Subscribe(taskId)`, then `TaskProgress` and `TaskCompleted`) or `webhook` (the terminal snapshot POSTed to `webhookUrl`). Only `webhook` changes what the server does.",
             "schema": { "type": "string", "enum": schemas::strategies(webhooks) }
         },
         "WebhookUrl": {

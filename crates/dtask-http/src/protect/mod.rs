@@ -90,6 +90,9 @@ pub(crate) fn outer_layers(router: Router, limits: &TrafficLimits, origins: &All
                 HeaderName::from_static("last-event-id"),
                 HeaderName::from_static("idempotency-key"),
                 HeaderName::from_static(crate::auth::API_KEY_HEADER),
+                // What SignalR clients send with their negotiate request.
+                HeaderName::from_static("x-requested-with"),
+                HeaderName::from_static("x-signalr-user-agent"),
             ])
             .expose_headers([
                 header::LOCATION,

@@ -63,9 +63,15 @@ pub(crate) fn router(state: Shared) -> Router {
         .route("/api/dead-letters", get(dead_letters::list))
         .route("/api/workers", get(workers::list))
         .route("/api/queues", get(queues::list));
+    let mut hub = crate::hub::routes();
     if state.auth.is_enabled() {
         protected = protected.route_layer(middleware::from_fn_with_state(Arc::clone(&state.auth), auth::require));
+        hub = hub.route_layer(middleware::from_fn_with_state(
+            Arc::clone(&state.auth),
+            auth::require_or_query_token,
+        ));
     }
+    let protected = protected.merge(hub);
     let protected = protect::limit_in_flight(protected, &state.config.traffic);
     let mut router = Router::new()
         .route("/api/openapi.json", get(openapi))

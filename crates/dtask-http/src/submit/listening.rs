@@ -1,5 +1,5 @@
-//! How a client listens to its task: `polling`, `sse`, `websocket` or
-//! `webhook` (with a `webhookUrl`). Only a webhook changes what the API
+//! How a client listens to its task: `polling`, `sse`, `websocket`,
+//! `signalr` or `webhook` (with a `webhookUrl`). Only a webhook changes what the API
 //! does; the others are accepted so a client can say what it will do.
 
 use axum::http::StatusCode;
@@ -8,7 +8,7 @@ use reqwest::Url;
 use crate::problem::{ApiResult, Problem, kinds};
 
 /// The listening strategies, as a client names them.
-pub(crate) const STRATEGIES: [&str; 4] = ["polling", "sse", "websocket", "webhook"];
+pub(crate) const STRATEGIES: [&str; 5] = ["polling", "sse", "websocket", "signalr", "webhook"];
 
 /// What a submission said about listening, from its fields or its query.
 #[derive(Debug, Default)]
