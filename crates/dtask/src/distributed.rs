@@ -21,6 +21,7 @@
 use std::sync::Arc;
 
 use dtask_amqp::{AmqpConfig, AmqpQueue};
+use dtask_amqp10::{Amqp10Config, Amqp10Queue};
 use dtask_core::infra::{
     CancellationFeed, DistributedLock, IdempotencyStore, LockWithState, ProgressTracker, SagaStateStore,
     StateWithProgress, WorkerRegistry,
@@ -32,16 +33,17 @@ use dtask_redis::RedisConfig;
 use dtask_redis_streams::{RedisStreamsConfig, RedisStreamsQueue};
 use dtask_s3::{S3Config, S3ObjectStore};
 
-/// Both ends of the queue, and its dead letters.
-/// A queue backend's ends and optional capabilities, shared.
+/// A queue backend's ends and the optional capabilities it offers (dead
+/// letters, depths), shared.
 type QueueEnds = (
     Arc<dyn QueuePublisher>,
     Arc<dyn QueueConsumer>,
-    Arc<dyn DeadLetters>,
-    Arc<dyn QueueDepths>,
+    Option<Arc<dyn DeadLetters>>,
+    Option<Arc<dyn QueueDepths>>,
 );
 
 pub use dtask_amqp;
+pub use dtask_amqp10;
 pub use dtask_postgres;
 pub use dtask_redis;
 pub use dtask_redis_streams;
@@ -52,6 +54,9 @@ pub use dtask_s3;
 pub enum QueueKind {
     /// RabbitMQ, through `dtask-amqp`.
     RabbitMq,
+    /// An AMQP 1.0 broker (RabbitMQ's AMQP 1.0 plugin, Azure Service Bus),
+    /// through `dtask-amqp10`.
+    Amqp10,
     /// Redis Streams, through `dtask-redis-streams`.
     RedisStreams,
     /// PostgreSQL, through `dtask-postgres`: the state, progress, lock and
@@ -84,6 +89,9 @@ pub struct DistributedOptions {
     pub postgres: PostgresConfig,
     /// RabbitMQ (used with [`QueueKind::RabbitMq`]).
     pub amqp: AmqpConfig,
+    /// The AMQP 1.0 broker (used with [`QueueKind::Amqp10`]); the local
+    /// RabbitMQ's AMQP 1.0 endpoint unless set.
+    pub amqp10: Amqp10Config,
     /// Redis Streams (used with [`QueueKind::RedisStreams`]; its URL is
     /// the first Redis URL unless set).
     pub streams: Option<RedisStreamsConfig>,
@@ -111,7 +119,7 @@ pub struct ConnectError {
 }
 
 impl DistributedOptions {
-    /// Local defaults: RabbitMQ or Redis Streams, Redis and an S3 server on
+    /// Local defaults: RabbitMQ (0-9-1 or AMQP 1.0) or Redis Streams, Redis and an S3 server on
     /// 127.0.0.1 (`minioadmin` keys on port 9000).
     pub fn new(queue: QueueKind) -> Self {
         Self {
@@ -119,6 +127,7 @@ impl DistributedOptions {
             store: StoreKind::Redis,
             postgres: PostgresConfig::new("postgres://dtask:dtask@127.0.0.1:5432/dtask"),
             amqp: AmqpConfig::new("amqp://guest:guest@127.0.0.1:5672/%2f"),
+            amqp10: Amqp10Config::default(),
             streams: None,
             redis: RedisConfig::new("redis://127.0.0.1:6379"),
             redis_url: "redis://127.0.0.1:6379".to_owned(),
@@ -168,6 +177,14 @@ impl DistributedOptions {
             self.amqp.url = cluster.url;
             self.amqp.failover_urls = cluster.failover_urls;
         }
+        self
+    }
+
+    /// The AMQP 1.0 broker (see [`Amqp10Config::parse`], which reads a URL
+    /// or a Service Bus connection string).
+    #[must_use]
+    pub fn amqp10(mut self, config: Amqp10Config) -> Self {
+        self.amqp10 = config;
         self
     }
 
@@ -252,9 +269,9 @@ impl DistributedOptions {
             progress: stores.progress,
             state: stores.state,
             idempotency: stores.idempotency,
-            dead_letters: Some(dead_letters),
+            dead_letters,
             workers: Some(stores.workers),
-            depths: Some(depths),
+            depths,
             cancellations: stores.cancellations,
             settlement: stores.settlement,
             lock_with_state: stores.lock_with_state,
@@ -294,6 +311,20 @@ impl DistributedOptions {
                     })?;
                 Ok(self.namespaced(queue))
             }
+            QueueKind::Amqp10 => {
+                let queue = Amqp10Queue::connect(self.amqp10.clone())
+                    .await
+                    .map_err(|source| ConnectError {
+                        service: "the AMQP 1.0 broker",
+                        source,
+                    })?;
+                // Service Bus's dead letters cannot be read here: none.
+                let dead_letters = queue
+                    .dead_letters()
+                    .map(|letters| self.dead_letters_in_namespace(letters));
+                let (publisher, consumer) = self.ends_in_namespace(queue);
+                Ok((publisher, consumer, dead_letters, None))
+            }
             QueueKind::RedisStreams => {
                 let config = self
                     .streams
@@ -310,26 +341,44 @@ impl DistributedOptions {
         }
     }
 
+    /// A backend with every capability, in the namespace if there is one.
     fn namespaced<Q>(&self, queue: Q) -> QueueEnds
     where
         Q: QueuePublisher + QueueConsumer + DeadLetters + QueueDepths + Clone,
     {
+        let depths = self.depths_in_namespace(queue.clone());
+        let dead_letters = self.dead_letters_in_namespace(queue.clone());
+        let (publisher, consumer) = self.ends_in_namespace(queue);
+        (publisher, consumer, Some(dead_letters), Some(depths))
+    }
+
+    /// A queue's two ends, in the namespace if there is one.
+    fn ends_in_namespace<Q>(&self, queue: Q) -> (Arc<dyn QueuePublisher>, Arc<dyn QueueConsumer>)
+    where
+        Q: QueuePublisher + QueueConsumer + Clone,
+    {
         match &self.namespace {
             Some(namespace) => {
                 let queue = NamespacedQueue::new(namespace.clone(), queue);
-                (
-                    Arc::new(queue.clone()),
-                    Arc::new(queue.clone()),
-                    Arc::new(queue.clone()),
-                    Arc::new(queue),
-                )
+                (Arc::new(queue.clone()), Arc::new(queue))
             }
-            None => (
-                Arc::new(queue.clone()),
-                Arc::new(queue.clone()),
-                Arc::new(queue.clone()),
-                Arc::new(queue),
-            ),
+            None => (Arc::new(queue.clone()), Arc::new(queue)),
+        }
+    }
+
+    /// A backend's dead letters, in the namespace if there is one.
+    fn dead_letters_in_namespace<D: DeadLetters>(&self, dead_letters: D) -> Arc<dyn DeadLetters> {
+        match &self.namespace {
+            Some(namespace) => Arc::new(NamespacedQueue::new(namespace.clone(), dead_letters)),
+            None => Arc::new(dead_letters),
+        }
+    }
+
+    /// A backend's queue depths, in the namespace if there is one.
+    fn depths_in_namespace<D: QueueDepths>(&self, depths: D) -> Arc<dyn QueueDepths> {
+        match &self.namespace {
+            Some(namespace) => Arc::new(NamespacedQueue::new(namespace.clone(), depths)),
+            None => Arc::new(depths),
         }
     }
 }

@@ -521,6 +521,7 @@ mod real_backends {
         // deeper prefetch, the first worker to subscribe could hold both
         // members while the other is still connecting (see docs/dsl.md).
         options.amqp = options.amqp.clone().with_prefetch(1);
+        options.amqp10 = options.amqp10.clone().with_prefetch(1);
         options.streams = Some(RedisStreamsConfig::new("redis://127.0.0.1:6379").with_read_count(1));
         let task = FanOut::new(journal);
         let mut hosts = Vec::new();
@@ -551,6 +552,11 @@ mod real_backends {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn members_ending_together_on_rabbitmq_are_recorded_once() {
         members_ending_together_on(QueueKind::RabbitMq).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn members_ending_together_on_amqp10_are_recorded_once() {
+        members_ending_together_on(QueueKind::Amqp10).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -29,6 +29,9 @@ pub(crate) enum ModeArg {
 pub(crate) enum QueueArg {
     /// RabbitMQ.
     Rabbitmq,
+    /// An AMQP 1.0 broker (`DTASK_AMQP10_URL`): RabbitMQ's AMQP 1.0
+    /// plugin or Azure Service Bus.
+    Amqp10,
     /// Redis Streams.
     RedisStreams,
     /// PostgreSQL: state, progress, locks and idempotency keys too; no
@@ -98,6 +101,17 @@ pub(crate) struct DeployArgs {
         value_delimiter = ','
     )]
     amqp_url: Vec<String>,
+    /// The AMQP 1.0 broker (`--queue amqp10`): an
+    /// `amqp://user:password@host:port` or `amqps://` URL, or an Azure
+    /// Service Bus connection string
+    /// (`Endpoint=sb://NAMESPACE.servicebus.windows.net/;SharedAccessKeyName=...;SharedAccessKey=...`).
+    #[arg(
+        long,
+        env = "DTASK_AMQP10_URL",
+        default_value = "amqp://guest:guest@127.0.0.1:5672",
+        hide_env_values = true
+    )]
+    amqp10_url: Secret,
     /// The Redis URL; several, comma-separated, form a RedLock quorum, or
     /// (with `redis+cluster://`) are nodes of one Redis Cluster.
     #[arg(
@@ -194,10 +208,18 @@ impl DeployArgs {
         self.key_ring()?;
         let queue = match self.queue {
             QueueArg::Rabbitmq => QueueKind::RabbitMq,
+            QueueArg::Amqp10 => QueueKind::Amqp10,
             QueueArg::RedisStreams => QueueKind::RedisStreams,
             QueueArg::Postgres => QueueKind::Postgres,
         };
-        Ok(self.options(queue).connect(&dtask_demo::buckets()).await?)
+        let mut options = self.options(queue);
+        if queue == QueueKind::Amqp10 {
+            // The error names what is malformed, never a key or password.
+            let config = dtask::distributed::dtask_amqp10::Amqp10Config::parse(&self.amqp10_url.0)
+                .map_err(|error| anyhow!("DTASK_AMQP10_URL: {error}"))?;
+            options = options.amqp10(config);
+        }
+        Ok(options.connect(&dtask_demo::buckets()).await?)
     }
 
     /// The connection options these flags give, for `queue`.

@@ -100,6 +100,8 @@ pub(crate) fn require(service: &str, address: &str) {
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Broker {
     RabbitMq,
+    /// RabbitMQ through its AMQP 1.0 plugin (`dtask-amqp10`).
+    Amqp10,
     RedisStreams,
     /// PostgreSQL for everything but the files: the processes are given
     /// closed ports for Redis and RabbitMQ, so a connection to either fails.
@@ -171,7 +173,7 @@ pub(crate) struct Cluster {
 impl Cluster {
     pub(crate) fn new(broker: Broker) -> Self {
         match broker {
-            Broker::RabbitMq => {
+            Broker::RabbitMq | Broker::Amqp10 => {
                 require("Redis", "127.0.0.1:6379");
                 require("RabbitMQ", "127.0.0.1:5672");
             }
@@ -213,6 +215,7 @@ impl Cluster {
                 "DTASK_QUEUE",
                 match self.broker {
                     Broker::RabbitMq => "rabbitmq",
+                    Broker::Amqp10 => "amqp10",
                     Broker::RedisStreams => "redis-streams",
                     Broker::Postgres => "postgres",
                 },
@@ -330,7 +333,9 @@ impl Cluster {
         use dtask::distributed::dtask_redis_streams::{RedisStreamsConfig, RedisStreamsQueue};
         let queues = ["file-processing", "video-processing"].map(|name| format!("{}.{name}", self.namespace));
         match self.broker {
-            Broker::RabbitMq => {
+            // AMQP 1.0 declares classic queues of the same names (RabbitMQ
+            // 3.10 deletes none over AMQP 1.0): deleted over 0-9-1.
+            Broker::RabbitMq | Broker::Amqp10 => {
                 let urls = self
                     .setting("DTASK_AMQP_URL")
                     .unwrap_or("amqp://guest:guest@127.0.0.1:5672/%2f");
