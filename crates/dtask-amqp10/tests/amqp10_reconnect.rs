@@ -10,9 +10,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use dtask_amqp10::{Amqp10Config, Amqp10Error};
+use dtask_core::conformance::FaultProxy;
 use dtask_core::infra::{QueueConsumer, QueuePublisher};
 use futures::StreamExt;
-use support::proxy::CutProxy;
 use support::{connect_with, delete_queues, message, unique, within};
 
 /// The broker behind the proxy.
@@ -23,7 +23,7 @@ fn broker() -> SocketAddr {
         .expect("the test broker is an IP address and port")
 }
 
-fn through(proxy: &CutProxy) -> Amqp10Config {
+fn through(proxy: &FaultProxy) -> Amqp10Config {
     Amqp10Config::parse(&format!("amqp://guest:guest@{}", proxy.addr()))
         .expect("a proxy URL")
         .with_reconnect_backoff(Duration::from_millis(50), Duration::from_millis(500))
@@ -36,7 +36,7 @@ async fn publishing_and_consuming_survive_a_cut_connection() {
         .with_env_filter("dtask_amqp10=debug")
         .try_init();
     let queue = unique("reconnect");
-    let proxy = CutProxy::start(broker()).await;
+    let proxy = FaultProxy::start(broker()).await;
     let amqp = connect_with(through(&proxy)).await;
     let impatient = connect_with(through(&proxy).with_reconnect_timeout(Duration::from_millis(300))).await;
     let mut stream = amqp.consume(&queue).await.expect("consume");
@@ -114,7 +114,7 @@ async fn no_publish_is_reported_done_without_the_brokers_accepted() {
         .with_env_filter("dtask_amqp10=debug")
         .try_init();
     let queue = unique("in-flight");
-    let proxy = CutProxy::start(broker()).await;
+    let proxy = FaultProxy::start(broker()).await;
     let amqp = connect_with(through(&proxy).with_reconnect_timeout(Duration::from_secs(20))).await;
     // Declares the queue, so the cut falls among the transfers.
     amqp.publish(&queue, message(0)).await.expect("first publish");

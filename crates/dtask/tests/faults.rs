@@ -24,8 +24,6 @@ mod support;
 
 #[path = "support/audit.rs"]
 mod audit;
-#[path = "support/proxy.rs"]
-mod proxy;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -40,7 +38,7 @@ use dtask::infra::{
 };
 use dtask::memory::MemoryObjectStore;
 use dtask::prelude::*;
-use proxy::FaultProxy;
+use dtask_core::conformance::FaultProxy;
 use support::{Journal, OrderRequest, PlaceOrder, PlaceOrderV2, assert_order_completed, charge_just_completed};
 
 const REDIS: &str = "127.0.0.1:6379";

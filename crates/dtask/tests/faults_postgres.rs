@@ -16,10 +16,6 @@ mod support;
 
 #[path = "support/audit.rs"]
 mod audit;
-// The proxy's AMQP and lost-answer triggers are not used here.
-#[allow(dead_code)]
-#[path = "support/proxy.rs"]
-mod proxy;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,7 +26,7 @@ use dtask::distributed::dtask_postgres::{PostgresBackends, PostgresConfig, Postg
 use dtask::infra::{DeadLetters, Infrastructure, NamespacedQueue, ProgressTracker, SagaStateStore};
 use dtask::memory::MemoryObjectStore;
 use dtask::prelude::*;
-use proxy::FaultProxy;
+use dtask_core::conformance::FaultProxy;
 use support::{Journal, OrderRequest, PlaceOrder, assert_order_completed, charge_just_completed};
 
 /// The worker's lock TTL: its save retries last this long.

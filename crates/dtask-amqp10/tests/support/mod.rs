@@ -5,8 +5,6 @@
 
 #![allow(dead_code, unreachable_pub)]
 
-pub mod proxy;
-
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -40,9 +40,13 @@
 //! | [`settlement`] | [`StateWithProgress`](crate::infra::StateWithProgress) |
 //! | [`workers`] | [`WorkerRegistry`](crate::infra::WorkerRegistry) |
 //! | [`serializer`] | [`SagaStateSerializer`](crate::codec::SagaStateSerializer) |
+//!
+//! Beside the suites, [`FaultProxy`]: a TCP proxy that cuts a backend's
+//! connections at an exact moment, for each backend's fault tests.
 
 pub mod dead_letters;
 pub mod depths;
+pub mod fault_proxy;
 pub mod history;
 pub mod idempotency;
 pub mod lock;
@@ -54,6 +58,8 @@ pub mod settlement;
 pub mod state;
 pub mod storage;
 pub mod workers;
+
+pub use fault_proxy::FaultProxy;
 
 use std::future::Future;
 use std::time::Duration;

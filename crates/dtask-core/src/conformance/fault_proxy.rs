@@ -1,15 +1,17 @@
-//! A TCP proxy that injects faults between a client and a real server:
-//! it forwards bytes both ways until told to cut every connection (and
-//! refuse new ones until restored), and can cut at an exact moment of an
-//! AMQP 0-9-1 conversation: right after the broker confirms a publish,
-//! before the client's next frame reaches the broker; or drop the answer
-//! to a request it recognises.
-
-#![allow(unreachable_pub)]
+//! [`FaultProxy`]: a TCP proxy that injects faults between a client and a
+//! real server, for the fault tests of every backend ("prove it with
+//! faults injected at the exact moment").
+//!
+//! It forwards bytes both ways until told to cut every connection (and
+//! refuse new ones until restored), and can cut by itself at an exact
+//! moment: once the client has sent a number of bytes more (mid-frame,
+//! likely); right after an AMQP 0-9-1 broker confirms a publish, before
+//! the client's next frame reaches the broker; or on the answer to a
+//! request it recognises, which then never reaches the client.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -17,7 +19,11 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-/// A proxy to one server. Dropping it stops it.
+/// The longest pattern [`FaultProxy::cut_after_request_with`] finds across
+/// two reads.
+pub const PATTERN_OVERLAP: usize = 256;
+
+/// A proxy to one server. Dropping it stops it and cuts its connections.
 pub struct FaultProxy {
     addr: SocketAddr,
     shared: Arc<Shared>,
@@ -28,11 +34,15 @@ struct Shared {
     target: SocketAddr,
     /// `true` while connections are cut and refused; every pump watches it.
     cut: watch::Sender<bool>,
+    /// How many cuts happened (by hand or by a trigger).
+    cuts: watch::Sender<u64>,
+    /// Bytes the clients sent so far, and the count at which the proxy
+    /// cuts (`u64::MAX`: never); see [`FaultProxy::cut_after_client_bytes`].
+    sent: AtomicU64,
+    cut_at: AtomicU64,
     /// Set by [`FaultProxy::cut_after_next_confirm`]; taken by the pump
     /// that sees the confirmation.
     cut_after_confirm: AtomicBool,
-    /// How many cuts happened (by hand or by a trigger).
-    cuts: watch::Sender<u64>,
     /// Set by [`FaultProxy::cut_after_request_with`]: the bytes a request
     /// holds, and how long the outage after it lasts.
     cut_after_request: Mutex<Option<(Vec<u8>, Duration)>>,
@@ -40,14 +50,19 @@ struct Shared {
 
 impl FaultProxy {
     /// A proxy on a free loopback port, forwarding to `target`.
+    ///
+    /// # Panics
+    /// When no loopback port can be bound (a test cannot go on).
     pub async fn start(target: SocketAddr) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("binding the proxy");
         let addr = listener.local_addr().expect("the proxy's address");
         let shared = Arc::new(Shared {
             target,
             cut: watch::channel(false).0,
-            cut_after_confirm: AtomicBool::new(false),
             cuts: watch::channel(0).0,
+            sent: AtomicU64::new(0),
+            cut_at: AtomicU64::new(u64::MAX),
+            cut_after_confirm: AtomicBool::new(false),
             cut_after_request: Mutex::new(None),
         });
         let accept = tokio::spawn(accept_loop(listener, Arc::clone(&shared)));
@@ -59,14 +74,22 @@ impl FaultProxy {
         self.addr
     }
 
-    /// Accepts and forwards connections again after a cut.
+    /// Cuts every connection now and refuses new ones until
+    /// [`restore`](Self::restore).
+    pub fn cut(&self) {
+        self.shared.cut_now();
+    }
+
+    /// Accepts and forwards connections again after a cut (and disarms a
+    /// [`cut_after_client_bytes`](Self::cut_after_client_bytes)).
     pub fn restore(&self) {
+        self.shared.cut_at.store(u64::MAX, Ordering::SeqCst);
         self.shared.cut.send_replace(false);
     }
 
     /// An action that cuts now and restores after `outage` (for a
     /// tripwire to fire).
-    pub fn cut_for(self: &Arc<Self>, outage: std::time::Duration) -> impl Fn() + Send + Sync + 'static {
+    pub fn cut_for(&self, outage: Duration) -> impl Fn() + Send + Sync + 'static {
         let shared = Arc::clone(&self.shared);
         move || Arc::clone(&shared).cut_for(outage)
     }
@@ -84,9 +107,17 @@ impl FaultProxy {
         let _ = cuts.wait_for(|cuts| *cuts >= n).await;
     }
 
-    /// Arms a one-shot trigger for an AMQP connection: when the broker
-    /// next confirms a publish (a `basic.ack` frame from the broker), the
-    /// proxy stops forwarding what the client sends, hands the
+    /// Arms a one-shot trigger: once the clients have sent `bytes` bytes
+    /// more, the proxy forwards up to that byte and cuts every connection
+    /// (mid-frame, likely), until [`restore`](Self::restore).
+    pub fn cut_after_client_bytes(&self, bytes: u64) {
+        let now = self.shared.sent.load(Ordering::SeqCst);
+        self.shared.cut_at.store(now.saturating_add(bytes), Ordering::SeqCst);
+    }
+
+    /// Arms a one-shot trigger for an AMQP 0-9-1 connection: when the
+    /// broker next confirms a publish (a `basic.ack` frame from the
+    /// broker), the proxy stops forwarding what the client sends, hands the
     /// confirmation to the client, and cuts every connection. Whatever the
     /// client does on hearing the confirmation (typically acknowledging
     /// the delivery it was dead-lettering) never reaches the broker.
@@ -101,13 +132,19 @@ impl FaultProxy {
     /// restores after `outage`. The client sees a request that may or may
     /// not have been applied (it was).
     pub fn cut_after_request_with(&self, pattern: &[u8], outage: Duration) {
-        *self.shared.cut_after_request.lock().unwrap() = Some((pattern.to_vec(), outage));
+        *self.shared.armed_request() = Some((pattern.to_vec(), outage));
     }
 }
 
-/// The longest pattern [`FaultProxy::cut_after_request_with`] finds across
-/// two reads.
-const PATTERN_OVERLAP: usize = 256;
+impl std::fmt::Debug for FaultProxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FaultProxy")
+            .field("addr", &self.addr)
+            .field("target", &self.shared.target)
+            .field("cuts", &self.cuts())
+            .finish_non_exhaustive()
+    }
+}
 
 impl Drop for FaultProxy {
     fn drop(&mut self) {
@@ -117,10 +154,14 @@ impl Drop for FaultProxy {
 }
 
 impl Shared {
+    fn armed_request(&self) -> std::sync::MutexGuard<'_, Option<(Vec<u8>, Duration)>> {
+        self.cut_after_request.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// Whether `request` trips the armed [`FaultProxy::cut_after_request_with`]
     /// trigger (disarming it): the outage to cut for.
     fn request_trips(&self, request: &[u8]) -> Option<Duration> {
-        let mut armed = self.cut_after_request.lock().unwrap();
+        let mut armed = self.armed_request();
         let holds = armed
             .as_ref()
             .is_some_and(|(pattern, _)| request.windows(pattern.len()).any(|w| w == pattern.as_slice()));
@@ -129,6 +170,15 @@ impl Shared {
         } else {
             None
         }
+    }
+
+    /// Counts `n` bytes a client just read; when they reach the armed byte
+    /// count, how many of them go to the server before the cut.
+    fn client_bytes_reach_cut(&self, n: usize) -> Option<usize> {
+        let before = self.sent.fetch_add(n as u64, Ordering::SeqCst);
+        let limit = self.cut_at.load(Ordering::SeqCst);
+        (before.saturating_add(n as u64) >= limit)
+            .then(|| usize::try_from(limit.saturating_sub(before)).map_or(n, |room| room.min(n)))
     }
 
     fn cut_now(&self) {
@@ -190,15 +240,20 @@ async fn connection(client: TcpStream, server: TcpStream, shared: Arc<Shared>) {
                 };
                 seen.extend_from_slice(&buf[..n]);
                 if let Some(outage) = shared.request_trips(&seen) {
-                    *deaf.lock().unwrap() = Some(outage);
+                    *deaf.lock().unwrap_or_else(PoisonError::into_inner) = Some(outage);
                 }
                 seen.drain(..seen.len().saturating_sub(PATTERN_OVERLAP));
+                let cut_after = shared.client_bytes_reach_cut(n);
                 // Checked before each forward: a cut stops every byte
                 // after it at once, not when the pump is next polled.
                 if *shared.cut.borrow()
                     || frozen.load(Ordering::SeqCst)
-                    || to_server.write_all(&buf[..n]).await.is_err()
+                    || to_server.write_all(&buf[..cut_after.unwrap_or(n)]).await.is_err()
                 {
+                    return;
+                }
+                if cut_after.is_some() {
+                    shared.cut_now();
                     return;
                 }
             }
@@ -219,7 +274,7 @@ async fn connection(client: TcpStream, server: TcpStream, shared: Arc<Shared>) {
                 if *shared.cut.borrow() {
                     return;
                 }
-                let lost = deaf.lock().unwrap().take();
+                let lost = deaf.lock().unwrap_or_else(PoisonError::into_inner).take();
                 if let Some(outage) = lost {
                     // The answer goes nowhere, and the connection with it.
                     Arc::clone(&shared).cut_for(outage);
@@ -248,7 +303,6 @@ async fn connection(client: TcpStream, server: TcpStream, shared: Arc<Shared>) {
         _ = cut.wait_for(|cut| *cut) => {}
     }
 }
-
 /// Follows the frames of an AMQP 0-9-1 byte stream from the broker to find
 /// where a `basic.ack` (a publisher confirmation) ends.
 #[derive(Default)]
