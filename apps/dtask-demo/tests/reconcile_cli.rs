@@ -42,10 +42,11 @@ struct PrivateS3 {
 
 impl PrivateS3 {
     /// Starts `s3s-fs` on a free port. The port is free when picked but
-    /// may be taken before the server binds it (tests run in parallel): a
-    /// server that exits is started again on another port, and the port
-    /// counts as ours only while our process is alive.
-    fn start() -> Self {
+    /// may be taken before the server binds it (tests run in parallel):
+    /// the port counts as ours only once the buckets made through it
+    /// appear in our data directory; otherwise the server starts again on
+    /// another port.
+    async fn start() -> Self {
         let binary = s3s_fs().expect("s3s-fs is not installed: run scripts/s3-server install");
         for _ in 0..5 {
             let data = tempfile::tempdir().expect("a temporary directory");
@@ -73,12 +74,23 @@ impl PrivateS3 {
                     break; // it could not bind: try another port
                 }
                 if TcpStream::connect(&address).is_ok() && server.child.try_wait().expect("status").is_none() {
-                    return server;
+                    if server.is_ours().await {
+                        return server;
+                    }
+                    break; // another process answers there: try another port
                 }
-                std::thread::sleep(Duration::from_millis(50));
+                tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
         panic!("s3s-fs did not start on any of five ports");
+    }
+
+    /// Whether the server on our port is our `s3s-fs`: the buckets made
+    /// through it are directories of our data directory.
+    async fn is_ours(&self) -> bool {
+        let config = S3Config::endpoint(&self.endpoint, "minioadmin", "minioadmin");
+        S3ObjectStore::connect(config, &[INCOMING, PROCESSED]).await.is_ok()
+            && [INCOMING, PROCESSED].iter().all(|b| self.data.path().join(b).is_dir())
     }
 
     async fn store(&self) -> S3ObjectStore {
@@ -241,7 +253,7 @@ fn located(objects: &[(String, String)]) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn reconcile_lists_then_deletes_only_the_orphans() {
-    let s3 = PrivateS3::start();
+    let s3 = PrivateS3::start().await;
     let store = s3.store().await;
     let redis = redis().await;
     let (progress, state) = (redis.progress(), redis.state());
@@ -321,7 +333,7 @@ async fn reconcile_lists_then_deletes_only_the_orphans() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn reconcile_outside_distributed_mode_is_refused() {
-    let s3 = PrivateS3::start();
+    let s3 = PrivateS3::start().await;
     let output = demo(&s3, &["reconcile", "--dry-run"])
         .env("DTASK_MODE", "in-process")
         .output()
@@ -333,7 +345,7 @@ async fn reconcile_outside_distributed_mode_is_refused() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_api_process_reconciles_when_it_starts() {
-    let s3 = PrivateS3::start();
+    let s3 = PrivateS3::start().await;
     let store = s3.store().await;
     let redis = redis().await;
     let progress = redis.progress();
