@@ -78,7 +78,7 @@ pub struct ApiConfig {
     pub sse_keep_alive: Duration,
     /// How often the SignalR hub pings each connection (default 15 s, as
     /// ASP.NET's `KeepAliveInterval`; clients' server timeout is twice
-    /// that).
+    /// that; at least 1 ms is used).
     pub hub_keep_alive: Duration,
     /// How long a SignalR client may send nothing before the hub closes
     /// its connection (default 30 s, as ASP.NET's `ClientTimeoutInterval`;

@@ -427,3 +427,18 @@ async fn the_hub_takes_credentials_in_a_header_or_the_query_and_scopes_tasks_to_
     let refused = hub.invoke("Subscribe", json!([id])).await;
     assert_eq!(refused["error"], format!("no task {id}"));
 }
+
+#[tokio::test]
+async fn a_zero_keep_alive_pings_often_and_never_panics() {
+    let server = TestServer::with_config(ApiConfig {
+        hub_keep_alive: Duration::ZERO,
+        ..ApiConfig::default()
+    })
+    .await;
+    let mut hub = Hub::connect(&server, Credentials::None).await;
+    assert_eq!(hub.next_record().await, json!({ "type": 6 }));
+    let id = server.submit_json("echo", json!({ "text": "a" })).await;
+    server.wait_end(&id).await;
+    let done = hub.invoke("Subscribe", json!([id])).await;
+    assert!(done.get("error").is_none(), "the connection still serves calls: {done}");
+}

@@ -210,7 +210,10 @@ impl Connection {
             }
         }
         let config = &self.state.config;
-        let (keep_alive, client_timeout) = (config.hub_keep_alive, config.hub_client_timeout);
+        // A zero interval would make the timer panic: a millisecond is the
+        // least.
+        let keep_alive = config.hub_keep_alive.max(Duration::from_millis(1));
+        let client_timeout = config.hub_client_timeout;
         let mut pings = tokio::time::interval_at(Instant::now() + keep_alive, keep_alive);
         pings.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut last_heard = Instant::now();
